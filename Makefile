@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X halb/internal/version.Version=$(VERSION)
 FUZZTIME  ?= 10s
 PKGS      := ./...
 
-.PHONY: all build run test fmt-check vet race fuzz bench check clean static
+.PHONY: all build run test fmt-check vet race fuzz bench clean test-ipvs
 
 all: build
 
@@ -44,3 +44,7 @@ bench:
 
 clean:
 	rm -rf bin
+
+# IPVS tests inside a throwaway qemu VM on Debian's kernel (the build machines have no ip_vs).
+test-ipvs:
+	bash ipvs/vmtest/run.sh
