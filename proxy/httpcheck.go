@@ -1,0 +1,181 @@
+package proxy
+
+import "bytes"
+
+// Strict request validation. fasthttp parses the request; these checks run
+// on its raw header block before any backend is contacted and reject what a
+// lenient parser (ours or a backend's) could read differently: the classic
+// request smuggling vectors.
+
+// headerCheck is the verdict on a request head: status 0 means acceptable.
+type headerCheck struct {
+	status int
+	reason string
+}
+
+// isTchar reports whether c is a token character (RFC 9110 §5.6.2).
+func isTchar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return c < 0x80 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
+}
+
+// checkRequestHeaders validates a raw header block (the lines after the
+// request line, as read from the wire). http11 tells whether the request
+// line said HTTP/1.1.
+func checkRequestHeaders(raw []byte, http11 bool) headerCheck {
+	var (
+		nCL, nTE, nHost int
+		te              [8][]byte // transfer codings, in order
+		nCodings        int
+	)
+	for len(raw) > 0 {
+		i := bytes.IndexByte(raw, '\n')
+		var line []byte
+		if i < 0 {
+			line, raw = raw, nil
+		} else {
+			line, raw = raw[:i], raw[i+1:]
+		}
+		if n := len(line); n > 0 && line[n-1] == '\r' {
+			line = line[:n-1]
+		}
+		if len(line) == 0 {
+			if len(raw) != 0 && !allCRLF(raw) {
+				return headerCheck{400, "data after end of headers"}
+			}
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return headerCheck{400, "obs-fold header continuation"}
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return headerCheck{400, "header line without name"}
+		}
+		name, value := line[:colon], line[colon+1:]
+		for _, c := range name {
+			if !isTchar(c) {
+				return headerCheck{400, "invalid character in header name"}
+			}
+		}
+		for _, c := range value {
+			if (c < 0x20 && c != '\t') || c == 0x7f {
+				return headerCheck{400, "invalid character in header value"}
+			}
+		}
+		value = trimOWS(value)
+		switch {
+		case bytes.EqualFold(name, []byte("content-length")):
+			nCL++
+			if nCL > 1 {
+				return headerCheck{400, "duplicate Content-Length"}
+			}
+			if len(value) == 0 || len(value) > 18 {
+				return headerCheck{400, "invalid Content-Length"}
+			}
+			for _, c := range value {
+				if c < '0' || c > '9' {
+					return headerCheck{400, "invalid Content-Length"}
+				}
+			}
+		case bytes.EqualFold(name, []byte("transfer-encoding")):
+			nTE++
+			for _, tok := range bytes.Split(value, []byte{','}) {
+				tok = trimOWS(tok)
+				if len(tok) == 0 {
+					continue
+				}
+				if nCodings == len(te) {
+					return headerCheck{400, "too many transfer codings"}
+				}
+				te[nCodings] = tok
+				nCodings++
+			}
+		case bytes.EqualFold(name, []byte("host")):
+			nHost++
+			if nHost > 1 {
+				return headerCheck{400, "duplicate Host"}
+			}
+		}
+	}
+	if nTE > 0 {
+		if nCL > 0 {
+			return headerCheck{400, "Content-Length with Transfer-Encoding"}
+		}
+		if !http11 {
+			return headerCheck{400, "Transfer-Encoding in HTTP/1.0 request"}
+		}
+		if nCodings == 0 {
+			return headerCheck{400, "empty Transfer-Encoding"}
+		}
+		for i := range nCodings {
+			c := te[i]
+			chunked := bytes.EqualFold(c, []byte("chunked"))
+			if chunked && i != nCodings-1 {
+				return headerCheck{400, "chunked is not the final transfer coding"}
+			}
+			if !chunked && !knownCoding(c) {
+				return headerCheck{501, "unknown transfer coding"}
+			}
+		}
+		if !bytes.EqualFold(te[nCodings-1], []byte("chunked")) {
+			return headerCheck{400, "Transfer-Encoding does not end in chunked"}
+		}
+	}
+	if http11 && nHost == 0 {
+		return headerCheck{400, "missing Host"}
+	}
+	return headerCheck{}
+}
+
+func knownCoding(c []byte) bool {
+	for _, k := range [...]string{"gzip", "x-gzip", "deflate", "compress", "x-compress"} {
+		if bytes.EqualFold(c, []byte(k)) {
+			return true
+		}
+	}
+	return false
+}
+
+func allCRLF(b []byte) bool {
+	for _, c := range b {
+		if c != '\r' && c != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// checkRequestTarget validates the method token and the request-target.
+func checkRequestTarget(method, uri []byte) headerCheck {
+	if len(method) == 0 {
+		return headerCheck{400, "empty method"}
+	}
+	for _, c := range method {
+		if !isTchar(c) {
+			return headerCheck{400, "invalid method"}
+		}
+	}
+	if len(uri) == 0 {
+		return headerCheck{400, "empty request target"}
+	}
+	for _, c := range uri {
+		if c <= 0x20 || c >= 0x7f {
+			return headerCheck{400, "invalid character in request target"}
+		}
+	}
+	return headerCheck{}
+}

@@ -1,0 +1,77 @@
+package proxy
+
+import "testing"
+
+func TestCheckRequestHeaders(t *testing.T) {
+	cases := []struct {
+		raw    string
+		http11 bool
+		status int
+	}{
+		{"Host: a\r\n\r\n", true, 0},
+		{"Host: a\r\nContent-Length: 5\r\n\r\n", true, 0},
+		{"Host: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", true, 0},
+		{"Host: a\nX: y\n\n", true, 0},
+		{"X: y\r\n\r\n", false, 0},
+		{"X: y\r\n\r\n", true, 400}, // no Host
+		{"Host: a\r\nHost: b\r\n\r\n", true, 400},
+		{"Host: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", true, 400},
+		{"Host: a\r\nContent-Length: 5, 5\r\n\r\n", true, 400},
+		{"Host: a\r\nContent-Length: +5\r\n\r\n", true, 400},
+		{"Host: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", true, 400},
+		{"Host: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", true, 400},
+		{"Host: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", true, 400},
+		{"Host: a\r\nTransfer-Encoding: gzip\r\n\r\n", true, 400},
+		{"Host: a\r\nTransfer-Encoding: foo, chunked\r\n\r\n", true, 501},
+		{"Host: a\r\nTransfer-Encoding: chunked\r\n\r\n", false, 400},
+		{"Host: a\r\nX: a\r\n b\r\n\r\n", true, 400},
+		{"Host: a\r\n\tX: b\r\n\r\n", true, 400},
+		{"Host: a\r\nX Y: b\r\n\r\n", true, 400},
+		{"Host: a\r\nX : b\r\n\r\n", true, 400},
+		{"Host: a\r\n: b\r\n\r\n", true, 400},
+		{"Host: a\r\nX: a\x00b\r\n\r\n", true, 400},
+		{"Host: a\r\nX: a\rb\r\n\r\n", true, 400},
+		{"Host: a\r\nX: a\x7fb\r\n\r\n", true, 400},
+		{"Host: a\r\nNoColon\r\n\r\n", true, 400},
+		{"Host: a\r\nX: caf\xc3\xa9\r\n\r\n", true, 0}, // obs-text is allowed
+	}
+	for _, c := range cases {
+		if got := checkRequestHeaders([]byte(c.raw), c.http11); got.status != c.status {
+			t.Errorf("%q http11=%v: got %d (%s) want %d", c.raw, c.http11, got.status, got.reason, c.status)
+		}
+	}
+}
+
+func TestCheckRequestTarget(t *testing.T) {
+	for _, c := range []struct {
+		m, u string
+		ok   bool
+	}{
+		{"GET", "/", true}, {"GET", "/a?b=c%20", true}, {"M-SEARCH", "*", true},
+		{"GET", "/a b", false}, {"GET", "/a\x00", false}, {"G(T", "/", false}, {"GET", "", false}, {"GET", "/\x80", false},
+	} {
+		if got := checkRequestTarget([]byte(c.m), []byte(c.u)); (got.status == 0) != c.ok {
+			t.Errorf("%q %q: %+v", c.m, c.u, got)
+		}
+	}
+}
+
+func FuzzCheckRequestHeaders(f *testing.F) {
+	f.Add([]byte("Host: a\r\nContent-Length: 5\r\n\r\n"), true)
+	f.Add([]byte("Host: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), true)
+	f.Add([]byte("Host: a\r\nX: a\r\n b\r\n\r\n"), false)
+	f.Fuzz(func(t *testing.T, raw []byte, http11 bool) {
+		r := checkRequestHeaders(raw, http11)
+		if r.status != 0 && r.status != 400 && r.status != 501 {
+			t.Fatalf("status %d", r.status)
+		}
+		if r.status == 0 {
+			// Accepted heads never carry control characters other than HTAB in a line.
+			for i, c := range raw {
+				if c == 0 || (c == '\r' && i+1 < len(raw) && raw[i+1] != '\n') {
+					t.Fatalf("accepted %q", raw)
+				}
+			}
+		}
+	})
+}
