@@ -1,0 +1,61 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// TCPChecker is keepalived's TCP_CHECK: the server passes when a TCP
+// connection to Addr (connect_ip/connect_port) opens within the attempt's
+// deadline. The connection is closed at once.
+type TCPChecker struct {
+	Addr netip.AddrPort
+	// BindTo is the local source address (bindto, bind_port); zero: any.
+	BindTo netip.AddrPort
+}
+
+// Check implements Checker.
+func (c *TCPChecker) Check(ctx context.Context) Result {
+	start := time.Now()
+	conn, err := dial(ctx, c.Addr, c.BindTo)
+	if err != nil {
+		return fail(start, netReason("connect", err, ctxTimeout(ctx, start)))
+	}
+	_ = conn.Close()
+	return pass(start)
+}
+
+func (c *TCPChecker) String() string {
+	s := "TCP_CHECK " + c.Addr.String()
+	if c.BindTo.IsValid() {
+		s += " bindto " + c.BindTo.String()
+	}
+	return s
+}
+
+func (c *TCPChecker) sameConfig(o Checker) bool {
+	oc, ok := o.(*TCPChecker)
+	return ok && *oc == *c
+}
+
+func dial(ctx context.Context, addr, bind netip.AddrPort) (net.Conn, error) {
+	if !addr.IsValid() {
+		return nil, fmt.Errorf("no address to check")
+	}
+	d := net.Dialer{}
+	if bind.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(bind)
+	}
+	return d.DialContext(ctx, "tcp", addr.String())
+}
+
+// ctxTimeout is the attempt's total budget, for reasons ("timeout after 2s").
+func ctxTimeout(ctx context.Context, start time.Time) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		return dl.Sub(start).Round(time.Millisecond)
+	}
+	return time.Since(start).Round(time.Millisecond)
+}
