@@ -160,16 +160,16 @@ type Monitor struct {
 	weight  int
 	inhibit bool
 
-	up                 bool
-	since              time.Time
-	dynWeight          int
-	hasDynWeight       bool
-	okRun, failRun     int
-	retries            int
-	inCheck            bool
-	checkStart         time.Time
-	next               time.Time
-	lastReason         string
+	up             bool
+	since          time.Time
+	dynWeight      int
+	hasDynWeight   bool
+	okRun, failRun int
+	retries        int
+	inCheck        bool
+	checkStart     time.Time
+	next           time.Time
+	lastReason     string
 }
 
 // NewMonitor returns the Monitor of target t, whose first check is due at
