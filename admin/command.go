@@ -1,0 +1,277 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxLine is the longest request line the runtime API accepts, newline
+// included.
+const MaxLine = 4096
+
+// Op is a runtime API operation.
+type Op int
+
+// Operations of the runtime API.
+const (
+	OpHelp Op = iota + 1
+	OpShowInfo
+	OpShowServices
+	OpShowBackends
+	OpShowVRRP
+	OpShowIPVS
+	OpEnableBackend
+	OpDisableBackend
+	OpDrainBackend
+	OpSetWeight
+	OpReload
+	OpSetLogLevel
+	OpPrompt // switch the connection to interactive mode (several commands)
+	OpQuit   // end an interactive connection
+)
+
+// Command is a parsed request line.
+type Command struct {
+	Op      Op
+	Service string // show backends (optional), enable/disable/drain, set weight
+	Backend string // enable/disable/drain, set weight
+	Weight  int    // set weight
+	Level   string // set loglevel
+}
+
+// Mutates reports whether the command changes the daemon's state.
+func (c Command) Mutates() bool {
+	switch c.Op {
+	case OpEnableBackend, OpDisableBackend, OpDrainBackend, OpSetWeight, OpReload, OpSetLogLevel:
+		return true
+	}
+	return false
+}
+
+// String returns the canonical request line of c (without newline);
+// ParseCommand(c.String()) returns c.
+func (c Command) String() string {
+	sb := c.Service + "/" + c.Backend
+	switch c.Op {
+	case OpHelp:
+		return "help"
+	case OpShowInfo:
+		return "show info"
+	case OpShowServices:
+		return "show services"
+	case OpShowBackends:
+		if c.Service != "" {
+			return "show backends " + c.Service
+		}
+		return "show backends"
+	case OpShowVRRP:
+		return "show vrrp"
+	case OpShowIPVS:
+		return "show ipvs"
+	case OpEnableBackend:
+		return "enable backend " + sb
+	case OpDisableBackend:
+		return "disable backend " + sb
+	case OpDrainBackend:
+		return "drain backend " + sb
+	case OpSetWeight:
+		return "set weight " + sb + " " + strconv.Itoa(c.Weight)
+	case OpReload:
+		return "reload"
+	case OpSetLogLevel:
+		return "set loglevel " + c.Level
+	case OpPrompt:
+		return "prompt"
+	case OpQuit:
+		return "quit"
+	}
+	return fmt.Sprintf("op(%d)", int(c.Op))
+}
+
+// HelpEntry documents one command.
+type HelpEntry struct {
+	Command     string `json:"command"`
+	Description string `json:"description"`
+}
+
+// Help lists the runtime API's commands.
+func Help() []HelpEntry {
+	return []HelpEntry{
+		{"help", "list the commands"},
+		{"show info", "process: version, uptime, config file and hash, last reload, log level"},
+		{"show services", "services: state, connections, bytes, responses by class"},
+		{"show backends [SERVICE]", "backends: state, weight, connections, last check, time in state"},
+		{"show vrrp", "VRRP instances: state, priority, tracking, master, adverts"},
+		{"show ipvs", "kernel IPVS tables (when IPVS is in use)"},
+		{"enable backend SERVICE/BACKEND", "put a backend back in service (undo disable/drain)"},
+		{"disable backend SERVICE/BACKEND", "maintenance: no new connections and no checks; existing connections carry on"},
+		{"drain backend SERVICE/BACKEND", "drain: no new connections, existing ones finish; checks go on"},
+		{"set weight SERVICE/BACKEND N", fmt.Sprintf("set the backend's weight, 0..%d (0 stops new traffic)", MaxWeight)},
+		{"reload", "re-read the configuration file; a bad file is refused and the running one kept"},
+		{"set loglevel LEVEL", "set the log level: debug, info, warn, error"},
+		{"prompt", "interactive mode: several commands on this connection, one JSON reply line each"},
+		{"quit", "end an interactive connection"},
+	}
+}
+
+// Errors of ParseCommand that callers may test for.
+var (
+	ErrEmpty       = errors.New("empty command")
+	ErrLineTooLong = fmt.Errorf("command longer than %d bytes", MaxLine-1)
+)
+
+// ParseCommand parses one request line (a trailing "\n" or "\r\n" is
+// allowed). Keywords are lower case; words are separated by spaces or tabs;
+// control characters, NUL bytes and invalid UTF-8 are refused.
+func ParseCommand(line string) (Command, error) {
+	line = strings.TrimSuffix(line, "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if len(line) >= MaxLine {
+		return Command{}, ErrLineTooLong
+	}
+	if !utf8.ValidString(line) {
+		return Command{}, errors.New("command is not valid UTF-8")
+	}
+	for i := 0; i < len(line); i++ {
+		switch b := line[i]; {
+		case b == 0:
+			return Command{}, fmt.Errorf("NUL byte at offset %d", i)
+		case b == '\t':
+		case b < 0x20 || b == 0x7f:
+			return Command{}, fmt.Errorf("control character 0x%02x at offset %d", b, i)
+		}
+	}
+	w := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
+	if len(w) == 0 {
+		return Command{}, ErrEmpty
+	}
+	switch w[0] {
+	case "help":
+		return noArgs(Command{Op: OpHelp}, w, 1)
+	case "reload":
+		return noArgs(Command{Op: OpReload}, w, 1)
+	case "prompt":
+		return noArgs(Command{Op: OpPrompt}, w, 1)
+	case "quit":
+		return noArgs(Command{Op: OpQuit}, w, 1)
+	case "show":
+		if len(w) < 2 {
+			return Command{}, errors.New("show: what? (info, services, backends, vrrp, ipvs)")
+		}
+		switch w[1] {
+		case "info":
+			return noArgs(Command{Op: OpShowInfo}, w, 2)
+		case "services":
+			return noArgs(Command{Op: OpShowServices}, w, 2)
+		case "vrrp":
+			return noArgs(Command{Op: OpShowVRRP}, w, 2)
+		case "ipvs":
+			return noArgs(Command{Op: OpShowIPVS}, w, 2)
+		case "backends":
+			c := Command{Op: OpShowBackends}
+			if len(w) >= 3 {
+				if err := checkName("service", w[2]); err != nil {
+					return Command{}, fmt.Errorf("show backends: %w", err)
+				}
+				c.Service = w[2]
+			}
+			return noArgs(c, w, 3)
+		}
+		return Command{}, fmt.Errorf("show: unknown object %q (info, services, backends, vrrp, ipvs)", w[1])
+	case "enable", "disable", "drain":
+		op := map[string]Op{"enable": OpEnableBackend, "disable": OpDisableBackend, "drain": OpDrainBackend}[w[0]]
+		if len(w) < 2 || w[1] != "backend" {
+			return Command{}, fmt.Errorf("%s: usage: %s backend SERVICE/BACKEND", w[0], w[0])
+		}
+		if len(w) < 3 {
+			return Command{}, fmt.Errorf("%s backend: missing SERVICE/BACKEND", w[0])
+		}
+		s, b, err := splitTarget(w[2])
+		if err != nil {
+			return Command{}, fmt.Errorf("%s backend: %w", w[0], err)
+		}
+		return noArgs(Command{Op: op, Service: s, Backend: b}, w, 3)
+	case "set":
+		if len(w) < 2 {
+			return Command{}, errors.New("set: what? (weight, loglevel)")
+		}
+		switch w[1] {
+		case "weight":
+			if len(w) < 4 {
+				return Command{}, errors.New("set weight: usage: set weight SERVICE/BACKEND N")
+			}
+			s, b, err := splitTarget(w[2])
+			if err != nil {
+				return Command{}, fmt.Errorf("set weight: %w", err)
+			}
+			n, err := parseWeight(w[3])
+			if err != nil {
+				return Command{}, fmt.Errorf("set weight: %w", err)
+			}
+			return noArgs(Command{Op: OpSetWeight, Service: s, Backend: b, Weight: n}, w, 4)
+		case "loglevel":
+			if len(w) < 3 {
+				return Command{}, errors.New("set loglevel: usage: set loglevel debug|info|warn|error")
+			}
+			switch w[2] {
+			case "debug", "info", "warn", "error":
+			default:
+				return Command{}, fmt.Errorf("set loglevel: unknown level %q (debug, info, warn, error)", w[2])
+			}
+			return noArgs(Command{Op: OpSetLogLevel, Level: w[2]}, w, 3)
+		}
+		return Command{}, fmt.Errorf("set: unknown setting %q (weight, loglevel)", w[1])
+	}
+	return Command{}, fmt.Errorf("unknown command %q (try help)", w[0])
+}
+
+func noArgs(c Command, w []string, n int) (Command, error) {
+	if len(w) > n {
+		return Command{}, fmt.Errorf("%s: unexpected argument %q", c.String(), w[n])
+	}
+	return c, nil
+}
+
+func splitTarget(s string) (service, backend string, err error) {
+	service, backend, ok := strings.Cut(s, "/")
+	if !ok {
+		return "", "", fmt.Errorf("%q: want SERVICE/BACKEND", s)
+	}
+	if err := checkName("service", service); err != nil {
+		return "", "", err
+	}
+	if backend == "" {
+		return "", "", fmt.Errorf("%q: empty backend name", s)
+	}
+	return service, backend, nil
+}
+
+func checkName(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("empty %s name", what)
+	}
+	if strings.Contains(s, "/") {
+		return fmt.Errorf("%s name %q contains '/'", what, s)
+	}
+	return nil
+}
+
+func parseWeight(s string) (int, error) {
+	bad := fmt.Errorf("weight %q is not an integer in 0..%d", s, MaxWeight)
+	if s == "" || len(s) > 3 {
+		return 0, bad
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, bad
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n > MaxWeight {
+		return 0, bad
+	}
+	return n, nil
+}
