@@ -90,8 +90,8 @@ func newFakeSource() *fakeSource {
 		},
 		vrrp: []VRRPInstance{{
 			Name: "VI_WEB1", Interface: "eth0", VRID: 51, State: "master", Priority: 101, EffectivePriority: 81,
-			Contributions: []Contribution{{Name: "chk_haproxy", Weight: -20, Fault: true, Reason: "exit 1"}},
-			MasterAddr:    "198.18.0.2",
+			Contributions:  []Contribution{{Name: "chk_haproxy", Weight: -20, Fault: true, Reason: "exit 1"}},
+			MasterAddr:     "198.18.0.2",
 			LastTransition: Transition{At: t0.Add(-time.Hour), From: "backup", To: "master", Cause: "master down timer"},
 			AdvertsSent:    3600, AdvertsReceived: 12, Dropped: map[string]uint64{"auth": 2, "ttl": 1}, Transitions: 3,
 		}},
