@@ -317,9 +317,9 @@ func TestReconcileKeepsGoingPastErrors(t *testing.T) {
 func TestSetDesiredRejectsInvalid(t *testing.T) {
 	r, f := newTestReconciler(t)
 	bad := []Service{
-		{Protocol: TCP},                                    // no address
-		{Addr: vip80, Protocol: 99},                        // protocol
-		{Addr: vip80, Protocol: TCP, Netmask: 33},          // netmask
+		{Protocol: TCP},                           // no address
+		{Addr: vip80, Protocol: 99},               // protocol
+		{Addr: vip80, Protocol: TCP, Netmask: 33}, // netmask
 		{Addr: vip80, Protocol: TCP, Scheduler: "averyveryverylongname"},
 		{Addr: vip80, Protocol: TCP, Dests: []Dest{{Addr: rs1}, {Addr: rs1}}},
 		{Addr: vip80, Protocol: TCP, Dests: []Dest{{Addr: rs1, Weight: -1}}},
