@@ -184,7 +184,7 @@ func (p *Pool) change(op, name string, f func(*memberState) bool) error {
 // rebuild computes a new snapshot from the members and publishes it. p.mu
 // must be held.
 func (p *Pool) rebuild() {
-	s := &snapshot{sorry: p.sorry, sticky: map[*Backend]struct{}{}}
+	s := &snapshot{sorry: p.sorry, sticky: make(map[*Backend]struct{}, len(p.members))}
 	var primaries, backups int
 	for _, m := range p.members {
 		if m.eligible() {
