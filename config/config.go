@@ -1,0 +1,79 @@
+// Package config reads keepalived.conf's configuration language, with halb's own keywords, into
+// one typed and validated model: lex (with includes) -> parse statements -> build the model ->
+// resolve defaults -> validate. Every finding carries file, line and keyword.
+//
+// The package has no behaviour beyond that: the daemon builds its runtime objects from Config.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+)
+
+// Load reads the file at path and its includes and returns the validated model.
+//
+// The returned []Diagnostic holds every finding, warnings and errors alike, sorted by file (in the
+// order read) and line. The error is non-nil iff there is at least one Error diagnostic: it is the
+// errors.Join of the error diagnostics (each a Diagnostic, so errors.As works), and the *Config is
+// then nil.
+func Load(path string) (*Config, []Diagnostic, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		d := Diagnostic{Pos: Pos{File: path}, Msg: unwrapPathErr(err, path).Error(), Severity: Error}
+		return nil, []Diagnostic{d}, d
+	}
+	return Parse(path, src)
+}
+
+// Parse is Load on src as the contents of the file name. Includes are resolved relative to
+// filepath.Dir(name) and read from the OS filesystem.
+func Parse(name string, src []byte) (*Config, []Diagnostic, error) {
+	d := &diags{}
+	r := newReader(d)
+	r.addFile(name, src)
+	top := parseTree(d, r.toks)
+	b := newBuilder(d)
+	b.build(top)
+	cfg := b.cfg
+	cfg.Files = r.files
+	cfg.Hash = r.hash()
+	b.resolve()
+	b.validate()
+	return finish(cfg, d)
+}
+
+func finish(cfg *Config, d *diags) (*Config, []Diagnostic, error) {
+	order := make(map[string]int, len(cfg.Files))
+	for i, f := range cfg.Files {
+		if _, ok := order[f]; !ok {
+			order[f] = i
+		}
+	}
+	list := d.list
+	sort.SliceStable(list, func(i, j int) bool {
+		a, b := list[i].Pos, list[j].Pos
+		if a.File != b.File {
+			return order[a.File] < order[b.File]
+		}
+		return a.Line < b.Line
+	})
+	if d.dropped > 0 {
+		list = append(list, Diagnostic{
+			Pos:      Pos{File: cfg.Files[0]},
+			Msg:      fmt.Sprintf("%d more diagnostics not shown (%d errors in all)", d.dropped, d.errors),
+			Severity: Error,
+		})
+	}
+	if d.errors == 0 {
+		return cfg, list, nil
+	}
+	var errs []error
+	for _, x := range list {
+		if x.Severity == Error {
+			errs = append(errs, x)
+		}
+	}
+	return nil, list, errors.Join(errs...)
+}
