@@ -124,13 +124,15 @@ func roundTrip(sock, line string, timeout time.Duration) (data json.RawMessage, 
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if _, err := io.WriteString(c, line+"\n"); err != nil {
-		return nil, "", fmt.Errorf("send to %s: %w", sock, err)
-	}
+	_, werr := io.WriteString(c, line+"\n")
+	// Even when the write failed, the daemon may have answered (busy).
 	// Replies can be big (many backends); no line limit on this side.
 	r := bufio.NewReader(c)
 	b, err := r.ReadBytes('\n')
 	if err != nil && (!errors.Is(err, io.EOF) || len(b) == 0) {
+		if werr != nil {
+			return nil, "", fmt.Errorf("send to %s: %w", sock, werr)
+		}
 		return nil, "", fmt.Errorf("read reply from %s: %w", sock, err)
 	}
 	var resp struct {

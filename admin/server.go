@@ -375,9 +375,14 @@ func (s *Server) acceptLoop() {
 		select {
 		case s.sem <- struct{}{}:
 		default:
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			writeResponse(c, Response{Error: "too many runtime API connections; try again"})
-			_ = c.Close()
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(time.Second))
+				writeResponse(c, Response{Error: "too many runtime API connections; try again"})
+				lingerClose(c)
+			}()
 			continue
 		}
 		s.mu.Lock()
@@ -431,11 +436,7 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		line, rerr := br.ReadSlice('\n')
 		if errors.Is(rerr, bufio.ErrBufferFull) {
 			writeResponse(c, Response{Error: ErrLineTooLong.Error()})
-			// Discard what the client still sends so that it reads the
-			// reply rather than a reset.
-			_ = c.CloseWrite()
-			_ = c.SetReadDeadline(time.Now().Add(time.Second))
-			_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
+			lingerClose(c)
 			return
 		}
 		if rerr != nil && (!errors.Is(rerr, io.EOF) || len(line) == 0) {
@@ -469,6 +470,15 @@ func (s *Server) serveConn(c *net.UnixConn) {
 			return
 		}
 	}
+}
+
+// lingerClose half-closes c and discards what the client still sends (up to
+// 1 MiB, for at most a second), so that a client still writing reads our
+// reply instead of a broken pipe or a reset.
+func lingerClose(c *net.UnixConn) {
+	_ = c.CloseWrite()
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.Copy(io.Discard, io.LimitReader(c, 1<<20))
 }
 
 func writeResponse(w io.Writer, r Response) {
