@@ -97,6 +97,7 @@ type Action struct {
 	Cause        string
 	Peer         netip.Addr
 	PeerPriority uint8
+	Refresh      bool // ActGARP: a periodic refresh burst (garp_master_refresh_repeat)
 }
 
 // Machine is the pure VRRP state machine: it never reads the clock and owns
@@ -122,6 +123,15 @@ type Machine struct {
 // NewMachine returns a machine in StateInit.
 func NewMachine(cfg MachineConfig) *Machine {
 	return &Machine{cfg: cfg, prio: cfg.Priority, masterInterval: cfg.Interval}
+}
+
+// Reconfigure replaces the configuration and keeps the state (reload
+// without flap). Timers already armed run out; new ones use cfg.
+func (m *Machine) Reconfigure(cfg MachineConfig) {
+	if m.cfg.Version == 2 || m.state != StateBackup {
+		m.masterInterval = cfg.Interval
+	}
+	m.cfg = cfg
 }
 
 // State returns the current state.
@@ -273,7 +283,7 @@ func (m *Machine) timer(now time.Time, acts []Action) []Action {
 			m.garpAt = time.Time{}
 		}
 		if !m.refreshAt.IsZero() && !now.Before(m.refreshAt) {
-			acts = append(acts, Action{Kind: ActGARP})
+			acts = append(acts, Action{Kind: ActGARP, Refresh: true})
 			m.refreshAt = now.Add(m.cfg.GARPRefresh)
 		}
 	}

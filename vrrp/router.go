@@ -1,0 +1,622 @@
+package vrrp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// deps are the router's outside world; tests replace them.
+type deps struct {
+	open      func(cfg InstanceConfig, exclude map[netip.Addr]bool) (Conn, error)
+	addresser Addresser
+	// watchLinks subscribes to link changes; nil: no link tracking.
+	watchLinks func(done <-chan struct{}, update func(name string, up bool)) error
+}
+
+func realDeps() deps {
+	return deps{
+		open: func(cfg InstanceConfig, exclude map[netip.Addr]bool) (Conn, error) {
+			src := cfg.McastSrc
+			if len(cfg.UnicastPeers) > 0 {
+				src = cfg.UnicastSrc
+			}
+			return openConn(cfg.Interface, cfg.family(), src, len(cfg.UnicastPeers) == 0, exclude)
+		},
+		addresser:  netAddresser{},
+		watchLinks: watchLinks,
+	}
+}
+
+// Router runs the VRRP instances of one node.
+type Router struct {
+	log    *zap.Logger
+	deps   deps
+	notify *notifier
+
+	mu        sync.Mutex
+	cfg       Config
+	instances map[string]*instance         // by name
+	cfgOf     map[*instance]InstanceConfig // the router's view of each instance's config
+	scripts   map[string]*scriptRunner
+	scriptOK  map[string]scriptResult
+	linkUp    map[string]bool
+	groupOf   map[string]*SyncGroupConfig // member name → group
+	ownFault  map[string]bool
+	started   bool
+	linkDone  chan struct{}
+	linkWG    sync.WaitGroup
+}
+
+type scriptResult struct {
+	ok     bool
+	reason string
+}
+
+// NewRouter validates cfg and prepares the instances; Start runs them.
+func NewRouter(log *zap.Logger, cfg Config) (*Router, error) {
+	return newRouter(log, cfg, realDeps())
+}
+
+func newRouter(log *zap.Logger, cfg Config, d deps) (*Router, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.NotifyTimeout <= 0 {
+		cfg.NotifyTimeout = 30 * time.Second
+	}
+	r := &Router{
+		log:       log.Named("vrrp"),
+		deps:      d,
+		cfg:       cfg,
+		instances: map[string]*instance{},
+		cfgOf:     map[*instance]InstanceConfig{},
+		scripts:   map[string]*scriptRunner{},
+		scriptOK:  map[string]scriptResult{},
+		linkUp:    map[string]bool{},
+		ownFault:  map[string]bool{},
+	}
+	r.notify = &notifier{log: r.log, timeout: cfg.NotifyTimeout}
+	return r, nil
+}
+
+func vipSet(cfg InstanceConfig) map[netip.Addr]bool {
+	m := map[netip.Addr]bool{}
+	for _, v := range append(slices.Clone(cfg.VIPs), cfg.Excluded...) {
+		m[v.Prefix.Addr()] = true
+	}
+	return m
+}
+
+// Start opens the sockets, removes stale VIPs and runs the instances, the
+// scripts and the link watcher. The instances run until Stop; ctx only
+// bounds the start.
+func (r *Router) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started {
+		return errors.New("vrrp: start: already started")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("vrrp: start: %w", err)
+	}
+	var opened []*instance
+	for _, ic := range r.cfg.Instances {
+		in, err := r.newInstance(ic)
+		if err != nil {
+			for _, o := range opened {
+				o.conn.Close()
+			}
+			return err
+		}
+		opened = append(opened, in)
+	}
+	r.started = true
+	r.rebuildGroups()
+	if r.deps.watchLinks != nil {
+		r.linkDone = make(chan struct{})
+		if err := r.deps.watchLinks(r.linkDone, r.linkChanged); err != nil {
+			r.log.Warn("link tracking unavailable", zap.Error(err))
+		}
+	}
+	for i, in := range opened {
+		r.instances[in.cfg.Name] = in
+		r.cfgOf[in] = r.cfg.Instances[i]
+		r.pushTrackers(in)
+		go in.run()
+	}
+	old, err := r.startScripts(r.cfg)
+	for _, sr := range old {
+		go sr.stop()
+	}
+	return err
+}
+
+func (r *Router) newInstance(ic InstanceConfig) (*instance, error) {
+	conn, err := r.deps.open(ic, vipSet(withDefaults(ic)))
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: instance %s: %w", ic.Name, err)
+	}
+	in := newInstance(r.log, ic, conn, r.deps.addresser, r.notify, instanceHooks{
+		transition: r.onTransition,
+		ownFault:   r.onOwnFault,
+	})
+	return in, nil
+}
+
+// startScripts starts new or changed script runners; it returns the runners
+// to stop, which the caller stops without holding r.mu (they report under it).
+func (r *Router) startScripts(cfg Config) ([]*scriptRunner, error) {
+	var old []*scriptRunner
+	var errs []error
+	for _, sc := range cfg.Scripts {
+		if o, ok := r.scripts[sc.Name]; ok && reflect.DeepEqual(o.cfg, withScriptDefaults(sc)) {
+			continue
+		}
+		if o, ok := r.scripts[sc.Name]; ok {
+			old = append(old, o)
+			delete(r.scripts, sc.Name)
+			delete(r.scriptOK, sc.Name)
+		}
+		sr, err := newScriptRunner(r.log, sc, cfg.ScriptUser, cfg.ScriptSecurity, r.scriptChanged)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.scripts[sc.Name] = sr
+		sr.start()
+	}
+	for name, sr := range r.scripts {
+		if !slices.ContainsFunc(cfg.Scripts, func(s ScriptConfig) bool { return s.Name == name }) {
+			old = append(old, sr)
+			delete(r.scripts, name)
+			delete(r.scriptOK, name)
+		}
+	}
+	return old, errors.Join(errs...)
+}
+
+func withScriptDefaults(sc ScriptConfig) ScriptConfig {
+	sr, err := newScriptRunner(zap.NewNop(), sc, "", false, nil)
+	if err != nil {
+		return sc
+	}
+	return sr.cfg
+}
+
+func (r *Router) scriptByName(name string) (ScriptConfig, bool) {
+	for _, s := range r.cfg.Scripts {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return ScriptConfig{}, false
+}
+
+// scriptChanged is called by script runners.
+func (r *Router) scriptChanged(name string, ok bool, reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, running := r.scripts[name]; !running {
+		return
+	}
+	r.scriptOK[name] = scriptResult{ok, reason}
+	for _, in := range r.instances {
+		r.pushTrackers(in)
+	}
+}
+
+// scriptState applies keepalived's weight rule: a negative weight applies
+// while failing, a positive one while succeeding, weight 0 → FAULT on failure.
+func scriptState(name string, weight int, res scriptResult) TrackerState {
+	ts := TrackerState{Reason: fmt.Sprintf("script %s %s", name, res.reason)}
+	switch {
+	case weight == 0 && !res.ok:
+		ts.Fault = true
+		ts.Reason = fmt.Sprintf("script %s failed (%s)", name, res.reason)
+	case weight < 0 && !res.ok:
+		ts.Weight = weight
+		ts.Reason = fmt.Sprintf("script %s failed (weight %d)", name, weight)
+	case weight > 0 && res.ok:
+		ts.Weight = weight
+		ts.Reason = fmt.Sprintf("script %s ok (weight +%d)", name, weight)
+	case res.ok:
+		ts.Reason = fmt.Sprintf("script %s ok", name)
+	default:
+		ts.Reason = fmt.Sprintf("script %s failed", name)
+	}
+	return ts
+}
+
+func ifState(name string, weight int, up bool) TrackerState {
+	switch {
+	case weight == 0 && !up:
+		return TrackerState{Fault: true, Reason: fmt.Sprintf("interface %s down", name)}
+	case weight < 0 && !up:
+		return TrackerState{Weight: weight, Reason: fmt.Sprintf("interface %s down (weight %d)", name, weight)}
+	case weight > 0 && up:
+		return TrackerState{Weight: weight, Reason: fmt.Sprintf("interface %s up (weight +%d)", name, weight)}
+	case up:
+		return TrackerState{Reason: fmt.Sprintf("interface %s up", name)}
+	}
+	return TrackerState{Reason: fmt.Sprintf("interface %s down", name)}
+}
+
+// pushTrackers sets the script and interface contributions of in from the
+// router's current knowledge. r.mu held.
+func (r *Router) pushTrackers(in *instance) {
+	cfg := withDefaults(r.cfgOf[in])
+	want := map[string]bool{}
+	for _, ref := range cfg.TrackScripts {
+		sc, ok := r.scriptByName(ref.Name)
+		if !ok {
+			continue
+		}
+		res, known := r.scriptOK[ref.Name]
+		if !known {
+			res = scriptResult{ok: !sc.InitFail, reason: "not run yet"}
+		}
+		w := sc.Weight
+		if ref.WeightSet {
+			w = ref.Weight
+		}
+		name := trackScriptPrefix + ref.Name
+		want[name] = true
+		in.setTracker(name, scriptState(ref.Name, w, res))
+	}
+	ifs := slices.Clone(cfg.TrackInterfaces)
+	if !cfg.DontTrackPrimary && !slices.ContainsFunc(ifs, func(t TrackIf) bool { return t.Name == cfg.Interface }) {
+		ifs = append(ifs, TrackIf{Name: cfg.Interface})
+	}
+	for _, ti := range ifs {
+		up, known := r.linkUp[ti.Name]
+		if !known {
+			up = true
+		}
+		name := trackIfPrefix + ti.Name
+		want[name] = true
+		in.setTracker(name, ifState(ti.Name, ti.Weight, up))
+	}
+	for _, name := range in.trackerNames() {
+		if (hasPrefix(name, trackScriptPrefix) || hasPrefix(name, trackIfPrefix)) && !want[name] {
+			in.removeTracker(name)
+		}
+	}
+}
+
+func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+func (in *instance) configSnapshot() InstanceConfig {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.cfg
+}
+
+func (in *instance) trackerNames() []string {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	var n []string
+	for k := range in.trackers {
+		n = append(n, k)
+	}
+	return n
+}
+
+func (r *Router) linkChanged(name string, up bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.linkUp[name]; ok && old == up {
+		return
+	}
+	r.linkUp[name] = up
+	for _, in := range r.instances {
+		r.pushTrackers(in)
+	}
+}
+
+// watchLinks follows link state with netlink.LinkSubscribe.
+func watchLinks(done <-chan struct{}, update func(string, bool)) error {
+	ch := make(chan netlink.LinkUpdate, 64)
+	errc := make(chan error, 1)
+	err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
+		ListExisting: true,
+		ErrorCallback: func(err error) {
+			select {
+			case errc <- err:
+			default:
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("vrrp: link subscribe: %w", err)
+	}
+	go func() {
+		for u := range ch {
+			a := u.Attrs()
+			up := a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_RUNNING != 0
+			if u.Header.Type == unix.RTM_DELLINK {
+				up = false
+			}
+			update(a.Name, up)
+		}
+	}()
+	return nil
+}
+
+func (r *Router) rebuildGroups() {
+	r.groupOf = map[string]*SyncGroupConfig{}
+	for i := range r.cfg.SyncGroups {
+		g := &r.cfg.SyncGroups[i]
+		for _, m := range g.Members {
+			r.groupOf[m] = g
+		}
+	}
+}
+
+// onTransition implements vrrp_sync_group: members move together. It runs on
+// the instance goroutine and only posts to the others.
+func (r *Router) onTransition(in *instance, from, to State, cause string, forced bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name := r.cfgOf[in].Name
+	g := r.groupOf[name]
+	if g == nil {
+		return
+	}
+	if !forced {
+		c := fmt.Sprintf("sync group %s: %s became %v", g.Name, name, to)
+		for _, m := range g.Members {
+			o := r.instances[m]
+			if m == name || o == nil {
+				continue
+			}
+			switch {
+			case to == StateMaster:
+				o.post(ctrlMsg{kind: msgForce, ev: Event{Kind: EvForceMaster, Cause: c}})
+			case to == StateBackup && from == StateMaster:
+				o.post(ctrlMsg{kind: msgForce, ev: Event{Kind: EvForceBackup, Cause: c}})
+			}
+		}
+	}
+	var script string
+	switch to {
+	case StateMaster:
+		script = g.NotifyMaster
+	case StateBackup:
+		script = g.NotifyBackup
+	case StateFault:
+		script = g.NotifyFault
+	case StateStop:
+		script = g.NotifyStop
+	}
+	// The group is notified once, by its first member (keepalived notifies
+	// a group when the group's state changes).
+	if len(g.Members) > 0 && g.Members[0] == name {
+		if script != "" {
+			r.notify.run(script)
+		}
+		if g.Notify != "" {
+			r.notify.run(g.Notify, "GROUP", g.Name, to.String(), fmt.Sprint(in.m.Priority()))
+		}
+	}
+}
+
+// onOwnFault makes a sync group faulty while any member is faulty on its own.
+func (r *Router) onOwnFault(in *instance, fault bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name := r.cfgOf[in].Name
+	r.ownFault[name] = fault
+	g := r.groupOf[name]
+	if g == nil {
+		return
+	}
+	r.syncGroupFaults(g)
+}
+
+func (r *Router) syncGroupFaults(g *SyncGroupConfig) {
+	for _, m := range g.Members {
+		o := r.instances[m]
+		if o == nil {
+			continue
+		}
+		var faulty []string
+		for _, other := range g.Members {
+			if other != m && r.ownFault[other] {
+				faulty = append(faulty, other)
+			}
+		}
+		tn := trackSyncPrefix + g.Name
+		if len(faulty) > 0 {
+			o.setTracker(tn, TrackerState{Fault: true, Reason: fmt.Sprintf("sync group %s: %v in FAULT", g.Name, faulty)})
+		} else {
+			o.removeTracker(tn)
+		}
+	}
+}
+
+// SetTracker sets an external contribution (e.g. the proxy's virtual server
+// state) on an instance. Unknown instances are ignored.
+func (r *Router) SetTracker(instance, name string, t TrackerState) {
+	r.mu.Lock()
+	in := r.instances[instance]
+	r.mu.Unlock()
+	if in != nil {
+		in.setTracker(name, t)
+	}
+}
+
+// Apply reloads the configuration. An instance whose (Interface, VRID,
+// Family) is unchanged keeps its state and VIPs; if its socket settings
+// (version, unicast/multicast, source) changed it is restarted. Others are
+// stopped or started.
+func (r *Router) Apply(cfg Config) error {
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	if cfg.NotifyTimeout <= 0 {
+		cfg.NotifyTimeout = 30 * time.Second
+	}
+	r.mu.Lock()
+	if !r.started {
+		r.cfg = cfg
+		r.mu.Unlock()
+		return nil
+	}
+	byKey := map[instKey]*instance{}
+	for _, in := range r.instances {
+		byKey[r.cfgOf[in].key()] = in
+	}
+	var stop []*instance
+	keep := map[*instance]InstanceConfig{}
+	var start []InstanceConfig
+	for _, ic := range cfg.Instances {
+		in, ok := byKey[ic.key()]
+		if ok && sameSocket(r.cfgOf[in], ic) {
+			keep[in] = ic
+			continue
+		}
+		if ok {
+			stop = append(stop, in)
+			delete(byKey, ic.key())
+		}
+		start = append(start, ic)
+	}
+	for _, in := range r.instances {
+		if _, ok := keep[in]; !ok && !slices.Contains(stop, in) {
+			stop = append(stop, in)
+		}
+	}
+	r.mu.Unlock()
+	for _, in := range stop {
+		in.post(ctrlMsg{kind: msgStop})
+		<-in.done
+	}
+	var errs []error
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cfg = cfg
+	r.instances = map[string]*instance{}
+	r.cfgOf = map[*instance]InstanceConfig{}
+	for name := range r.ownFault {
+		if !slices.ContainsFunc(cfg.Instances, func(ic InstanceConfig) bool { return ic.Name == name }) {
+			delete(r.ownFault, name)
+		}
+	}
+	for in, ic := range keep {
+		r.instances[ic.Name] = in
+		r.cfgOf[in] = ic
+		in.post(ctrlMsg{kind: msgReconfig, cfg: ic})
+	}
+	r.rebuildGroups()
+	for _, ic := range start {
+		in, err := r.newInstance(ic)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.instances[ic.Name] = in
+		r.cfgOf[in] = ic
+		r.pushTrackers(in)
+		go in.run()
+	}
+	old, err := r.startScripts(cfg)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, sr := range old {
+		go sr.stop()
+	}
+	for _, in := range r.instances {
+		r.pushTrackers(in)
+	}
+	for i := range r.cfg.SyncGroups {
+		r.syncGroupFaults(&r.cfg.SyncGroups[i])
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("vrrp: apply: %w", err)
+	}
+	return nil
+}
+
+func sameSocket(a, b InstanceConfig) bool {
+	a, b = withDefaults(a), withDefaults(b)
+	return a.Version == b.Version && a.UnicastSrc == b.UnicastSrc && a.McastSrc == b.McastSrc &&
+		(len(a.UnicastPeers) == 0) == (len(b.UnicastPeers) == 0)
+}
+
+// Stop stops every instance: a master sends priority 0, VIPs are removed,
+// notify_stop runs. It waits for notify scripts until ctx is done.
+func (r *Router) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	ins := make([]*instance, 0, len(r.instances))
+	for _, in := range r.instances {
+		ins = append(ins, in)
+	}
+	scripts := r.scripts
+	r.scripts = map[string]*scriptRunner{}
+	started := r.started
+	r.started = false
+	r.mu.Unlock()
+	if !started {
+		return nil
+	}
+	for _, sr := range scripts {
+		sr.stop()
+	}
+	for _, in := range ins {
+		in.post(ctrlMsg{kind: msgStop})
+	}
+	for _, in := range ins {
+		select {
+		case <-in.done:
+		case <-ctx.Done():
+			return fmt.Errorf("vrrp: stop: %w", ctx.Err())
+		}
+	}
+	if r.linkDone != nil {
+		close(r.linkDone)
+		r.linkDone = nil
+	}
+	waited := make(chan struct{})
+	go func() { r.notify.wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		return fmt.Errorf("vrrp: stop: waiting for notify scripts: %w", ctx.Err())
+	}
+	return nil
+}
+
+// Status returns a snapshot of every instance, sorted by name.
+func (r *Router) Status() []InstanceStatus {
+	r.mu.Lock()
+	ins := make([]*instance, 0, len(r.instances))
+	for _, in := range r.instances {
+		ins = append(ins, in)
+	}
+	r.mu.Unlock()
+	out := make([]InstanceStatus, 0, len(ins))
+	for _, in := range ins {
+		out = append(out, in.snapshot())
+	}
+	slices.SortFunc(out, func(a, b InstanceStatus) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
