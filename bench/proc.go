@@ -1,0 +1,173 @@
+package bench
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// proc is a child process in its own process group; stop ends the whole group.
+type proc struct {
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	waitErr error
+}
+
+// startProc starts argv in a new process group with stdout and stderr to dir/name.log.
+// env is added to the harness's environment.
+func startProc(dir, name string, env []string, argv ...string) (*proc, error) {
+	logPath := filepath.Join(dir, name+".log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("bench: start %s: %w", name, err)
+	}
+	defer logf.Close() // the child holds its own copy
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group: Ctrl-C on the terminal reaches only the harness, which stops the
+	// group; Pdeathsig covers the harness being killed outright.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) pgid() int { return p.cmd.Process.Pid }
+
+// exited reports whether the process (the group leader) has exited.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM to the process group, waits up to grace for the leader and then sends
+// SIGKILL to whatever is left of the group. It is safe to call more than once.
+func (p *proc) stop(grace time.Duration) {
+	pg := p.pgid()
+	_ = syscall.Kill(-pg, syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	select {
+	case <-p.done:
+	case <-t.C:
+	}
+	t.Stop()
+	_ = syscall.Kill(-pg, syscall.SIGKILL) // workers that outlived their master
+	<-p.done
+}
+
+// logTail returns the last n bytes of the process's log.
+func (p *proc) logTail(n int) string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return ""
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+// groupSample is the resident memory and CPU time of the live processes of a process group.
+type groupSample struct {
+	rssKiB   int64   // sum of VmRSS
+	cpuTicks uint64  // sum of utime+stime, in USER_HZ ticks
+	procs    int     // processes found
+	cpuSecs  float64 // cpuTicks in seconds
+}
+
+// userHZ is the unit of /proc/PID/stat times; it is 100 on every Linux ABI Go supports.
+const userHZ = 100
+
+// sampleGroup reads /proc for the processes whose process group is pgid. Processes that
+// exited are not counted (their CPU time is lost), which is fine for long-lived proxies.
+func sampleGroup(pgid int) (groupSample, error) {
+	var s groupSample
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return s, fmt.Errorf("bench: sample process group: %w", err)
+	}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // gone
+		}
+		pg, ticks, ok := parseStat(st)
+		if !ok || pg != pgid {
+			continue
+		}
+		status, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		s.procs++
+		s.cpuTicks += ticks
+		s.rssKiB += parseVmRSS(status)
+	}
+	if s.procs == 0 {
+		return s, fmt.Errorf("bench: sample process group %d: %w", pgid, errNoProcs)
+	}
+	s.cpuSecs = float64(s.cpuTicks) / userHZ
+	return s, nil
+}
+
+var errNoProcs = errors.New("no live process")
+
+// parseStat returns the process group and utime+stime from /proc/PID/stat.
+func parseStat(b []byte) (pgrp int, ticks uint64, ok bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, false
+	}
+	f := bytes.Fields(b[i+1:])
+	// f[0] state, f[1] ppid, f[2] pgrp, ..., f[11] utime, f[12] stime
+	if len(f) < 13 {
+		return 0, 0, false
+	}
+	pg, err1 := strconv.Atoi(string(f[2]))
+	ut, err2 := strconv.ParseUint(string(f[11]), 10, 64)
+	st, err3 := strconv.ParseUint(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return 0, 0, false
+	}
+	return pg, ut + st, true
+}
+
+// parseVmRSS returns VmRSS in KiB from /proc/PID/status (0 for kernel threads or when absent).
+func parseVmRSS(b []byte) int64 {
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) == 0 {
+			return 0
+		}
+		v, _ := strconv.ParseInt(string(f[0]), 10, 64)
+		return v
+	}
+	return 0
+}
