@@ -22,10 +22,19 @@ func isTchar(c byte) bool {
 	return c < 0x80 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
 }
 
+// headInfo collects what the proxy needs from the raw header block.
+type headInfo struct {
+	connTokens [8][]byte // tokens of Connection (slices of the raw block)
+	nConn      int
+	tooMany    bool // more Connection tokens than connTokens holds
+	upgradeTok bool // Connection lists "upgrade"
+	upgrade    bool // an Upgrade header is present
+}
+
 // checkRequestHeaders validates a raw header block (the lines after the
 // request line, as read from the wire). http11 tells whether the request
-// line said HTTP/1.1.
-func checkRequestHeaders(raw []byte, http11 bool) headerCheck {
+// line said HTTP/1.1. info, if not nil, receives the Connection tokens.
+func checkRequestHeaders(raw []byte, http11 bool, info *headInfo) headerCheck {
 	var (
 		nCL, nTE, nHost int
 		te              [8][]byte // transfer codings, in order
@@ -83,7 +92,7 @@ func checkRequestHeaders(raw []byte, http11 bool) headerCheck {
 			}
 		case bytes.EqualFold(name, []byte("transfer-encoding")):
 			nTE++
-			for _, tok := range bytes.Split(value, []byte{','}) {
+			for tok := range bytes.SplitSeq(value, []byte{','}) {
 				tok = trimOWS(tok)
 				if len(tok) == 0 {
 					continue
@@ -94,6 +103,22 @@ func checkRequestHeaders(raw []byte, http11 bool) headerCheck {
 				te[nCodings] = tok
 				nCodings++
 			}
+		case info != nil && bytes.EqualFold(name, []byte("connection")):
+			for tok := range bytes.SplitSeq(value, []byte{','}) {
+				tok = trimOWS(tok)
+				switch {
+				case len(tok) == 0:
+				case bytes.EqualFold(tok, []byte("upgrade")):
+					info.upgradeTok = true
+				case info.nConn == len(info.connTokens):
+					info.tooMany = true
+				default:
+					info.connTokens[info.nConn] = tok
+					info.nConn++
+				}
+			}
+		case info != nil && bytes.EqualFold(name, []byte("upgrade")):
+			info.upgrade = true
 		case bytes.EqualFold(name, []byte("host")):
 			nHost++
 			if nHost > 1 {

@@ -36,7 +36,7 @@ func TestCheckRequestHeaders(t *testing.T) {
 		{"Host: a\r\nX: caf\xc3\xa9\r\n\r\n", true, 0}, // obs-text is allowed
 	}
 	for _, c := range cases {
-		if got := checkRequestHeaders([]byte(c.raw), c.http11); got.status != c.status {
+		if got := checkRequestHeaders([]byte(c.raw), c.http11, nil); got.status != c.status {
 			t.Errorf("%q http11=%v: got %d (%s) want %d", c.raw, c.http11, got.status, got.reason, c.status)
 		}
 	}
@@ -61,7 +61,8 @@ func FuzzCheckRequestHeaders(f *testing.F) {
 	f.Add([]byte("Host: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), true)
 	f.Add([]byte("Host: a\r\nX: a\r\n b\r\n\r\n"), false)
 	f.Fuzz(func(t *testing.T, raw []byte, http11 bool) {
-		r := checkRequestHeaders(raw, http11)
+		var info headInfo
+		r := checkRequestHeaders(raw, http11, &info)
 		if r.status != 0 && r.status != 400 && r.status != 501 {
 			t.Fatalf("status %d", r.status)
 		}
