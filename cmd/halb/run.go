@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"halb/daemon"
+	"halb/internal/demo"
+)
+
+const defaultConfigPath = "/etc/halb/halb.conf"
+
+//go:embed demo.conf
+var demoConfig []byte
+
+// demoBackends are the web servers the embedded demo config balances over.
+var demoBackendAddrs = []string{"127.0.0.1:18001", "127.0.0.1:18002"}
+
+func newLogger(w io.Writer, asJSON bool) (*zap.Logger, zap.AtomicLevel) {
+	level := zap.NewAtomicLevelAt(zap.InfoLevel)
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if asJSON {
+		enc = zapcore.NewJSONEncoder(ec)
+	} else {
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), level)), level
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("f", defaultConfigPath, "config file (keepalived.conf grammar + halb keywords)")
+	demoMode := fs.Bool("demo", false, "run the embedded demo config on 127.0.0.1 with demo web servers (no root needed)")
+	logJSON := fs.Bool("log-json", false, "log as JSON lines (default: human console format)")
+	sock := fs.String("admin-socket", "", "admin socket path, overriding global_defs admin_socket (\"-\" = none)")
+	stats := fs.String("stats", "", "stats listener address, overriding global_defs stats_listen")
+	if err := fs.Parse(args); err != nil {
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "halb run: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	log, level := newLogger(stderr, *logJSON)
+	defer func() { _ = log.Sync() }()
+	opts := daemon.Options{ConfigPath: *file, Log: log, Level: level, AdminSocket: *sock, StatsListen: *stats, Signals: true}
+	if *demoMode {
+		opts.ConfigPath = "demo.conf (embedded)"
+		opts.Source = demoConfig
+		if opts.AdminSocket == "" {
+			opts.AdminSocket = filepath.Join(os.TempDir(), "halb-demo.sock")
+		}
+		be, err := demo.Start(demoBackendAddrs)
+		if err != nil {
+			fmt.Fprintf(stderr, "halb run --demo: %v\n", err)
+			return exitFailure
+		}
+		defer be.Close()
+	}
+	d, err := daemon.New(opts)
+	if err != nil {
+		var ce *daemon.ConfigError
+		if errors.As(err, &ce) {
+			fmt.Fprintln(stderr, ce.Error())
+			fmt.Fprintf(stderr, "%s: configuration invalid\n", opts.ConfigPath)
+		} else {
+			fmt.Fprintf(stderr, "halb run: %v\n", err)
+		}
+		return exitFailure
+	}
+	if *demoMode {
+		fmt.Fprintf(stdout, `
+halb demo is running (Ctrl-C stops it). Try:
+  curl http://127.0.0.1:8080/          # HTTP mode, wrr over web1 (weight 2) and web2 (weight 1)
+  curl http://127.0.0.1:8081/          # TCP mode, least connections
+  open http://127.0.0.1:8404/          # the stats page; /metrics for Prometheus
+  go run ./cmd/halb ctl -s %s show backends
+`, opts.AdminSocket)
+	}
+	if err := d.Run(context.Background()); err != nil {
+		fmt.Fprintf(stderr, "halb run: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}

@@ -1,0 +1,328 @@
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"halb/admin"
+	"halb/config"
+	"halb/health"
+	"halb/internal/version"
+	"halb/ipvs"
+	"halb/proxy/balance"
+	"halb/vrrp"
+)
+
+// vrrpConfig translates the config model into the VRRP router's.
+func vrrpConfig(cfg *config.Config) vrrp.Config {
+	g := cfg.Global
+	out := vrrp.Config{ScriptUser: g.ScriptUser, ScriptSecurity: g.EnableScriptSecurity}
+	for _, s := range cfg.Scripts {
+		out.Scripts = append(out.Scripts, vrrp.ScriptConfig{Name: s.Name, Script: s.Script, Interval: s.Interval, Timeout: s.Timeout,
+			Weight: s.Weight, Rise: s.Rise, Fall: s.Fall, User: s.User, InitFail: s.InitFail})
+	}
+	for _, in := range cfg.Instances {
+		ic := vrrp.InstanceConfig{
+			Name: in.Name, Interface: in.Interface, VRID: uint8(in.VRID), Priority: uint8(in.Priority), AdvertInt: in.AdvertInt,
+			Version: in.Version, Family: in.Family(), AuthPass: in.AuthPass,
+			UnicastSrc: in.UnicastSrcIP, UnicastPeers: in.UnicastPeers, McastSrc: in.McastSrcIP,
+			NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay, StartState: vrrp.StateBackup,
+			Notify: in.Notify, NotifyMaster: in.NotifyMaster, NotifyBackup: in.NotifyBackup, NotifyFault: in.NotifyFault, NotifyStop: in.NotifyStop,
+			GARPDelay: in.GarpMasterDelay, GARPRepeat: in.GarpMasterRepeat, GARPRefresh: in.GarpMasterRefresh,
+			GARPRefreshRepeat: in.GarpMasterRefreshRepeat, DontTrackPrimary: in.DontTrackPrimary,
+		}
+		if in.State == config.StateMaster && !in.NoPreempt {
+			ic.StartState = vrrp.StateMaster
+		}
+		switch in.AuthType {
+		case config.AuthPass:
+			ic.AuthType = vrrp.AuthPass
+		case config.AuthAH:
+			ic.AuthType = vrrp.AuthAH
+		}
+		for _, v := range in.VIPs {
+			ic.VIPs = append(ic.VIPs, vrrp.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label, Brd: v.Broadcast, Scope: v.Scope})
+		}
+		for _, v := range in.ExcludedVIPs {
+			ic.Excluded = append(ic.Excluded, vrrp.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label, Brd: v.Broadcast, Scope: v.Scope})
+		}
+		for _, t := range in.TrackScripts {
+			ic.TrackScripts = append(ic.TrackScripts, vrrp.TrackScriptRef{Name: t.Name, Weight: t.Weight, WeightSet: t.HasWeight})
+		}
+		for _, t := range in.TrackInterfaces {
+			ic.TrackInterfaces = append(ic.TrackInterfaces, vrrp.TrackIf{Name: t.Name, Weight: t.Weight})
+		}
+		out.Instances = append(out.Instances, ic)
+	}
+	for _, sg := range cfg.SyncGroups {
+		out.SyncGroups = append(out.SyncGroups, vrrp.SyncGroupConfig{Name: sg.Name, Members: sg.Group, Notify: sg.Notify,
+			NotifyMaster: sg.NotifyMaster, NotifyBackup: sg.NotifyBackup, NotifyFault: sg.NotifyFault})
+	}
+	return out
+}
+
+func ipvsProto(p config.Protocol) ipvs.Proto {
+	switch p {
+	case config.ProtoUDP:
+		return ipvs.UDP
+	case config.ProtoSCTP:
+		return ipvs.SCTP
+	}
+	return ipvs.TCP
+}
+
+func ipvsMethod(k config.LBKind) ipvs.Method {
+	switch k {
+	case config.LBKindDR:
+		return ipvs.DR
+	case config.LBKindTUN:
+		return ipvs.TUN
+	}
+	return ipvs.NAT
+}
+
+// ipvsKey is the kernel key of a single-address virtual server.
+func ipvsKey(vs *config.VirtualServer) ipvs.ServiceKey {
+	return ipvs.Service{Addr: vs.Addr, Protocol: ipvsProto(vs.Protocol)}.Key()
+}
+
+// ipvsServices is the desired kernel table: every virtual server that needs IPVS.
+func ipvsServices(cfg *config.Config) []ipvs.Service {
+	var out []ipvs.Service
+	for _, vs := range cfg.NeedsIPVS() {
+		base := ipvs.Service{Scheduler: vs.LBAlgo.String(), Timeout: vs.PersistenceTimeout,
+			Netmask: maskBits(vs.PersistenceGranularity, 0), Protocol: ipvsProto(vs.Protocol)}
+		for _, rs := range vs.RealServers {
+			base.Dests = append(base.Dests, ipvs.Dest{Addr: rs.Addr, Weight: rs.Weight, Method: ipvsMethod(vs.LBKind),
+				InhibitOnFailure: rs.InhibitOnFailure || vs.InhibitOnFailure})
+		}
+		for _, a := range vs.Addrs {
+			s := base
+			s.Addr = a
+			out = append(out, s)
+		}
+		for _, m := range vs.Fwmarks {
+			s := base
+			s.FWMark = m
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func parseAddrPort(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }
+
+// source implements admin.Source over the daemon.
+type source struct{ d *Daemon }
+
+func (s source) Info() admin.Info {
+	d := s.d
+	g := d.gen.Load()
+	v := version.Get()
+	return admin.Info{Version: v.Version, GoVersion: runtime.Version(), StartedAt: d.started, Uptime: time.Since(d.started),
+		ConfigFile: d.opts.ConfigPath, ConfigHash: g.cfg.Hash, LastReload: *d.lastReload.Load(),
+		LogLevel: d.level.Level().String(), PID: os.Getpid()}
+}
+
+func backendState(v balance.BackendView) string {
+	switch {
+	case v.Admin == balance.Maint:
+		return admin.StateMaint
+	case !v.Up:
+		return admin.StateDown
+	case v.Admin == balance.Drain:
+		return admin.StateDrain
+	}
+	return admin.StateUp
+}
+
+func (s source) Services() []admin.Service {
+	d := s.d
+	g := d.gen.Load()
+	stats := map[string]int{}
+	pst := d.proxy.Stats()
+	for i, st := range pst {
+		stats[st.Name] = i
+	}
+	checks := map[string]health.TargetStatus{}
+	for _, st := range d.checks.Status() {
+		checks[st.ID] = st
+	}
+	var out []admin.Service
+	for _, vs := range g.cfg.VirtualServers {
+		name := vs.Name()
+		as := admin.Service{Name: name, State: "up"}
+		if !d.serviceUp(name) {
+			as.State = "down"
+		}
+		var addrs []string
+		for _, a := range vs.Addrs {
+			addrs = append(addrs, a.String())
+		}
+		as.Listen = strings.Join(addrs, ",")
+		svc := g.byName[name]
+		if svc == nil { // served by IPVS
+			as.Mode = "ipvs-" + strings.ToLower(vs.LBKind.String())
+			for _, rs := range vs.RealServers {
+				b := admin.Backend{Name: rs.Addr.String(), Addr: rs.Addr.String(), State: admin.StateUp, Weight: rs.Weight, ConfiguredWeight: rs.Weight}
+				if st, ok := checks[targetID(name, b.Name)]; ok && !st.Up {
+					b.State = admin.StateDown
+				}
+				fillCheck(&b, checks[targetID(name, b.Name)])
+				as.Backends = append(as.Backends, b)
+			}
+			out = append(out, as)
+			continue
+		}
+		as.Mode = vs.ProxyMode.String()
+		for _, sn := range svc.specs {
+			i, ok := stats[sn]
+			if !ok {
+				continue
+			}
+			st := pst[i]
+			as.Active += st.Active
+			as.Total += st.Total
+			as.Queued += st.Queued
+			as.Refused += st.Refused
+			as.BytesIn += st.BytesIn
+			as.BytesOut += st.BytesOut
+			as.Errors += st.Errors
+			for c := 1; c <= 5; c++ {
+				as.Requests[c-1] += st.Requests[c]
+			}
+		}
+		seen := map[string]int{}
+		for _, p := range svc.pools {
+			for _, v := range p.pool.Views() {
+				if i, ok := seen[v.Name]; ok {
+					as.Backends[i].Active += v.Active
+					as.Backends[i].Total += v.Total
+					continue
+				}
+				b := admin.Backend{Name: v.Name, Addr: v.Addr.String(), State: backendState(v), Weight: v.Weight,
+					ConfiguredWeight: v.ConfiguredWeight, Active: v.Active, Total: v.Total, Backup: v.Backup, Sorry: v.Sorry}
+				fillCheck(&b, checks[targetID(name, v.Name)])
+				seen[v.Name] = len(as.Backends)
+				as.Backends = append(as.Backends, b)
+			}
+		}
+		out = append(out, as)
+	}
+	return out
+}
+
+func fillCheck(b *admin.Backend, st health.TargetStatus) {
+	if st.ID == "" {
+		return
+	}
+	b.LastCheck = admin.Check{At: st.Last.At, OK: st.Last.OK, Reason: st.Last.Reason, Duration: st.Last.Duration}
+	b.Since = st.Since
+	if len(st.ByReason) > 0 {
+		b.CheckFailures = st.ByReason
+	}
+}
+
+func (s source) VRRP() []admin.VRRPInstance {
+	if s.d.router == nil {
+		return nil
+	}
+	var out []admin.VRRPInstance
+	for _, st := range s.d.router.Status() {
+		v := admin.VRRPInstance{Name: st.Name, Interface: st.Interface, VRID: int(st.VRID), State: strings.ToLower(st.State.String()),
+			Priority: int(st.Priority), EffectivePriority: int(st.EffectivePriority),
+			LastTransition: admin.Transition{At: st.LastTransition.At, From: strings.ToLower(st.LastTransition.From.String()),
+				To: strings.ToLower(st.LastTransition.To.String()), Cause: st.LastTransition.Cause},
+			AdvertsSent: st.Counters.AdvertsSent, AdvertsReceived: st.Counters.AdvertsReceived, Transitions: st.Counters.Transitions}
+		if st.MasterAddr.IsValid() {
+			v.MasterAddr = st.MasterAddr.String()
+		}
+		for _, c := range st.Contributions {
+			v.Contributions = append(v.Contributions, admin.Contribution{Name: c.Name, Weight: c.Weight, Fault: c.Fault, Reason: c.Reason})
+		}
+		if len(st.Counters.Dropped) > 0 {
+			v.Dropped = map[string]uint64{}
+			for r, n := range st.Counters.Dropped {
+				v.Dropped[r.String()] = n
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func (s source) IPVS() (string, error) {
+	if s.d.lvs == nil {
+		return "", errors.New("no service uses IPVS (lb_kind DR/TUN)")
+	}
+	var b bytes.Buffer
+	b.WriteString("halb's desired table:\n")
+	if err := ipvs.Format(&b, s.d.lvs.Desired()); err != nil {
+		return "", err
+	}
+	return b.String(), nil
+}
+
+// controller implements admin.Controller over the daemon.
+type controller struct{ d *Daemon }
+
+func (c controller) each(service, backend string, f func(*balance.Pool) error) error {
+	c.d.reloadMu.Lock()
+	defer c.d.reloadMu.Unlock()
+	svc := c.d.gen.Load().byName[service]
+	if svc == nil {
+		return fmt.Errorf("no proxied service %q", service)
+	}
+	found := false
+	for _, p := range svc.pools {
+		if p.pool.Backend(backend) == nil {
+			continue
+		}
+		if err := f(p.pool); err != nil {
+			return err
+		}
+		found = true
+	}
+	if !found {
+		return fmt.Errorf("service %s has no backend %q", service, backend)
+	}
+	return nil
+}
+
+func (c controller) SetBackendState(service, backend, state string) error {
+	st, err := balance.ParseAdminState(state)
+	if err != nil {
+		return err
+	}
+	return c.each(service, backend, func(p *balance.Pool) error { return p.SetAdmin(backend, st) })
+}
+
+func (c controller) SetWeight(service, backend string, w int) error {
+	if w < 0 || w > admin.MaxWeight {
+		return fmt.Errorf("weight %d out of range 0..%d", w, admin.MaxWeight)
+	}
+	return c.each(service, backend, func(p *balance.Pool) error { return p.SetWeight(backend, w) })
+}
+
+func (c controller) Reload() error { return c.d.Reload() }
+
+func (c controller) SetLogLevel(level string) error {
+	var l zapcore.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil || l < zapcore.DebugLevel || l > zapcore.ErrorLevel {
+		return fmt.Errorf("unknown log level %q (debug, info, warn, error)", level)
+	}
+	if c.d.level == (zap.AtomicLevel{}) {
+		return errors.New("log level is fixed")
+	}
+	c.d.level.SetLevel(l)
+	return nil
+}
