@@ -864,3 +864,19 @@ func TestPickAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestRebuildReusesTable(t *testing.T) {
+	ms := members(4)
+	ms[3].Backup = true
+	p := NewPool(SH, ms, Options{})
+	before := p.snap.Load()
+	mustNil(t, p.SetUp("b3", false)) // a backup flaps while primaries serve
+	after := p.snap.Load()
+	if before == after || &before.table[0] != &after.table[0] {
+		t.Fatal("want a new snapshot sharing the Maglev table")
+	}
+	mustNil(t, p.SetUp("b0", false))
+	if &p.snap.Load().table[0] == &after.table[0] {
+		t.Fatal("table not rebuilt after a candidate went down")
+	}
+}

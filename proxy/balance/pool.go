@@ -210,11 +210,17 @@ func (p *Pool) rebuild() {
 			s.liveWeight += m.weight
 		}
 	}
-	switch p.algo {
-	case WRR:
-		s.seq = smoothSequence(s.weights)
-	case SH, DH, MH:
-		s.table = buildMaglev(s.set, s.weights)
+	if prev := p.snap.Load(); prev != nil && slices.Equal(prev.set, s.set) && slices.Equal(prev.weights, s.weights) {
+		// Same candidates and weights (e.g. a backup flapped while the
+		// primaries serve): keep the precomputed sequence or table.
+		s.seq, s.table = prev.seq, prev.table
+	} else {
+		switch p.algo {
+		case WRR:
+			s.seq = smoothSequence(s.weights)
+		case SH, DH, MH:
+			s.table = buildMaglev(s.set, s.weights)
+		}
 	}
 	p.snap.Store(s)
 }
