@@ -8,7 +8,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 )
 
@@ -19,7 +18,7 @@ import (
 // errors.Join of the error diagnostics (each a Diagnostic, so errors.As works), and the *Config is
 // then nil.
 func Load(path string) (*Config, []Diagnostic, error) {
-	src, err := os.ReadFile(path)
+	src, err := readRegularFile(path)
 	if err != nil {
 		d := Diagnostic{Pos: Pos{File: path}, Msg: unwrapPathErr(err, path).Error(), Severity: Error}
 		return nil, []Diagnostic{d}, d
@@ -31,7 +30,11 @@ func Load(path string) (*Config, []Diagnostic, error) {
 // filepath.Dir(name) and read from the OS filesystem.
 func Parse(name string, src []byte) (*Config, []Diagnostic, error) {
 	d := &diags{}
-	r := newReader(d)
+	return parse(newReader(d), name, src)
+}
+
+func parse(r *reader, name string, src []byte) (*Config, []Diagnostic, error) {
+	d := r.d
 	r.addFile(name, src)
 	top := parseTree(d, r.toks)
 	b := newBuilder(d)

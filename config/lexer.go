@@ -3,10 +3,12 @@ package config
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -39,12 +41,32 @@ type reader struct {
 	sum   hash.Hash
 	stack []string // absolute paths of the files being read, for loop detection
 	toks  []token
-	// readFile is os.ReadFile; tests may replace it per reader.
+	// readFile and glob reach the filesystem for includes; the fuzz test replaces them.
 	readFile func(string) ([]byte, error)
+	glob     func(string) ([]string, error)
 }
 
 func newReader(d *diags) *reader {
-	return &reader{d: d, sum: sha256.New(), readFile: os.ReadFile}
+	return &reader{d: d, sum: sha256.New(), readFile: readRegularFile, glob: filepath.Glob}
+}
+
+// maxFileSize bounds one configuration file.
+const maxFileSize = 64 << 20
+
+// readRegularFile reads a regular file of at most maxFileSize bytes: an include of /dev/zero or a
+// FIFO must not hang the daemon.
+func readRegularFile(name string) ([]byte, error) {
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("cannot read %s: not a regular file", name)
+	}
+	if fi.Size() > maxFileSize {
+		return nil, fmt.Errorf("cannot read %s: larger than %d MiB", name, maxFileSize>>20)
+	}
+	return os.ReadFile(name)
 }
 
 func (r *reader) hash() string { return hex.EncodeToString(r.sum.Sum(nil)) }
@@ -58,6 +80,7 @@ func (r *reader) addFile(name string, src []byte) {
 	r.files = append(r.files, name)
 	r.sum.Write(src)
 	r.stack = append(r.stack, abs)
+	r.toks = slices.Grow(r.toks, len(src)/8)
 	r.lex(name, string(src))
 	r.stack = r.stack[:len(r.stack)-1]
 }
@@ -177,7 +200,7 @@ func (r *reader) include(pos Pos, patterns []string) {
 		}
 		var matches []string
 		if strings.ContainsAny(p, "*?[") {
-			m, err := filepath.Glob(p)
+			m, err := r.glob(p)
 			if err != nil {
 				r.d.errorf(pos, "include", "bad pattern %q: %v", p, err)
 				continue
@@ -222,8 +245,9 @@ func (r *reader) includeFile(pos Pos, name string) {
 
 // unwrapPathErr gives "cannot read NAME: no such file or directory" rather than os's "open NAME: ...".
 func unwrapPathErr(err error, name string) error {
-	if pe, ok := err.(*os.PathError); ok {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
 		return fmt.Errorf("cannot read %s: %w", name, pe.Err)
 	}
-	return fmt.Errorf("cannot read %s: %w", name, err)
+	return err
 }
