@@ -1,0 +1,273 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// freePorts picks ports the kernel considers free on 127.0.0.1 right now.
+func freePorts(t *testing.T) Ports {
+	t.Helper()
+	var ps [6]uint16
+	var lns []net.Listener
+	for i := range ps {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		ps[i] = uint16(ln.Addr().(*net.TCPAddr).Port)
+	}
+	for _, ln := range lns {
+		ln.Close()
+	}
+	return Ports{Halb: ps[0], Backend1: ps[1], Backend2: ps[2], HAProxyHTTP: ps[3], HAProxyTCP: ps[4], Nginx: ps[5]}
+}
+
+func testOptions(t *testing.T) Options {
+	return Options{
+		Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond,
+		Conns: []int{4}, Sizes: []int{128, 5000}, Modes: []string{"http", "tcp"},
+		Targets: []string{TargetDirect, TargetHalb}, Threads: 1, LoadgenProcs: 1,
+		Loadgen: "builtin", Backend: "builtin", Ports: freePorts(t), Timeout: 5 * time.Second,
+		WorkDir: t.TempDir(),
+	}
+}
+
+func runHarness(t *testing.T, opts Options) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	var out, progress bytes.Buffer
+	if err := Run(ctx, opts, &out, &progress); err != nil {
+		t.Fatalf("Run: %v\nprogress:\n%s", err, progress.String())
+	}
+	return out.String(), progress.String()
+}
+
+// tableRows returns the data rows of the Markdown table, split into cells.
+func tableRows(out string) [][]string {
+	var rows [][]string
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| target") {
+			continue
+		}
+		var cells []string
+		for _, c := range strings.Split(strings.Trim(line, "|"), "|") {
+			cells = append(cells, strings.TrimSpace(c))
+		}
+		rows = append(rows, cells)
+	}
+	return rows
+}
+
+func TestRunDirectWithBuiltinBackends(t *testing.T) {
+	opts := testOptions(t)
+	out, progress := runHarness(t, opts)
+	rows := tableRows(out)
+	if len(rows) != 2 {
+		t.Fatalf("want 2 rows (direct × 2 sizes), got %d:\n%s", len(rows), out)
+	}
+	for i, r := range rows {
+		if len(r) != 14 || r[0] != "direct" || r[1] != "-" || r[3] != "4" {
+			t.Fatalf("row %d = %q", i, r)
+		}
+		if r[4] == "0" || r[7] != "0" || r[8] != "0" || r[13] != "1.00" {
+			t.Errorf("row %d: req/s %s errors %s non-2xx %s rps/direct %s", i, r[4], r[7], r[8], r[13])
+		}
+	}
+	if rows[0][2] != "128 B" || rows[1][2] != "5000 B" {
+		t.Errorf("body column %q, %q", rows[0][2], rows[1][2])
+	}
+	// halb without an executable is skipped, said once per mode, and the run still succeeds.
+	if !strings.Contains(out, "Skipped: halb http: no halb executable") || !strings.Contains(out, "Skipped: halb tcp:") {
+		t.Errorf("skip notes missing:\n%s", out)
+	}
+	if got := strings.Count(progress, "  direct "); got != 2 {
+		t.Errorf("%d progress lines for direct, want 2:\n%s", got, progress)
+	}
+}
+
+func TestRunHalbThatFailsIsSkipped(t *testing.T) {
+	opts := testOptions(t)
+	opts.Targets = []string{TargetHalb}
+	opts.Modes = []string{"http"}
+	opts.HalbBin = "/bin/false" // exits at once: reported, not fatal
+	out, _ := runHarness(t, opts)
+	if len(tableRows(out)) != 0 || !strings.Contains(out, "Skipped: halb http:") || !strings.Contains(out, "exited") {
+		t.Fatalf("want halb skipped because it exited:\n%s", out)
+	}
+}
+
+func TestRunRefusesBusyPort(t *testing.T) {
+	opts := testOptions(t)
+	ln, err := net.Listen("tcp", lo(opts.Ports.Backend2).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	err = Run(t.Context(), opts, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "already in use") {
+		t.Fatalf("err = %v, want ports already in use", err)
+	}
+}
+
+func TestRunWithHAProxy(t *testing.T) {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Skip("haproxy not installed")
+	}
+	opts := testOptions(t)
+	opts.Targets = []string{TargetDirect, TargetHAProxy}
+	opts.Sizes = []int{65536}
+	out, _ := runHarness(t, opts)
+	rows := tableRows(out)
+	if len(rows) != 3 {
+		t.Fatalf("want direct + haproxy http + haproxy tcp rows, got:\n%s", out)
+	}
+	for _, r := range rows[1:] {
+		if r[0] != "haproxy" || r[7] != "0" || r[8] != "0" || r[11] != "1.00" || r[12] != "1.00" {
+			t.Errorf("haproxy row %q", r)
+		}
+		if r[9] == "-" || r[10] == "-" || r[13] == "-" {
+			t.Errorf("haproxy row lacks RSS, CPU or ratio to direct: %q", r)
+		}
+	}
+}
+
+func TestRunIdle(t *testing.T) {
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		t.Skip("haproxy not installed")
+	}
+	opts := testOptions(t)
+	opts.Targets = []string{TargetHAProxy}
+	opts.Modes = []string{"tcp"}
+	opts.Idle = 50
+	out, _ := runHarness(t, opts)
+	rows := tableRows(out)
+	if len(rows) != 1 || rows[0][0] != "haproxy" || rows[0][2] != "50" || rows[0][3] != "50" || rows[0][4] != "0" {
+		t.Fatalf("want one haproxy row with 50/50 open and no errors:\n%s", out)
+	}
+}
+
+func TestRunCancelled(t *testing.T) {
+	opts := testOptions(t)
+	opts.Duration = time.Hour
+	ctx, cancel := context.WithCancel(t.Context())
+	var progress bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, opts, &bytes.Buffer{}, &progress) }()
+	// Cancel once the backends answer, i.e. while the first cell runs.
+	deadline := time.Now().Add(30 * time.Second)
+	for probe(t.Context(), lo(opts.Ports.Backend1), []int{128}) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("backends never came up")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("cancelled run returned nil")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	// Everything it started is gone: the backends' ports are free again.
+	for _, port := range []uint16{opts.Ports.Backend1, opts.Ports.Backend2} {
+		ln, err := net.Listen("tcp", lo(port).String())
+		if err != nil {
+			t.Fatalf("port %d still busy after Run returned: %v", port, err)
+		}
+		ln.Close()
+	}
+}
+
+func TestComputeRatios(t *testing.T) {
+	rows := []Row{
+		{Target: TargetDirect, Mode: "-", Size: 128, Conns: 64, RPS: 1000, P99: 2 * time.Millisecond},
+		{Target: TargetHAProxy, Mode: "http", Size: 128, Conns: 64, RPS: 500, P99: 4 * time.Millisecond},
+		{Target: TargetHalb, Mode: "http", Size: 128, Conns: 64, RPS: 750, P99: 3 * time.Millisecond},
+		{Target: TargetHalb, Mode: "tcp", Size: 128, Conns: 64, RPS: 800, P99: 3 * time.Millisecond},
+		{Target: TargetNginx, Mode: "http", Size: 128, Conns: 256, RPS: 100},
+	}
+	computeRatios(rows)
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if r := rows[2]; !near(r.VsHAProxyRPS, 1.5) || !near(r.VsHAProxyP99, 0.75) || !near(r.VsDirectRPS, 0.75) {
+		t.Errorf("halb http ratios %v %v %v", r.VsHAProxyRPS, r.VsHAProxyP99, r.VsDirectRPS)
+	}
+	if r := rows[3]; !math.IsNaN(r.VsHAProxyRPS) || !near(r.VsDirectRPS, 0.8) {
+		t.Errorf("halb tcp has no haproxy tcp row: %v %v", r.VsHAProxyRPS, r.VsDirectRPS)
+	}
+	if r := rows[4]; !math.IsNaN(r.VsHAProxyRPS) || !math.IsNaN(r.VsDirectRPS) {
+		t.Errorf("nginx c=256 has no reference: %v %v", r.VsHAProxyRPS, r.VsDirectRPS)
+	}
+	if fmtRatio(rows[4].VsDirectRPS) != "-" || fmtRatio(1.234) != "1.23" {
+		t.Error("fmtRatio")
+	}
+}
+
+func TestParseWrk(t *testing.T) {
+	s, err := parseWrk([]byte("Running 2s test @ http://127.0.0.1:18081/128\n  1 threads\nRESULT 20000 2000000 1500 9000 3 7\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.requests != 20000 || s.rps != 10000 || s.p50 != 1500*time.Microsecond || s.p99 != 9*time.Millisecond || s.errors != 3 || s.non2xx != 7 {
+		t.Fatalf("parsed %+v", s)
+	}
+	if _, err := parseWrk([]byte("unable to connect to 127.0.0.1:1 Connection refused\n")); err == nil {
+		t.Fatal("no RESULT line accepted")
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	good := testOptions(t)
+	if err := good.validate(); err != nil {
+		t.Fatalf("good options: %v", err)
+	}
+	bad := good
+	bad.Modes = []string{"udp"}
+	bad.Targets = []string{"envoy"}
+	bad.Sizes = []int{-1}
+	bad.Loadgen = "ab"
+	err := bad.validate()
+	if err == nil {
+		t.Fatal("bad options accepted")
+	}
+	for _, want := range []string{`mode "udp"`, `target "envoy"`, "body size -1", `load generator "ab"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+func TestBuiltinBackend(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- newBuiltinBackend().serve(ctx, ln) }()
+	addr := netip.MustParseAddrPort(ln.Addr().String())
+	if err := probe(t.Context(), addr, []int{0, 128, 65536, 128}); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	if err := probe(t.Context(), addr, []int{maxBodySize + 1}); err == nil || !strings.Contains(err.Error(), "status 404") {
+		t.Fatalf("oversized body: %v, want 404", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if err := ServeBackend(t.Context(), "198.18.0.1:80"); err == nil {
+		t.Fatal("ServeBackend accepted a non-loopback address")
+	}
+}

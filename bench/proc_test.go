@@ -1,0 +1,80 @@
+package bench
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestParseStatAndVmRSS(t *testing.T) {
+	// comm with spaces and a ')' inside, as the kernel writes it.
+	stat := []byte("1234 (we ird) name) S 1 777 777 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1000 100000 2000 0")
+	pg, ticks, ok := parseStat(stat)
+	if !ok || pg != 777 || ticks != 300 {
+		t.Fatalf("parseStat = %d, %d, %v; want 777, 300, true", pg, ticks, ok)
+	}
+	if _, _, ok := parseStat([]byte("1 (x) S 1")); ok {
+		t.Fatal("short stat line accepted")
+	}
+	status := []byte("Name:\tnginx\nVmPeak:\t  9000 kB\nVmRSS:\t    4321 kB\nThreads:\t1\n")
+	if got := parseVmRSS(status); got != 4321 {
+		t.Fatalf("parseVmRSS = %d, want 4321", got)
+	}
+	if got := parseVmRSS([]byte("Name:\tkthreadd\n")); got != 0 {
+		t.Fatalf("parseVmRSS without VmRSS = %d, want 0", got)
+	}
+}
+
+func TestProcStopEndsWholeGroup(t *testing.T) {
+	// A parent that ignores TERM and a child: stop must end both (TERM, then KILL to the group).
+	p, err := startProc(t.TempDir(), "grp", nil, "/bin/sh", "-c", `trap "" TERM; sleep 300 & echo started; wait`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := p.pgid()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := sampleGroup(pg)
+		if err == nil && s.procs >= 2 {
+			if s.rssKiB <= 0 {
+				t.Fatalf("group RSS %d KiB", s.rssKiB)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the group never had two processes: %+v %v", s, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	}
+	p.stop(100 * time.Millisecond)
+	if !p.exited() {
+		t.Fatal("leader still running after stop")
+	}
+	// The group may take a moment to disappear from /proc once killed.
+	for {
+		err := syscall.Kill(-pg, 0)
+		if errors.Is(err, syscall.ESRCH) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process group %d still alive after stop (kill -0: %v)", pg, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := sampleGroup(pg); !errors.Is(err, errNoProcs) {
+		t.Fatalf("sampleGroup after stop: %v, want errNoProcs", err)
+	}
+	if !strings.Contains(p.logTail(100), "started") {
+		t.Fatalf("log tail %q lacks the child's output", p.logTail(100))
+	}
+	p.stop(time.Millisecond) // twice is fine
+}
+
+func TestStartProcMissingBinary(t *testing.T) {
+	if _, err := startProc(t.TempDir(), "nope", nil, "/nonexistent/halb"); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("err = %v, want a not-exist error", err)
+	}
+}
