@@ -1,6 +1,7 @@
 package balance
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"sync"
 	"time"
@@ -17,9 +18,13 @@ type persistEntry struct {
 	exp int64 // unix nanoseconds
 }
 
+// persistKey is a masked client address in its 16-byte form (IPv4 as
+// IPv4-mapped IPv6), cheaper to hash than a netip.Addr.
+type persistKey [16]byte
+
 type persistShard struct {
 	mu        sync.Mutex
-	m         map[netip.Addr]persistEntry
+	m         map[persistKey]*persistEntry
 	nextSweep int64
 	_         [40]byte
 }
@@ -48,23 +53,26 @@ func newPersistTable(o Options) *persistTable {
 	}
 	t.perShard = max(limit/persistShards, 1)
 	for i := range t.shards {
-		t.shards[i].m = map[netip.Addr]persistEntry{}
+		t.shards[i].m = map[persistKey]*persistEntry{}
 	}
 	return t
 }
 
 // key masks the client address to the persistence granularity.
-func (t *persistTable) key(client netip.Addr) netip.Addr {
-	a := client.Unmap().WithZone("")
+func (t *persistTable) key(client netip.Addr) persistKey {
+	a := client.Unmap()
 	bits := t.mask6
 	if a.Is4() {
 		bits = t.mask4
 	}
-	pfx, err := a.Prefix(bits)
-	if err != nil {
-		return a
+	if pfx, err := a.Prefix(bits); err == nil {
+		a = pfx.Addr()
 	}
-	return pfx.Addr()
+	return a.As16()
+}
+
+func (k persistKey) hash() uint64 {
+	return mix64(mix64(binary.LittleEndian.Uint64(k[:8])^seedShard) ^ binary.LittleEndian.Uint64(k[8:]))
 }
 
 // pick returns the persistent backend of client if it may be kept, else
@@ -72,38 +80,40 @@ func (t *persistTable) key(client netip.Addr) netip.Addr {
 // pick so that concurrent first connections of one client agree.
 func (t *persistTable) pick(p *Pool, s *snapshot, client netip.Addr, now time.Time, exclude []*Backend) *Backend {
 	key := t.key(client)
-	sh := &t.shards[hashAddr(key, seedShard)%persistShards]
+	sh := &t.shards[key.hash()%persistShards]
 	ns := now.UnixNano()
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e, ok := sh.m[key]
-	if ok && e.exp > ns {
+	e := sh.m[key]
+	if e != nil && e.exp > ns {
 		if _, sticky := s.sticky[e.b]; sticky && !excluded(e.b, exclude) {
 			e.exp = ns + t.ttl
-			sh.m[key] = e
-			return e.b
+			b := e.b
+			sh.mu.Unlock()
+			return b
 		}
 	}
 	b := p.pickNew(s, client, exclude)
-	if b == nil {
-		if ok {
-			delete(sh.m, key)
-		}
-		return nil
+	switch {
+	case b == nil && e != nil:
+		delete(sh.m, key)
+	case b != nil && e != nil:
+		e.b, e.exp = b, ns+t.ttl
+	case b != nil:
+		t.insert(sh, key, &persistEntry{b: b, exp: ns + t.ttl}, ns)
 	}
-	t.put(sh, key, persistEntry{b: b, exp: ns + t.ttl}, ns, ok)
+	sh.mu.Unlock()
 	return b
 }
 
-// put stores e under key in sh (locked), sweeping and evicting to keep the
-// bound. exists says whether key is already present.
-func (t *persistTable) put(sh *persistShard, key netip.Addr, e persistEntry, now int64, exists bool) {
+// insert adds e under the new key in sh (locked), sweeping and evicting to
+// keep the bound.
+func (t *persistTable) insert(sh *persistShard, key persistKey, e *persistEntry, now int64) {
 	if now >= sh.nextSweep {
 		sweepShard(sh, now)
 		sh.nextSweep = now + t.ttl
 	}
-	if !exists && len(sh.m) >= t.perShard {
-		var victim netip.Addr
+	if len(sh.m) >= t.perShard {
+		var victim persistKey
 		var oldest int64
 		n := 0
 		for k, v := range sh.m {
