@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,21 @@ type httpConn struct {
 	private map[*balance.Backend]*fasthttp.HostClient // send-proxy backends: not shared
 	tunnel  chan struct{}                             // set when hijacked; closed when the tunnel ends
 	scratch []byte
+	bodyBuf []byte
+	linger  bool // an error was answered: drain unread input before closing
+}
+
+// Close closes the connection; after an error response it first drains
+// what the client still sends, briefly, so that the close does not reset
+// the connection before the client has read the response.
+func (h *httpConn) Close() error {
+	if h.linger {
+		h.linger = false
+		h.c.CloseWrite()
+		h.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.CopyN(io.Discard, h.c, 256<<10)
+	}
+	return h.c.Close()
 }
 
 func (h *httpConn) Read(p []byte) (int, error) {
@@ -110,21 +126,22 @@ func (h *httpConn) LocalAddr() net.Addr  { return h.local }
 
 func (svc *service) newHTTPServer() *fasthttp.Server {
 	return &fasthttp.Server{
-		Handler:                       svc.handle,
-		ErrorHandler:                  svc.handleParseError,
-		ConnState:                     svc.connState,
-		Logger:                        fasthttpLogger{svc.log},
-		ReadTimeout:                   svc.to.HTTPRequest,
-		IdleTimeout:                   svc.to.Client,
-		ReadBufferSize:                httpReadBuffer,
-		WriteBufferSize:               httpWriteBuffer,
-		MaxRequestBodySize:            httpBodyBuffer,
-		StreamRequestBody:             true,
-		DisablePreParseMultipartForm:  true,
-		NoDefaultServerHeader:         true,
-		NoDefaultDate:                 true,
-		NoDefaultContentType:          true,
-		SecureErrorLogMessage:         true,
+		Handler:                      svc.handle,
+		ErrorHandler:                 svc.handleParseError,
+		ConnState:                    svc.connState,
+		Logger:                       fasthttpLogger{svc.log},
+		ReadTimeout:                  svc.to.HTTPRequest,
+		IdleTimeout:                  svc.to.Client,
+		ReadBufferSize:               httpReadBuffer,
+		WriteBufferSize:              httpWriteBuffer,
+		MaxRequestBodySize:           httpBodyBuffer,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		SecureErrorLogMessage:        false, // handleParseError reads the quoted request head
+
 		DisableHeaderNamesNormalizing: false,
 	}
 }
@@ -171,26 +188,63 @@ func (svc *service) serveHTTP(se *session) {
 	se.client.Close()
 }
 
-// handleParseError answers requests fasthttp could not parse.
+// handleParseError answers requests fasthttp could not parse, with the most
+// precise status our own checks find in the request head.
 func (svc *service) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	status := fasthttp.StatusBadRequest
 	msg := err.Error()
+	raw, haveRaw := errContents(msg)
+	var small *fasthttp.ErrSmallBuffer
 	switch {
-	case errors.Is(err, fasthttp.ErrSmallReadBuffer):
+	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
 		status = fasthttp.StatusRequestHeaderFieldsTooLarge
-		if !strings.Contains(msg, "\n") && !strings.Contains(msg, "reader buffered") {
+		if i := strings.Index(msg, `contents: "`); i >= 0 && !strings.Contains(msg[i:], `\n`) {
 			status = fasthttp.StatusRequestURITooLong
 		}
-	case errors.Is(err, fasthttp.ErrUnsupportedTransferEncoding), strings.Contains(msg, "unsupported transfer-encoding"):
-		status = fasthttp.StatusNotImplemented
 	case strings.Contains(msg, "unsupported http version"):
-		status = fasthttp.StatusHTTPVersionNotSupported
+		if v, ok := quotedAfter(msg, "unsupported http version "); ok && isHTTPVersion(v) {
+			status = fasthttp.StatusHTTPVersionNotSupported
+		}
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status = fasthttp.StatusRequestEntityTooLarge
 	case isTimeout(err):
 		status = fasthttp.StatusRequestTimeout
+	case haveRaw:
+		line, rest, _ := strings.Cut(raw, "\n")
+		http11 := strings.HasSuffix(strings.TrimSuffix(line, "\r"), "HTTP/1.1")
+		if i := strings.Index(rest, "\r\n\r\n"); i >= 0 {
+			rest = rest[:i+4] // the head only; body bytes may follow
+		}
+		if chk := checkRequestHeaders([]byte(rest), http11, nil); chk.status != 0 {
+			status = chk.status
+		} else if strings.Contains(msg, "transfer-encoding") {
+			status = fasthttp.StatusNotImplemented
+		}
 	}
 	svc.reject(ctx, headerCheck{status, "unparsable request"}, err)
+}
+
+// errContents extracts the request bytes fasthttp quotes in a parse error.
+func errContents(msg string) (string, bool) {
+	return quotedAfter(msg, "contents: ")
+}
+
+func quotedAfter(msg, key string) (string, bool) {
+	i := strings.Index(msg, key)
+	if i < 0 {
+		return "", false
+	}
+	q, err := strconv.QuotedPrefix(msg[i+len(key):])
+	if err != nil {
+		return "", false
+	}
+	v, err := strconv.Unquote(q)
+	return v, err == nil
+}
+
+// isHTTPVersion reports whether v is syntactically HTTP-version ("HTTP/" DIGIT "." DIGIT).
+func isHTTPVersion(v string) bool {
+	return len(v) == 8 && v[:5] == "HTTP/" && v[5] >= '0' && v[5] <= '9' && v[6] == '.' && v[7] >= '0' && v[7] <= '9'
 }
 
 // reject answers a bad request without contacting any backend and closes the connection.
@@ -200,6 +254,9 @@ func (svc *service) reject(ctx *fasthttp.RequestCtx, chk headerCheck, err error)
 	ctx.SetContentType("text/plain")
 	ctx.SetBodyString(fasthttp.StatusMessage(chk.status) + "\n")
 	ctx.SetConnectionClose()
+	if hc, ok := ctx.Conn().(*httpConn); ok {
+		hc.linger = true
+	}
 	svc.st.errs.Add(1)
 	svc.st.req[4+chk.status/500].Add(1)
 	if err == nil {
@@ -231,6 +288,10 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 	}
 	if chk := checkRequestTarget(h.Method(), uri); chk.status != 0 {
 		svc.reject(ctx, chk, nil)
+		return
+	}
+	if p := h.Protocol(); string(p) != "HTTP/1.1" && string(p) != "HTTP/1.0" {
+		svc.reject(ctx, headerCheck{fasthttp.StatusHTTPVersionNotSupported, "unsupported HTTP version"}, nil)
 		return
 	}
 	var info headInfo
@@ -265,8 +326,36 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 		svc.tunnel(ctx, hc)
 		return
 	}
+	var cb *clientBody
+	if ctx.Request.IsBodyStream() {
+		// Read the start of a streamed body before choosing a backend: a
+		// malformed chunked body is refused without any backend connection.
+		if hc.bodyBuf == nil {
+			hc.bodyBuf = make([]byte, 16<<10)
+		}
+		stream := ctx.Request.BodyStream()
+		n, err := stream.Read(hc.bodyBuf)
+		switch {
+		case err == io.EOF:
+			ctx.Request.SetBody(hc.bodyBuf[:n])
+		case err != nil:
+			svc.reject(ctx, headerCheck{fasthttp.StatusBadRequest, "bad request body"}, err)
+			return
+		default:
+			cb = &clientBody{r: io.MultiReader(bytes.NewReader(hc.bodyBuf[:n]), stream)}
+			ctx.Request.SetBodyStream(cb, ctx.Request.Header.ContentLength())
+		}
+	}
 	resp := fasthttp.AcquireResponse()
 	b, err := svc.roundTrip(ctx, hc, resp)
+	if err != nil && cb != nil && cb.err != nil {
+		fasthttp.ReleaseResponse(resp)
+		if b != nil {
+			b.Release()
+		}
+		svc.reject(ctx, headerCheck{fasthttp.StatusBadRequest, "bad request body"}, cb.err)
+		return
+	}
 	if err != nil {
 		fasthttp.ReleaseResponse(resp)
 		status := statusFor(err)
@@ -316,6 +405,21 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 	fasthttp.ReleaseResponse(resp)
 	b.Release()
 	svc.logRequest(ctx, b, status, int64(n), "done", nil)
+}
+
+// clientBody records a failure to read the client's body, which makes a
+// failed forward the client's fault (400), not the backend's.
+type clientBody struct {
+	r   io.Reader
+	err error
+}
+
+func (c *clientBody) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
 }
 
 // protectedHeader reports names that a Connection header may not remove:

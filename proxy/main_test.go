@@ -24,6 +24,8 @@ func TestMain(m *testing.M) {
 		// fasthttp's per-HostClient idle-connection reaper sleeps up to
 		// MaxIdleConnDuration before it notices its pool is empty.
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		// fasthttp's process-wide Date header clock, started once.
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
 	)
 }
 

@@ -1,0 +1,90 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+func TestHTTPKeepAliveAndHeaders(t *testing.T) {
+	var last atomic.Pointer[http.Request]
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		last.Store(r.Clone(r.Context()))
+		w.Header().Set("Connection", "X-Secret")
+		w.Header().Set("X-Secret", "1")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("X-Kept", "yes")
+		fmt.Fprintf(w, "hello %s", r.URL.RequestURI())
+	})
+	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(be.addr())})
+	c := dial(t, s.Addr("h"))
+	br := bufio.NewReader(c)
+	for i := range 5 {
+		req := fmt.Sprintf("GET /p/%d//x?q=%%2F HTTP/1.1\r\nHost: example.com\r\nConnection: keep-alive, X-Hop\r\nX-Hop: drop\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nX-Forwarded-For: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-End: kept\r\n\r\n", i)
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if want := fmt.Sprintf("hello /p/%d//x?q=%%2F", i); string(body) != want {
+			t.Fatalf("body %q want %q", body, want)
+		}
+		if resp.Header.Get("X-Secret") != "" || resp.Header.Get("Keep-Alive") != "" || resp.Header.Get("X-Kept") != "yes" {
+			t.Fatalf("response hop-by-hop headers not handled: %v", resp.Header)
+		}
+		r := last.Load()
+		for _, h := range []string{"X-Hop", "Te", "Proxy-Connection", "Upgrade", "Keep-Alive"} {
+			if v := r.Header.Get(h); v != "" {
+				t.Errorf("hop-by-hop %s forwarded: %q", h, v)
+			}
+		}
+		if r.Host != "example.com" || r.Header.Get("X-End") != "kept" {
+			t.Errorf("host %q headers %v", r.Host, r.Header)
+		}
+		if got := r.Header.Values("X-Forwarded-For"); len(got) != 1 || got[0] != "127.0.0.1" {
+			t.Errorf("untrusted XFF must be replaced: %q", got)
+		}
+		if got := r.Header.Get("Forwarded"); got != "for=127.0.0.1;proto=http" {
+			t.Errorf("Forwarded %q", got)
+		}
+		if got := r.Header.Get("X-Forwarded-Proto"); got != "http" {
+			t.Errorf("X-Forwarded-Proto %q", got)
+		}
+	}
+	if n := be.conns.Load(); n != 1 {
+		t.Fatalf("backend saw %d connections for 5 keep-alive requests, want 1", n)
+	}
+	st := s.Stats()[0]
+	if st.Requests[2] != 5 || st.Total != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestHTTPTrustedUpstreamAppends(t *testing.T) {
+	var last atomic.Pointer[http.Request]
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) { last.Store(r.Clone(r.Context())) })
+	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(be.addr()),
+		TrustedUpstreams: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	resp, _ := rawRequest(t, s.Addr("h"), "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.18.0.1\r\nX-Forwarded-For: 198.18.0.2\r\nForwarded: for=198.18.0.1\r\nX-Forwarded-Proto: https\r\n\r\n")
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	r := last.Load()
+	if got := strings.Join(r.Header.Values("X-Forwarded-For"), "|"); got != "198.18.0.1, 198.18.0.2, 127.0.0.1" {
+		t.Errorf("XFF %q", got)
+	}
+	if got := r.Header.Get("Forwarded"); got != "for=198.18.0.1, for=127.0.0.1;proto=http" {
+		t.Errorf("Forwarded %q", got)
+	}
+	if got := r.Header.Get("X-Forwarded-Proto"); got != "https" {
+		t.Errorf("X-Forwarded-Proto %q", got)
+	}
+}
