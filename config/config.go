@@ -36,7 +36,7 @@ func Parse(name string, src []byte) (*Config, []Diagnostic, error) {
 func parse(r *reader, name string, src []byte) (*Config, []Diagnostic, error) {
 	d := r.d
 	r.addFile(name, src)
-	top := parseTree(d, r.toks)
+	top := parseTree(d, r.toks, r.files)
 	b := newBuilder(d)
 	b.build(top)
 	cfg := b.cfg

@@ -27,8 +27,9 @@ type token struct {
 	kind   tokKind
 	bol    bool
 	quoted bool
+	file   int32 // index in reader.files
+	line   int32
 	text   string
-	pos    Pos
 }
 
 // maxIncludeDepth bounds include nesting (keepalived has no limit, but a loop is caught earlier).
@@ -80,8 +81,8 @@ func (r *reader) addFile(name string, src []byte) {
 	r.files = append(r.files, name)
 	r.sum.Write(src)
 	r.stack = append(r.stack, abs)
-	r.toks = slices.Grow(r.toks, len(src)/8)
-	r.lex(name, string(src))
+	r.toks = slices.Grow(r.toks, len(src)/10)
+	r.lex(name, int32(len(r.files)-1), string(src))
 	r.stack = r.stack[:len(r.stack)-1]
 }
 
@@ -90,7 +91,7 @@ func isSpace(c byte) bool {
 }
 
 // lex splits src into tokens, line by line.
-func (r *reader) lex(name string, src string) {
+func (r *reader) lex(name string, fi int32, src string) {
 	line := 0
 	for len(src) > 0 {
 		line++
@@ -100,12 +101,12 @@ func (r *reader) lex(name string, src string) {
 		} else {
 			l, src = src, ""
 		}
-		r.lexLine(Pos{File: name, Line: line}, l)
+		r.lexLine(Pos{File: name, Line: line}, fi, l)
 	}
 }
 
 // lexLine appends the tokens of one line; an `include` line is replaced by the included files' tokens.
-func (r *reader) lexLine(pos Pos, l string) {
+func (r *reader) lexLine(pos Pos, fi int32, l string) {
 	start := len(r.toks)
 	bol := true
 	nbspWarned := false
@@ -132,7 +133,7 @@ func (r *reader) lexLine(pos Pos, l string) {
 			if c == '}' {
 				k = tokRBrace
 			}
-			r.toks = append(r.toks, token{kind: k, bol: bol, text: l[i : i+1], pos: pos})
+			r.toks = append(r.toks, token{kind: k, bol: bol, text: l[i : i+1], file: fi, line: int32(pos.Line)})
 			bol = false
 			i++
 			continue
@@ -175,7 +176,7 @@ func (r *reader) lexLine(pos Pos, l string) {
 		if !plain {
 			text = sb.String()
 		}
-		r.toks = append(r.toks, token{kind: tokWord, bol: bol, quoted: quoted, text: text, pos: pos})
+		r.toks = append(r.toks, token{kind: tokWord, bol: bol, quoted: quoted, text: text, file: fi, line: int32(pos.Line)})
 		bol = false
 	}
 	if len(r.toks) > start && r.toks[start].kind == tokWord && !r.toks[start].quoted && r.toks[start].text == "include" {

@@ -79,7 +79,7 @@ func TestLexerLineNumbers(t *testing.T) {
 	r.addFile("f.conf", []byte("a\r\n\n  b c\n# x\nd\n"))
 	var lines []int
 	for _, tk := range r.toks {
-		lines = append(lines, tk.pos.Line)
+		lines = append(lines, int(tk.line))
 	}
 	if want := []int{1, 3, 3, 5}; !slices.Equal(lines, want) {
 		t.Errorf("lines = %v, want %v", lines, want)
@@ -108,7 +108,7 @@ func TestParserTree(t *testing.T) {
 			d := &diags{}
 			r := newReader(d)
 			r.addFile("t.conf", []byte(tt.src))
-			top := parseTree(d, r.toks)
+			top := parseTree(d, r.toks, r.files)
 			if got := renderNodes(top); got != tt.want {
 				t.Errorf("tree = %q, want %q", got, tt.want)
 			}

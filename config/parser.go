@@ -15,20 +15,50 @@ type node struct {
 const maxDepth = 16
 
 type parser struct {
-	d    *diags
-	toks []token
-	i    int
+	d     *diags
+	toks  []token
+	files []string
+	i     int
+	// Slabs: nodes and their arguments are allocated in chunks, not one by one.
+	nodes []node
+	words []string
 }
 
+func (p *parser) newNode(pos Pos, kw string) *node {
+	if len(p.nodes) == cap(p.nodes) {
+		p.nodes = make([]node, 0, 1024)
+	}
+	p.nodes = append(p.nodes, node{pos: pos, kw: kw})
+	return &p.nodes[len(p.nodes)-1]
+}
+
+// args returns the words toks[i:j] as a slice carved from the words slab.
+func (p *parser) args(i, j int) []string {
+	n := j - i
+	if n == 0 {
+		return nil
+	}
+	if cap(p.words)-len(p.words) < n {
+		p.words = make([]string, 0, max(4096, n))
+	}
+	start := len(p.words)
+	for _, t := range p.toks[i:j] {
+		p.words = append(p.words, t.text)
+	}
+	return p.words[start:len(p.words):len(p.words)]
+}
+
+func (p *parser) pos(t token) Pos { return Pos{File: p.files[t.file], Line: int(t.line)} }
+
 // parseTree turns a token stream into statements.
-func parseTree(d *diags, toks []token) []*node {
-	p := &parser{d: d, toks: toks}
+func parseTree(d *diags, toks []token, files []string) []*node {
+	p := &parser{d: d, toks: toks, files: files}
 	var top []*node
 	for p.i < len(p.toks) {
 		top = p.statements(top, 0)
 		if p.i < len(p.toks) { // a stray '}' at top level
 			t := p.toks[p.i]
-			p.d.errorf(t.pos, "", "unexpected '}' without a matching '{'")
+			p.d.errorf(p.pos(t), "", "unexpected '}' without a matching '{'")
 			p.i++
 		}
 	}
@@ -44,21 +74,22 @@ func (p *parser) statements(out []*node, depth int) []*node {
 			return out
 		case tokLBrace:
 			// A '{' that no keyword owns: after a block, or a second '{'.
-			p.d.errorf(t.pos, "", "unexpected '{' without a keyword")
+			p.d.errorf(p.pos(t), "", "unexpected '{' without a keyword")
 			p.i++
-			p.block(&node{pos: t.pos, kw: "{"}, depth+1)
+			p.block(&node{pos: p.pos(t), kw: "{"}, depth+1)
 			continue
 		}
-		n := &node{pos: t.pos, kw: t.text}
+		n := p.newNode(p.pos(t), t.text)
 		p.i++
+		first := p.i
 		for p.i < len(p.toks) {
 			a := p.toks[p.i]
 			if a.kind != tokWord || a.bol {
 				break
 			}
-			n.args = append(n.args, a.text)
 			p.i++
 		}
+		n.args = p.args(first, p.i)
 		if p.i < len(p.toks) && p.toks[p.i].kind == tokLBrace {
 			p.i++
 			p.block(n, depth+1)
