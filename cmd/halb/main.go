@@ -39,6 +39,7 @@ func commands() []command {
 		{"ctl", "talk to a running daemon over its admin socket (halb ctl help)", cmdCtl},
 		{"bench", "side-by-side benchmark against HAProxy and nginx (halb bench -h)", cmdBench},
 
+		{"lab", "the two-balancer, two-web-server lab in network namespaces (halb lab up|status|kill|start|down)", cmdLab},
 		{"realserver", "print or apply the steps a DR real server needs (halb realserver VIP... [--apply])", cmdRealServer},
 		{"version", "print the version and build information", cmdVersion},
 	}

@@ -13,6 +13,8 @@ import (
 
 func cmdCtl(args []string, stdout, stderr io.Writer) int { return admin.CtlMain(args, stdout, stderr) }
 
+func cmdLab(args []string, stdout, stderr io.Writer) int { return labMain(args, stdout, stderr) }
+
 func cmdBench(args []string, stdout, stderr io.Writer) int { return bench.Main(args, stdout, stderr) }
 
 // cmdRealServer prints (or with --apply, applies in the current network namespace) what a DR real

@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
 )
+
+// labNet is the benchmark range the network-namespace lab uses (RFC 2544).
+var labNet = netip.MustParsePrefix("198.18.0.0/15")
 
 // Backends is a set of running demo web servers.
 type Backends struct {
@@ -20,9 +24,18 @@ type Backends struct {
 	wg    sync.WaitGroup
 }
 
-// Start listens on each of addrs (loopback "host:port"; port 0 picks one) and serves a page naming
+// Start listens on each of addrs (loopback or lab "host:port"; port 0 picks one) and serves a page naming
 // the backend (web1, web2, ...), /health for the health checker, and /big (64 KiB) for curl tests.
 func Start(addrs []string) (*Backends, error) {
+	names := make([]string, len(addrs))
+	for i := range addrs {
+		names[i] = "web" + strconv.Itoa(i+1)
+	}
+	return StartNamed(names, addrs)
+}
+
+// StartNamed is Start with the backends' names given (names[i] serves on addrs[i]).
+func StartNamed(names, addrs []string) (*Backends, error) {
 	b := &Backends{}
 	for i, a := range addrs {
 		host, _, err := net.SplitHostPort(a)
@@ -30,16 +43,16 @@ func Start(addrs []string) (*Backends, error) {
 			b.Close()
 			return nil, fmt.Errorf("demo: backend %q: %w", a, err)
 		}
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		if ip, err := netip.ParseAddr(host); err != nil || !(ip.IsLoopback() || labNet.Contains(ip.Unmap())) {
 			b.Close()
-			return nil, fmt.Errorf("demo: backend %q: demo backends listen on loopback only", a)
+			return nil, fmt.Errorf("demo: backend %q: demo backends listen on loopback or lab addresses (198.18.0.0/15) only", a)
 		}
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			b.Close()
 			return nil, fmt.Errorf("demo: listen %s: %w", a, err)
 		}
-		name := "web" + strconv.Itoa(i+1)
+		name := names[i]
 		srv := &http.Server{Handler: handler(name, ln.Addr().String()), ReadHeaderTimeout: 5 * time.Second}
 		b.Addrs = append(b.Addrs, ln.Addr().String())
 		b.srvs = append(b.srvs, srv)

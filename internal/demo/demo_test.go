@@ -37,7 +37,7 @@ func TestBackendsServeNamedPages(t *testing.T) {
 }
 
 func TestRefusesNonLoopback(t *testing.T) {
-	if _, err := Start([]string{"198.18.0.1:0"}); err == nil || !strings.Contains(err.Error(), "loopback only") {
+	if _, err := Start([]string{"192.0.2.1:0"}); err == nil || !strings.Contains(err.Error(), "loopback or lab addresses") {
 		t.Fatalf("err = %v, want loopback-only refusal", err)
 	}
 }
