@@ -54,7 +54,7 @@ func (c Command) Mutates() bool {
 // String returns the canonical request line of c (without newline);
 // ParseCommand(c.String()) returns c.
 func (c Command) String() string {
-	sb := c.Service + "/" + c.Backend
+	sb := quoteWord(c.Service + "/" + c.Backend)
 	switch c.Op {
 	case OpHelp:
 		return "help"
@@ -64,7 +64,7 @@ func (c Command) String() string {
 		return "show services"
 	case OpShowBackends:
 		if c.Service != "" {
-			return "show backends " + c.Service
+			return "show backends " + quoteWord(c.Service)
 		}
 		return "show backends"
 	case OpShowVRRP:
@@ -106,9 +106,9 @@ func Help() []HelpEntry {
 		{"show backends [SERVICE]", "backends: state, weight, connections, last check, time in state"},
 		{"show vrrp", "VRRP instances: state, priority, tracking, master, adverts"},
 		{"show ipvs", "kernel IPVS tables (when IPVS is in use)"},
-		{"enable backend SERVICE/BACKEND", "put a backend back in service (undo disable/drain)"},
-		{"disable backend SERVICE/BACKEND", "maintenance: no new connections and no checks; existing connections carry on"},
-		{"drain backend SERVICE/BACKEND", "drain: no new connections, existing ones finish; checks go on"},
+		{"enable backend SERVICE/BACKEND", "back in service (undo drain/disable); takes traffic when its checks say up"},
+		{"disable backend SERVICE/BACKEND", "maintenance: no new connections, persistent clients move elsewhere"},
+		{"drain backend SERVICE/BACKEND", "drain: no new connections; open ones finish, persistent clients stay"},
 		{"set weight SERVICE/BACKEND N", fmt.Sprintf("set the backend's weight, 0..%d (0 stops new traffic)", MaxWeight)},
 		{"reload", "re-read the configuration file; a bad file is refused and the running one kept"},
 		{"set loglevel LEVEL", "set the log level: debug, info, warn, error"},
@@ -144,7 +144,10 @@ func ParseCommand(line string) (Command, error) {
 			return Command{}, fmt.Errorf("control character 0x%02x at offset %d", b, i)
 		}
 	}
-	w := strings.FieldsFunc(line, func(r rune) bool { return r == ' ' || r == '\t' })
+	w, err := splitWords(line)
+	if err != nil {
+		return Command{}, err
+	}
 	if len(w) == 0 {
 		return Command{}, ErrEmpty
 	}
@@ -228,6 +231,49 @@ func ParseCommand(line string) (Command, error) {
 	return Command{}, fmt.Errorf("unknown command %q (try help)", w[0])
 }
 
+// splitWords splits a line into words separated by spaces or tabs. A word
+// in double quotes may hold spaces (service names like "fwmark 5"); there
+// are no escapes, and a quote elsewhere in a word is an error.
+func splitWords(line string) ([]string, error) {
+	var words []string
+	isSep := func(b byte) bool { return b == ' ' || b == '\t' }
+	for i := 0; i < len(line); {
+		switch {
+		case isSep(line[i]):
+			i++
+		case line[i] == '"':
+			j := strings.IndexByte(line[i+1:], '"')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated quote at offset %d", i)
+			}
+			words = append(words, line[i+1:i+1+j])
+			i += j + 2
+			if i < len(line) && !isSep(line[i]) {
+				return nil, fmt.Errorf("closing quote at offset %d must end the word", i-1)
+			}
+		default:
+			j := i
+			for j < len(line) && !isSep(line[j]) {
+				if line[j] == '"' {
+					return nil, fmt.Errorf("quote inside a word at offset %d", j)
+				}
+				j++
+			}
+			words = append(words, line[i:j])
+			i = j
+		}
+	}
+	return words, nil
+}
+
+// quoteWord quotes a word for splitWords when it needs it.
+func quoteWord(w string) string {
+	if w == "" || strings.ContainsAny(w, " \t") {
+		return `"` + w + `"`
+	}
+	return w
+}
+
 func noArgs(c Command, w []string, n int) (Command, error) {
 	if len(w) > n {
 		return Command{}, fmt.Errorf("%s: unexpected argument %q", c.String(), w[n])
@@ -243,15 +289,21 @@ func splitTarget(s string) (service, backend string, err error) {
 	if err := checkName("service", service); err != nil {
 		return "", "", err
 	}
-	if backend == "" {
+	if strings.TrimSpace(backend) == "" {
 		return "", "", fmt.Errorf("%q: empty backend name", s)
+	}
+	if strings.TrimSpace(backend) != backend {
+		return "", "", fmt.Errorf("backend name %q has leading or trailing blanks", backend)
 	}
 	return service, backend, nil
 }
 
 func checkName(what, s string) error {
-	if s == "" {
+	if strings.TrimSpace(s) == "" {
 		return fmt.Errorf("empty %s name", what)
+	}
+	if strings.TrimSpace(s) != s {
+		return fmt.Errorf("%s name %q has leading or trailing blanks", what, s)
 	}
 	if strings.Contains(s, "/") {
 		return fmt.Errorf("%s name %q contains '/'", what, s)

@@ -28,6 +28,10 @@ func TestParseCommandGood(t *testing.T) {
 		{"set loglevel debug", Command{Op: OpSetLogLevel, Level: "debug"}},
 		{"prompt", Command{Op: OpPrompt}},
 		{"quit", Command{Op: OpQuit}},
+		{`drain backend "fwmark 5/198.18.0.11:80"`, Command{Op: OpDrainBackend, Service: "fwmark 5", Backend: "198.18.0.11:80"}},
+		{`show backends "group web farm"`, Command{Op: OpShowBackends, Service: "group web farm"}},
+		{`set weight "fwmark 5/198.18.0.11:80" 3`, Command{Op: OpSetWeight, Service: "fwmark 5", Backend: "198.18.0.11:80", Weight: 3}},
+		{`"show" "info"`, Command{Op: OpShowInfo}},
 	} {
 		got, err := ParseCommand(tc.line)
 		if err != nil {
@@ -83,6 +87,14 @@ func TestParseCommandBad(t *testing.T) {
 		{"show info\rshow vrrp", "control character 0x0d"},
 		{"show info\nshow vrrp", "control character 0x0a"},
 		{"show \xff", "not valid UTF-8"},
+		{`drain backend "fwmark 5/x`, "unterminated quote"},
+		{`drain backend "fwmark 5"/x`, "closing quote at offset 23 must end the word"},
+		{`drain backend fwmark"5/x"`, "quote inside a word"},
+		{`drain backend fwmark 5/x`, "want SERVICE/BACKEND"},
+		{`drain backend " web/x"`, "leading or trailing blanks"},
+		{`drain backend "web/x "`, "leading or trailing blanks"},
+		{`drain backend "web/ "`, "empty backend name"},
+		{`show backends ""`, "empty service name"},
 		{strings.Repeat("a", MaxLine), "longer than 4095 bytes"},
 		{"show backends " + strings.Repeat("x", MaxLine), "longer than"},
 	} {

@@ -70,6 +70,11 @@ func ctlMain(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 			*asJSON = true
 			continue
 		}
+		// One shell argument is one word, even with a space in it:
+		// halb ctl drain backend 'fwmark 5/198.18.0.11:80'.
+		if strings.ContainsAny(a, " \t") && !strings.Contains(a, `"`) {
+			a = `"` + a + `"`
+		}
 		words = append(words, a)
 	}
 	if len(words) == 0 {

@@ -88,7 +88,7 @@ func TestCtlTables(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("show vrrp: %d", code)
 	}
-	lineWith(t, out, "VI_WEB1", "eth0", "51", "MASTER", "101", "81", "198.18.0.2", "backup->master 1h00m ago (master down timer)", "3600", "auth=2,ttl=1", "chk_haproxy-20!FAULT")
+	lineWith(t, out, "VI_WEB1", "eth0", "51", "MASTER", "101", "81", "198.18.0.2", "backup->master 1h00m ago (master down timer)", "3600", "auth_fail=2,ttl=1", "chk_haproxy-20!FAULT")
 
 	code, out, _ = runCtl(t, "-s", e.sock, "show", "info")
 	if code != ExitOK {
@@ -97,7 +97,7 @@ func TestCtlTables(t *testing.T) {
 	lineWith(t, out, "version:", "1.2.3")
 	lineWith(t, out, "uptime:", "3h04m")
 	lineWith(t, out, "last reload:", "ok 10m00s ago")
-	lineWith(t, out, "config hash:", "sha256:abc123")
+	lineWith(t, out, "config hash:", "9f2c41d07a")
 
 	code, out, _ = runCtl(t, "-s", e.sock, "show", "ipvs")
 	if code != ExitOK || out != e.src.ipvs {
@@ -141,8 +141,14 @@ func TestCtlExitCodes(t *testing.T) {
 		t.Errorf("calls %+v", c)
 	}
 
+	// A shell argument with a space stays one word.
+	code, _, errOut := runCtl(t, "-s", e.sock, "set", "weight", "fwmark 5/198.18.0.11:80", "7")
+	if c := e.ctl.Calls(); code != ExitOK || len(c) != 2 || c[1] != (call{"weight", "fwmark 5", "198.18.0.11:80", "7"}) {
+		t.Errorf("service name with a space: %d %q %+v", code, errOut, c)
+	}
+
 	// 1: refused by the daemon, its reason on stderr.
-	code, out, errOut := runCtl(t, "-s", e.sock, "enable", "backend", "nope/x")
+	code, out, errOut = runCtl(t, "-s", e.sock, "enable", "backend", "nope/x")
 	if code != ExitRefused || out != "" || !strings.Contains(errOut, `unknown service "nope"`) {
 		t.Errorf("refused: %d %q %q", code, out, errOut)
 	}

@@ -54,8 +54,8 @@ func newFakeSource() *fakeSource {
 	return &fakeSource{
 		info: Info{
 			Version: "1.2.3", GoVersion: "go1.26.8", StartedAt: t0.Add(-3*time.Hour - 4*time.Minute),
-			ConfigFile: "/etc/halb/halb.conf", ConfigHash: "sha256:abc123",
-			LastReload: Reload{At: t0.Add(-10 * time.Minute), OK: true, Hash: "sha256:abc123"},
+			ConfigFile: "/etc/halb/halb.conf", ConfigHash: "9f2c41d07a",
+			LastReload: Reload{At: t0.Add(-10 * time.Minute), OK: true, Hash: "9f2c41d07a"},
 			LogLevel:   "info", PID: 4242,
 		},
 		services: []Service{
@@ -93,7 +93,7 @@ func newFakeSource() *fakeSource {
 			Contributions:  []Contribution{{Name: "chk_haproxy", Weight: -20, Fault: true, Reason: "exit 1"}},
 			MasterAddr:     "198.18.0.2",
 			LastTransition: Transition{At: t0.Add(-time.Hour), From: "backup", To: "master", Cause: "master down timer"},
-			AdvertsSent:    3600, AdvertsReceived: 12, Dropped: map[string]uint64{"auth": 2, "ttl": 1}, Transitions: 3,
+			AdvertsSent:    3600, AdvertsReceived: 12, Dropped: map[string]uint64{"auth_fail": 2, "ttl": 1}, Transitions: 3,
 		}},
 		ipvs: "TCP  198.18.0.10:80 wlc\n  -> 198.18.0.11:80  Route  100  6  0\n",
 	}

@@ -25,7 +25,7 @@ func newCollector(src Source) *collector {
 	d := prometheus.NewDesc
 	svc := []string{"service"}
 	be := []string{"service", "backend"}
-	vr := []string{"instance", "interface", "vrid"}
+	vr := []string{"vrrp_instance", "interface", "vrid"}
 	return &collector{
 		src:        src,
 		up:         d("halb_up", "1 while the halb daemon answers.", nil, nil),

@@ -138,7 +138,7 @@ func TestSocketChanges(t *testing.T) {
 		{"drain backend web/web2", call{"state", "web", "web2", AdminDrain}, "draining"},
 		{"set weight web/web1 0", call{"weight", "web", "web1", "0"}, "weight 0"},
 		{"set weight web/web1 256", call{"weight", "web", "web1", "256"}, "weight 256"},
-		{"reload", call{op: "reload"}, "reloaded (config sha256:abc123)"},
+		{"reload", call{op: "reload"}, "reloaded (config 9f2c41d07a)"},
 		{"set loglevel debug", call{op: "loglevel", arg: "debug"}, "log level debug"},
 	} {
 		before := len(e.ctl.Calls())
