@@ -880,3 +880,59 @@ func TestRebuildReusesTable(t *testing.T) {
 		t.Fatal("table not rebuilt after a candidate went down")
 	}
 }
+
+func TestReconfigure(t *testing.T) {
+	ms := members(3)
+	sorry := Member{Name: "sorry", Addr: netip.MustParseAddrPort("127.0.0.1:81")}
+	o := Options{PersistTimeout: time.Minute, Sorry: &sorry}
+	p := NewPool(RR, ms, o)
+	c := netip.MustParseAddr("198.18.4.4")
+	first := p.Pick(c, t0, nil)
+	first.Acquire()
+	sorryB := p.Backend("sorry")
+
+	// Same options, new scheduler: persistence, counters and the sorry
+	// backend survive.
+	p.Reconfigure(WLC, ms, o)
+	if p.Algo() != WLC {
+		t.Fatalf("algo %v", p.Algo())
+	}
+	if got := p.Pick(c, t0, nil); got != first || got.Active() != 1 {
+		t.Fatalf("persistence or counters lost: %v", got.Name())
+	}
+	if p.Backend("sorry") != sorryB {
+		t.Fatal("sorry backend replaced")
+	}
+	// wlc now: the member with the active connection is avoided by a new client.
+	if got := p.Pick(netip.MustParseAddr("198.18.4.5"), t0, nil); got == first {
+		t.Fatal("wlc not in effect")
+	}
+
+	// Changed persistence settings start an empty table; a new sorry
+	// address is a new backend; no sorry server removes it.
+	o2 := o
+	o2.PersistMask4 = 24
+	o2.Sorry = &Member{Name: "sorry", Addr: netip.MustParseAddrPort("127.0.0.1:82")}
+	p.Reconfigure(SH, ms, o2)
+	if p.PersistLen() != 0 {
+		t.Fatalf("%d entries kept across a persistence change", p.PersistLen())
+	}
+	if p.Backend("sorry") == sorryB {
+		t.Fatal("sorry with a new address kept the old backend")
+	}
+	p.Reconfigure(SH, ms, Options{})
+	if p.Backend("sorry") != nil || p.PersistLen() != 0 {
+		t.Fatal("sorry or persistence left after being removed")
+	}
+	for _, m := range ms {
+		mustNil(t, p.SetUp(m.Name, false))
+	}
+	if p.Pick(c, t0, nil) != nil {
+		t.Fatal("sorry server still returned")
+	}
+	// Unknown schedulers behave like rr.
+	p.Reconfigure(Algo(200), ms, Options{})
+	if p.Algo() != RR {
+		t.Fatalf("algo %v", p.Algo())
+	}
+}

@@ -144,12 +144,13 @@ func sweepShard(sh *persistShard, now int64) int {
 // it removed. Pick sweeps by itself; calling this from a timer only returns
 // memory sooner.
 func (p *Pool) SweepPersist(now time.Time) int {
-	if p.persist == nil {
+	t := p.snap.Load().persist
+	if t == nil {
 		return 0
 	}
 	n := 0
-	for i := range p.persist.shards {
-		sh := &p.persist.shards[i]
+	for i := range t.shards {
+		sh := &t.shards[i]
 		sh.mu.Lock()
 		n += sweepShard(sh, now.UnixNano())
 		sh.mu.Unlock()
@@ -160,12 +161,13 @@ func (p *Pool) SweepPersist(now time.Time) int {
 // PersistLen returns the number of persistence entries (expired ones not yet
 // swept included).
 func (p *Pool) PersistLen() int {
-	if p.persist == nil {
+	t := p.snap.Load().persist
+	if t == nil {
 		return 0
 	}
 	n := 0
-	for i := range p.persist.shards {
-		sh := &p.persist.shards[i]
+	for i := range t.shards {
+		sh := &t.shards[i]
 		sh.mu.Lock()
 		n += len(sh.m)
 		sh.mu.Unlock()

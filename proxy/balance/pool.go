@@ -42,6 +42,8 @@ func (m *memberState) eligible() bool {
 
 // snapshot is an immutable view of the pool used by Pick.
 type snapshot struct {
+	algo    Algo
+	persist *persistTable // nil when persistence is off
 	set     []*Backend // candidates for new connections, configuration order
 	weights []int      // effective weights, parallel to set
 	seq     []uint16   // wrr: smooth sequence of indices into set
@@ -61,11 +63,11 @@ type Pool struct {
 	_    [56]byte
 	snap atomic.Pointer[snapshot]
 
+	mu      sync.Mutex // serialises writers; guards the fields below
 	algo    Algo
-	persist *persistTable // nil when persistence is off
+	opts    Options
+	persist *persistTable
 	sorry   *Backend
-
-	mu      sync.Mutex // serialises writers
 	members []*memberState
 	byName  map[string]*memberState
 }
@@ -75,22 +77,46 @@ type Pool struct {
 // first are ignored (configuration validation rejects them). New members
 // start up and Ready.
 func NewPool(algo Algo, members []Member, o Options) *Pool {
-	if algo > MH {
-		algo = RR
-	}
-	p := &Pool{algo: algo, byName: map[string]*memberState{}}
-	if o.Sorry != nil {
-		p.sorry = newBackend(*o.Sorry, true)
-	}
-	if o.PersistTimeout > 0 {
-		p.persist = newPersistTable(o)
-	}
-	p.Update(members)
+	p := &Pool{byName: map[string]*memberState{}}
+	p.Reconfigure(algo, members, o)
 	return p
 }
 
 // Algo returns the pool's scheduler.
-func (p *Pool) Algo() Algo { return p.algo }
+func (p *Pool) Algo() Algo { return p.snap.Load().algo }
+
+// Reconfigure is a full reload in one snapshot swap: scheduler, members (as
+// Update) and options. The sorry server keeps its *Backend when its Name and
+// Addr are unchanged. The persistence table is kept when PersistTimeout,
+// PersistMask4/6 and PersistMax are unchanged, and otherwise started empty.
+func (p *Pool) Reconfigure(algo Algo, members []Member, o Options) {
+	if algo > MH {
+		algo = RR
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.algo = algo
+	switch {
+	case o.Sorry == nil:
+		p.sorry = nil
+	case p.sorry != nil && p.sorry.name == o.Sorry.Name && p.sorry.addr == o.Sorry.Addr:
+		p.sorry.maxConn.Store(int64(max(o.Sorry.MaxConn, 0)))
+		p.sorry.data.Store(&dataBox{o.Sorry.Data})
+	default:
+		p.sorry = newBackend(*o.Sorry, true)
+	}
+	old := p.opts
+	if p.persist == nil || o.PersistTimeout != old.PersistTimeout || o.PersistMask4 != old.PersistMask4 ||
+		o.PersistMask6 != old.PersistMask6 || o.PersistMax != old.PersistMax {
+		p.persist = nil
+		if o.PersistTimeout > 0 {
+			p.persist = newPersistTable(o)
+		}
+	}
+	p.opts = o
+	p.opts.Sorry = nil // not kept: the caller may reuse it
+	p.update(members)
+}
 
 // Update replaces the member list (a reload). A member whose Name and Addr
 // were already present keeps its *Backend (counters), health state, admin
@@ -101,6 +127,10 @@ func (p *Pool) Algo() Algo { return p.algo }
 func (p *Pool) Update(members []Member) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.update(members)
+}
+
+func (p *Pool) update(members []Member) {
 	list := make([]*memberState, 0, len(members))
 	byName := make(map[string]*memberState, len(members))
 	for _, m := range members {
@@ -184,7 +214,7 @@ func (p *Pool) change(op, name string, f func(*memberState) bool) error {
 // rebuild computes a new snapshot from the members and publishes it. p.mu
 // must be held.
 func (p *Pool) rebuild() {
-	s := &snapshot{sorry: p.sorry, sticky: make(map[*Backend]struct{}, len(p.members))}
+	s := &snapshot{algo: p.algo, persist: p.persist, sorry: p.sorry, sticky: make(map[*Backend]struct{}, len(p.members))}
 	var primaries, backups int
 	for _, m := range p.members {
 		if m.eligible() {
@@ -210,12 +240,12 @@ func (p *Pool) rebuild() {
 			s.liveWeight += m.weight
 		}
 	}
-	if prev := p.snap.Load(); prev != nil && slices.Equal(prev.set, s.set) && slices.Equal(prev.weights, s.weights) {
+	if prev := p.snap.Load(); prev != nil && prev.algo == s.algo && slices.Equal(prev.set, s.set) && slices.Equal(prev.weights, s.weights) {
 		// Same candidates and weights (e.g. a backup flapped while the
 		// primaries serve): keep the precomputed sequence or table.
 		s.seq, s.table = prev.seq, prev.table
 	} else {
-		switch p.algo {
+		switch s.algo {
 		case WRR:
 			s.seq = smoothSequence(s.weights)
 		case SH, DH, MH:
@@ -288,7 +318,7 @@ func (p *Pool) LiveWeight() int { return p.snap.Load().liveWeight }
 func (p *Pool) String() string {
 	s := p.snap.Load()
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s pool, %d eligible:", p.algo, s.eligible)
+	fmt.Fprintf(&b, "%s pool, %d eligible:", s.algo, s.eligible)
 	for _, x := range s.set {
 		b.WriteByte(' ')
 		b.WriteString(x.name)
@@ -304,8 +334,8 @@ func (p *Pool) String() string {
 func (p *Pool) Pick(client netip.Addr, now time.Time, exclude []*Backend) *Backend {
 	s := p.snap.Load()
 	var b *Backend
-	if p.persist != nil && client.IsValid() {
-		b = p.persist.pick(p, s, client, now, exclude)
+	if s.persist != nil && client.IsValid() {
+		b = s.persist.pick(p, s, client, now, exclude)
 	} else {
 		b = p.pickNew(s, client, exclude)
 	}
@@ -343,7 +373,7 @@ func (p *Pool) pickNew(s *snapshot, client netip.Addr, exclude []*Backend) *Back
 	if n == 0 {
 		return nil
 	}
-	switch p.algo {
+	switch s.algo {
 	case WRR:
 		l := uint64(len(s.seq))
 		start := p.ctr.Add(1) - 1
