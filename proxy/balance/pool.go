@@ -44,10 +44,10 @@ func (m *memberState) eligible() bool {
 type snapshot struct {
 	algo    Algo
 	persist *persistTable // nil when persistence is off
-	set     []*Backend // candidates for new connections, configuration order
-	weights []int      // effective weights, parallel to set
-	seq     []uint16   // wrr: smooth sequence of indices into set
-	table   []uint16   // sh/dh/mh: Maglev table of indices into set
+	set     []*Backend    // candidates for new connections, configuration order
+	weights []int         // effective weights, parallel to set
+	seq     []uint16      // wrr: smooth sequence of indices into set
+	table   []uint16      // sh/dh/mh: Maglev table of indices into set
 	// sticky holds the backends that may keep persistent clients.
 	sticky     map[*Backend]struct{}
 	sorry      *Backend
