@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // defaultInfo is what Format prints in the version line: the kernel's IPVS
@@ -37,6 +38,9 @@ func FormatInfo(w io.Writer, info Info, svcs []Service) error {
 			fmt.Fprintf(bw, "%-4s %s %s", s.Protocol, addrPort(s.Addr), s.scheduler())
 		}
 		flags := s.effFlags()
+		if sf := schedFlagNames(s.scheduler(), flags); sf != "" {
+			fmt.Fprintf(bw, " (%s)", sf)
+		}
 		if flags&FlagPersistent != 0 {
 			fmt.Fprintf(bw, " persistent %d", s.timeoutSeconds())
 			if n := s.netmaskBits(); n != f.Bits() {
@@ -63,6 +67,23 @@ func FormatInfo(w io.Writer, info Info, svcs []Service) error {
 		return fmt.Errorf("ipvs: format: %w", err)
 	}
 	return nil
+}
+
+// schedFlagNames names the scheduler flags as ipvsadm does: sh-fallback,
+// sh-port for sh, mh-fallback, mh-port for mh, flag-N otherwise.
+func schedFlagNames(sched string, flags uint32) string {
+	names := [3]string{"flag-1", "flag-2", "flag-3"}
+	switch sched {
+	case "sh", "mh":
+		names[0], names[1] = sched+"-fallback", sched+"-port"
+	}
+	var out []string
+	for i, f := range []uint32{FlagSched1, FlagSched2, FlagSched3} {
+		if flags&f != 0 {
+			out = append(out, names[i])
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 // addrPort is "198.18.0.1:80" or "[2001:db8::1]:80", as ipvsadm -n prints.

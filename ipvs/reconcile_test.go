@@ -352,7 +352,7 @@ func TestPlanIPv6AndFWMark(t *testing.T) {
 	}
 	mustSync(t, r)
 	wantTable(t, f, ""+
-		"TCP  [2001:db8::100]:80 mh\n"+
+		"TCP  [2001:db8::100]:80 mh (mh-port)\n"+
 		"  -> [2001:db8::11]:80            Route   1      0          0         \n"+
 		"FWM  5 IPv6 wlc persistent 30 mask 64\n"+
 		"  -> [2001:db8::12]:0             Tunnel  2      0          0         \n")
