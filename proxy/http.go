@@ -665,7 +665,7 @@ func (svc *service) logRequest(ctx *fasthttp.RequestCtx, b *balance.Backend, sta
 // tunnel forwards an Upgrade request (WebSocket) to a backend and then
 // relays bytes both ways until either side closes.
 func (svc *service) tunnel(ctx *fasthttp.RequestCtx, hc *httpConn) {
-	if ctx.Request.Header.ContentLength() != 0 {
+	if cl := ctx.Request.Header.ContentLength(); cl > 0 || cl == -1 {
 		svc.reject(ctx, headerCheck{fasthttp.StatusBadRequest, "upgrade request with a body"}, nil)
 		return
 	}
