@@ -176,19 +176,29 @@ func TestRR(t *testing.T) {
 func TestLC(t *testing.T) {
 	tests := []struct {
 		active []int
-		want   string
+		want   string // over len(active) picks, without acquiring
 	}{
-		{[]int{0, 0, 0}, "b0"},
-		{[]int{1, 0, 0}, "b1"},
-		{[]int{2, 1, 1}, "b1"},
-		{[]int{5, 7, 3}, "b2"},
+		{[]int{0, 0, 0}, "012"}, // ties rotate
+		{[]int{1, 0, 0}, "112"},
+		{[]int{2, 1, 1}, "112"},
+		{[]int{5, 7, 3}, "222"},
 	}
 	for _, tt := range tests {
 		// weights do not matter to lc
 		p := NewPool(LC, members(3, 1, 100, 2), Options{})
 		acquire(t, p, tt.active)
-		if got := p.Pick(netip.Addr{}, t0, nil).Name(); got != tt.want {
+		if got := pickSeq(p, len(tt.want)); got != tt.want {
 			t.Errorf("active %v: got %s, want %s", tt.active, got, tt.want)
+		}
+	}
+	// Acquiring what is picked spreads connections evenly.
+	p := NewPool(LC, members(4), Options{})
+	for range 400 {
+		p.Pick(netip.Addr{}, t0, nil).Acquire()
+	}
+	for _, v := range p.Views() {
+		if v.Active != 100 {
+			t.Errorf("%s: %d active, want 100", v.Name, v.Active)
 		}
 	}
 }
@@ -208,20 +218,33 @@ func acquire(t *testing.T, p *Pool, active []int) {
 func TestWLC(t *testing.T) {
 	tests := []struct {
 		weights, active []int
-		want            string
+		want            string // over len(weights) picks, without acquiring
 	}{
-		{[]int{1, 1, 1}, []int{0, 0, 0}, "b0"},
-		{[]int{1, 3}, []int{1, 2}, "b1"},       // 1/1 > 2/3
-		{[]int{1, 3}, []int{1, 3}, "b0"},       // 1/1 == 3/3: first found
-		{[]int{1, 3}, []int{1, 4}, "b0"},       // 4/3 > 1
-		{[]int{2, 5, 1}, []int{4, 9, 1}, "b2"}, // 2, 1.8, 1
-		{[]int{0, 1}, []int{0, 5}, "b1"},       // weight 0 never
+		{[]int{1, 1, 1}, []int{0, 0, 0}, "012"}, // ties rotate
+		{[]int{1, 3}, []int{1, 2}, "11"},        // 1/1 > 2/3
+		{[]int{1, 3}, []int{1, 3}, "01"},        // 1/1 == 3/3: tie
+		{[]int{1, 3}, []int{1, 4}, "00"},        // 4/3 > 1
+		{[]int{2, 5, 1}, []int{4, 9, 1}, "222"}, // 2, 1.8, 1
+		{[]int{2, 5, 1}, []int{4, 9, 2}, "111"}, // 2, 1.8, 2
+		{[]int{0, 1}, []int{0, 5}, "11"},        // weight 0 never
+		{[]int{3, 1}, []int{0, 0}, "01"},        // 0/3 == 0/1: tie
 	}
 	for _, tt := range tests {
 		p := NewPool(WLC, members(len(tt.weights), tt.weights...), Options{})
 		acquire(t, p, tt.active)
-		if got := p.Pick(netip.Addr{}, t0, nil).Name(); got != tt.want {
+		if got := pickSeq(p, len(tt.want)); got != tt.want {
 			t.Errorf("weights %v active %v: got %s, want %s", tt.weights, tt.active, got, tt.want)
+		}
+	}
+	// Acquiring what is picked converges to active counts proportional
+	// to the weights.
+	p := NewPool(WLC, members(3, 1, 2, 5), Options{})
+	for range 800 {
+		p.Pick(netip.Addr{}, t0, nil).Acquire()
+	}
+	for i, v := range p.Views() {
+		if want := int64([]int{100, 200, 500}[i]); v.Active != want {
+			t.Errorf("%s: %d active, want %d", v.Name, v.Active, want)
 		}
 	}
 }

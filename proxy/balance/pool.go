@@ -389,26 +389,25 @@ func (p *Pool) pickNew(s *snapshot, client netip.Addr, exclude []*Backend) *Back
 			}
 		}
 		return nil
-	case LC:
-		var best *Backend
-		var bestActive int64
-		for _, b := range s.set {
-			if b.full() || excluded(b, exclude) {
-				continue
-			}
-			if a := b.active.Load(); best == nil || a < bestActive {
-				best, bestActive = b, a
-			}
-		}
-		return best
-	case WLC:
+	case LC, WLC:
+		// Scan from a rotating start so that ties rotate (see the package
+		// doc); weights are all 1 for lc.
+		start := (p.ctr.Add(1) - 1) % uint64(n)
 		var best *Backend
 		var bestActive, bestWeight int64
-		for i, b := range s.set {
+		for j := range uint64(n) {
+			i := start + j
+			if i >= uint64(n) {
+				i -= uint64(n)
+			}
+			b := s.set[i]
 			if b.full() || excluded(b, exclude) {
 				continue
 			}
-			a, w := b.active.Load(), int64(s.weights[i])
+			a, w := b.active.Load(), int64(1)
+			if s.algo == WLC {
+				w = int64(s.weights[i])
+			}
 			if best == nil || bestActive*w > a*bestWeight {
 				best, bestActive, bestWeight = b, a, w
 			}
