@@ -15,9 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
+		"strings"
 	"time"
 )
 
@@ -68,10 +66,6 @@ type HTTPChecker struct {
 	CAFile      string
 	MaxBody     int64
 	UserAgent   string
-
-	once    sync.Once
-	tlsConf *tls.Config
-	tlsErr  error
 }
 
 // Check implements Checker.
@@ -81,39 +75,40 @@ func (c *HTTPChecker) Check(ctx context.Context) Result {
 	if len(urls) == 0 {
 		urls = []URL{{Path: "/"}}
 	}
+	var tlsConf *tls.Config
 	if c.TLS {
-		c.once.Do(c.buildTLS)
-		if c.tlsErr != nil {
-			return fail(start, c.tlsErr.Error())
+		// Built per check: the CA file is small, and a renewed one is
+		// picked up without a reload.
+		var err error
+		if tlsConf, err = c.tlsConfig(); err != nil {
+			return fail(start, err.Error())
 		}
 	}
 	for i := range urls {
-		if reason := c.get(ctx, start, &urls[i]); reason != "" {
+		if reason := c.get(ctx, start, &urls[i], tlsConf); reason != "" {
 			return fail(start, reason)
 		}
 	}
 	return pass(start)
 }
 
-func (c *HTTPChecker) buildTLS() {
+func (c *HTTPChecker) tlsConfig() (*tls.Config, error) {
 	cfg := &tls.Config{InsecureSkipVerify: !c.Verify && c.CAFile == ""} //nolint:gosec // keepalived's default, documented
 	if c.CAFile != "" {
 		pem, err := os.ReadFile(c.CAFile)
 		if err != nil {
-			c.tlsErr = fmt.Errorf("TLS: load CA: %w", err)
-			return
+			return nil, fmt.Errorf("TLS: load CA: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			c.tlsErr = fmt.Errorf("TLS: load CA: no PEM certificate in %s", c.CAFile)
-			return
+			return nil, fmt.Errorf("TLS: load CA: no PEM certificate in %s", c.CAFile)
 		}
 		cfg.RootCAs = pool
 	}
-	c.tlsConf = cfg
+	return cfg, nil
 }
 
-func (c *HTTPChecker) get(ctx context.Context, start time.Time, u *URL) string {
+func (c *HTTPChecker) get(ctx context.Context, start time.Time, u *URL, tlsConf *tls.Config) string {
 	budget := ctxTimeout(ctx, start)
 	if bad := strings.IndexFunc(u.Path, func(r rune) bool { return r <= ' ' || r == 0x7f }); bad >= 0 || u.Path == "" {
 		return fmt.Sprintf("invalid url path %q", u.Path)
@@ -135,7 +130,7 @@ func (c *HTTPChecker) get(ctx context.Context, start time.Time, u *URL) string {
 	}
 	var rw net.Conn = conn
 	if c.TLS {
-		cfg := c.tlsConf.Clone()
+		cfg := tlsConf.Clone()
 		switch {
 		case host != "":
 			cfg.ServerName = hostOnly(host)
@@ -181,6 +176,7 @@ type limitReader struct {
 	r        io.Reader
 	n        int64
 	exceeded bool
+	eof      bool
 }
 
 var errHeaderTooLarge = errors.New("response header too large")
@@ -198,6 +194,9 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.n -= int64(n)
+	if err == io.EOF {
+		l.eof = true
+	}
 	return n, err
 }
 
@@ -221,7 +220,7 @@ func judgeResponse(r io.Reader, u *URL, maxBody int64, budget time.Duration) str
 		switch {
 		case lr.exceeded:
 			return fmt.Sprintf("bad response: header larger than %d bytes", maxHeaderBytes)
-		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		case lr.eof, errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 			return "read response: connection closed mid-header"
 		case isTimeout(err):
 			return fmt.Sprintf("timeout after %s (read response)", budget)
@@ -267,16 +266,23 @@ func statusOK(code int, want []StatusRange) bool {
 	return false
 }
 
-// clip shortens s to n bytes and makes it printable, for reasons.
+// clip shortens s to n bytes and replaces what is not printable ASCII, for
+// reasons.
 func clip(s string, n int) string {
-	if len(s) > n {
-		s = s[:n] + "…"
+	cut := len(s) > n
+	if cut {
+		s = s[:n]
 	}
-	q := strconv.QuoteToASCII(s)
-	if q[1:len(q)-1] == s {
-		return s
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e {
+			return '?'
+		}
+		return r
+	}, s)
+	if cut {
+		s += "..."
 	}
-	return q
+	return s
 }
 
 func (c *HTTPChecker) String() string {
