@@ -15,7 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
-		"strings"
+	"strings"
 	"time"
 )
 
