@@ -63,6 +63,10 @@ type Row struct {
 	Non2xx       uint64
 	RSSKiB       int64   // max VmRSS of the proxy's processes during the cell; -1 = n/a
 	CPUSeconds   float64 // proxy CPU time during the measured window; -1 = n/a
+	// OtherCores is how many cores, on average over the measured window, were busy with
+	// something other than the load generator, the proxy and the backends (other tenants,
+	// softirq work charged to no process): above noisyCores the row is suspect.
+	OtherCores   float64
 	VsHAProxyRPS float64 // NaN when there is no HAProxy row to compare with
 	VsHAProxyP99 float64
 	VsDirectRPS  float64
@@ -80,6 +84,7 @@ type harness struct {
 	inProcWG    sync.WaitGroup
 	backends    []netip.AddrPort
 	backendDesc string
+	backendPs   []*proc // backends running as processes (none when in-process)
 	skipped     []string
 }
 
@@ -265,14 +270,14 @@ func (h *harness) startBackends(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			h.track(p)
+			h.backendPs = append(h.backendPs, h.track(p))
 			h.backendDesc = "nginx, 1 worker each"
 		case h.opts.SelfExe != "":
 			p, err := startProc(h.dir, name, []string{"GOMAXPROCS=1"}, h.opts.SelfExe, "bench", "--serve", addr.String())
 			if err != nil {
 				return err
 			}
-			h.track(p)
+			h.backendPs = append(h.backendPs, h.track(p))
 			h.backendDesc = "built-in fasthttp server, GOMAXPROCS=1 each"
 		default:
 			ln, err := net.Listen("tcp", addr.String())
@@ -290,8 +295,8 @@ func (h *harness) startBackends(ctx context.Context) error {
 	}
 	for i, addr := range h.backends {
 		var p *proc
-		if i < len(h.procs) {
-			p = h.procs[i]
+		if i < len(h.backendPs) {
+			p = h.backendPs[i]
 		}
 		if err := h.waitReady(ctx, p, addr, "backend"); err != nil {
 			return err
@@ -517,6 +522,7 @@ type loadSummary struct {
 	requests, errors, non2xx uint64
 	rps                      float64
 	p50, p99                 time.Duration
+	cpuSecs                  float64 // CPU of an external load generator (wrk); 0 for the built-in one
 }
 
 func (h *harness) load(ctx context.Context, addr netip.AddrPort, size, conns int, d time.Duration) (loadSummary, error) {
@@ -571,7 +577,9 @@ func (h *harness) cell(ctx context.Context, target, mode string, addr netip.Addr
 		})
 		stopSampler = func() { cancel(); wg.Wait() }
 	}
+	acct0 := h.accounting(p)
 	sum, err := h.load(ctx, addr, size, conns, h.opts.Duration)
+	acct1 := h.accounting(p)
 	stopSampler()
 	if err != nil {
 		return row, fmt.Errorf("bench: %s %s: %w", target, mode, err)
@@ -584,6 +592,7 @@ func (h *harness) cell(ctx context.Context, target, mode string, addr netip.Addr
 		row.RSSKiB = max(maxRSS, s1.rssKiB)
 		row.CPUSeconds = s1.cpuSecs - s0.cpuSecs
 	}
+	row.OtherCores = otherCores(acct0, acct1, sum.cpuSecs)
 	row.RPS, row.P50, row.P99 = sum.rps, sum.p50, sum.p99
 	row.Requests, row.Errors, row.Non2xx = sum.requests, sum.errors, sum.non2xx
 	return row, nil
@@ -614,7 +623,11 @@ func (h *harness) runWrk(ctx context.Context, addr netip.AddrPort, path string, 
 	if err != nil {
 		return loadSummary{}, fmt.Errorf("wrk: %w", err)
 	}
-	return parseWrk(log)
+	s, err := parseWrk(log)
+	if ps := p.cmd.ProcessState; ps != nil {
+		s.cpuSecs = (ps.UserTime() + ps.SystemTime()).Seconds()
+	}
+	return s, err
 }
 
 func parseWrk(out []byte) (loadSummary, error) {
@@ -699,7 +712,7 @@ func fmtRSS(kib int64) string {
 }
 
 func fmtCPU(s float64) string {
-	if s < 0 {
+	if s < 0 || math.IsNaN(s) {
 		return "-"
 	}
 	return strconv.FormatFloat(s, 'f', 2, 64)
@@ -715,11 +728,15 @@ func fmtRatio(r float64) string {
 func (h *harness) header(w io.Writer) {
 	o := h.opts
 	fmt.Fprintf(w, "halb bench %s: %d CPUs, proxy threads %d, backends: %s\n", time.Now().UTC().Format(time.RFC3339), numCPU(), o.Threads, h.backendDesc)
-	lg := fmt.Sprintf("built-in (GOMAXPROCS %d)", o.LoadgenProcs)
-	if o.Loadgen == "wrk" {
-		lg = fmt.Sprintf("wrk -t%d", o.LoadgenProcs)
+	if o.Idle > 0 {
+		fmt.Fprintf(w, "idle memory: %d keep-alive client connections per proxy, one GET /128 each\n", o.Idle)
+	} else {
+		lg := fmt.Sprintf("built-in (GOMAXPROCS %d)", o.LoadgenProcs)
+		if o.Loadgen == "wrk" {
+			lg = fmt.Sprintf("wrk -t%d", o.LoadgenProcs)
+		}
+		fmt.Fprintf(w, "load generator: %s, closed loop, keep-alive, %v per cell after %v warm-up\n", lg, o.Duration, o.Warmup)
 	}
-	fmt.Fprintf(w, "load generator: %s, closed loop, keep-alive, %v per cell after %v warm-up\n", lg, o.Duration, o.Warmup)
 	for _, v := range versions() {
 		fmt.Fprintf(w, "%s\n", v)
 	}
@@ -728,18 +745,73 @@ func (h *harness) header(w io.Writer) {
 
 func (h *harness) printTable(w io.Writer, rows []Row) {
 	h.header(w)
-	fmt.Fprintln(w, "| target | mode | body | conns | req/s | p50 ms | p99 ms | errors | non-2xx | RSS MiB | CPU s | rps / haproxy | p99 / haproxy | rps / direct |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| target | mode | body | conns | req/s | p50 ms | p99 ms | errors | non-2xx | RSS MiB | CPU s | rps / haproxy | p99 / haproxy | rps / direct | other cores |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	noisy := 0
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %s | %s | %d | %d | %s | %s | %s | %s | %s |\n",
+		other := fmtCPU(r.OtherCores)
+		if r.OtherCores > noisyCores {
+			other += " NOISY"
+			noisy++
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s |\n",
 			r.Target, r.Mode, sizeName(r.Size), r.Conns, r.RPS, fmtMS(r.P50), fmtMS(r.P99), r.Errors, r.Non2xx,
-			fmtRSS(r.RSSKiB), fmtCPU(r.CPUSeconds), fmtRatio(r.VsHAProxyRPS), fmtRatio(r.VsHAProxyP99), fmtRatio(r.VsDirectRPS))
+			fmtRSS(r.RSSKiB), fmtCPU(r.CPUSeconds), fmtRatio(r.VsHAProxyRPS), fmtRatio(r.VsHAProxyP99), fmtRatio(r.VsDirectRPS), other)
 	}
 	fmt.Fprintln(w)
 	h.notes(w)
 	fmt.Fprintln(w, "RSS = max of the proxy's summed VmRSS (all processes of its group) sampled every 200 ms and at the end of the cell;")
 	fmt.Fprintln(w, "CPU s = user+system seconds of the proxy's processes during the measured window. 'direct' has no proxy.")
+	fmt.Fprintln(w, "other cores = cores busy in tasks (user+nice+system+steal in /proc/stat) minus those used by the load generator,")
+	fmt.Fprintln(w, "the proxy and the backends;")
+	fmt.Fprintf(w, "NOISY above %.1f: something else was running, rerun that row on a quiet machine.\n", noisyCores)
 	fmt.Fprintln(w, "Everything shares this machine's CPUs: compare ratios within one run; absolute req/s are not portable.")
+	if noisy > 0 {
+		fmt.Fprintf(w, "WARNING: %d of %d rows are NOISY.\n", noisy, len(rows))
+	}
+}
+
+// noisyCores is the "other cores" level above which a row is marked NOISY.
+const noisyCores = 0.3
+
+// cpuAccount is a snapshot of CPU counters for the noise estimate.
+type cpuAccount struct {
+	at         time.Time
+	busy       float64 // machine-wide busy CPU seconds
+	self       float64 // this process (built-in load generator, in-process backends)
+	proxy      float64
+	backends   float64
+	sysOK, pOK bool
+}
+
+func (h *harness) accounting(p *proc) cpuAccount {
+	a := cpuAccount{at: time.Now()}
+	var err error
+	a.busy, err = machineBusySecs()
+	a.sysOK = err == nil
+	a.self, _ = selfCPUSecs()
+	a.pOK = true
+	if p != nil {
+		s, err := sampleGroup(p.pgid())
+		a.proxy, a.pOK = s.cpuSecs, err == nil
+	}
+	for _, b := range h.backendPs {
+		if s, err := sampleGroup(b.pgid()); err == nil {
+			a.backends += s.cpuSecs
+		}
+	}
+	return a
+}
+
+// otherCores is the average number of busy cores between a and b not charged to the
+// harness, the proxy, the backends or an external load generator (extCPU seconds).
+func otherCores(a, b cpuAccount, extCPU float64) float64 {
+	wall := b.at.Sub(a.at).Seconds()
+	if !a.sysOK || !b.sysOK || !a.pOK || !b.pOK || wall <= 0 {
+		return math.NaN()
+	}
+	ours := (b.self - a.self) + (b.proxy - a.proxy) + (b.backends - a.backends) + extCPU
+	return max(0, ((b.busy-a.busy)-ours)/wall)
 }
 
 func (h *harness) notes(w io.Writer) {

@@ -76,7 +76,7 @@ func TestRunDirectWithBuiltinBackends(t *testing.T) {
 		t.Fatalf("want 2 rows (direct × 2 sizes), got %d:\n%s", len(rows), out)
 	}
 	for i, r := range rows {
-		if len(r) != 14 || r[0] != "direct" || r[1] != "-" || r[3] != "4" {
+		if len(r) != 15 || r[0] != "direct" || r[1] != "-" || r[3] != "4" {
 			t.Fatalf("row %d = %q", i, r)
 		}
 		if r[4] == "0" || r[7] != "0" || r[8] != "0" || r[13] != "1.00" {

@@ -171,3 +171,48 @@ func parseVmRSS(b []byte) int64 {
 	}
 	return 0
 }
+
+// machineBusySecs is the machine-wide CPU time spent in tasks or stolen by the hypervisor
+// (user, nice, system, steal: not idle, iowait, irq or softirq) in seconds, from the first
+// line of /proc/stat. Interrupt and softirq time is left out because the kernel charges it to
+// no task (with IRQ_TIME_ACCOUNTING), so loopback traffic would look like someone else's work.
+func machineBusySecs() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, fmt.Errorf("bench: read /proc/stat: %w", err)
+	}
+	return parseProcStat(b)
+}
+
+func parseProcStat(b []byte) (float64, error) {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return 0, fmt.Errorf("bench: /proc/stat: unexpected first line %q", line)
+	}
+	var busy uint64
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		n, err := strconv.ParseUint(string(v), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bench: /proc/stat: %w", err)
+		}
+		switch i {
+		case 0, 1, 2, 7:
+			busy += n
+		}
+	}
+	return float64(busy) / userHZ, nil
+}
+
+// selfCPUSecs is this process's user+system CPU time.
+func selfCPUSecs() (float64, error) {
+	b, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return 0, fmt.Errorf("bench: read /proc/self/stat: %w", err)
+	}
+	_, ticks, ok := parseStat(b)
+	if !ok {
+		return 0, fmt.Errorf("bench: /proc/self/stat: %w", errMalformed)
+	}
+	return float64(ticks) / userHZ, nil
+}

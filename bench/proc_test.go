@@ -78,3 +78,16 @@ func TestStartProcMissingBinary(t *testing.T) {
 		t.Fatalf("err = %v, want a not-exist error", err)
 	}
 }
+
+func TestParseProcStat(t *testing.T) {
+	got, err := parseProcStat([]byte("cpu  100 20 30 4000 50 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"))
+	if err != nil || got != 1.58 { // (100+20+30+8) ticks: idle, iowait, irq, softirq excluded
+		t.Fatalf("parseProcStat = %v, %v; want 1.58", got, err)
+	}
+	if _, err := parseProcStat([]byte("intr 1 2 3\n")); err == nil {
+		t.Fatal("bad /proc/stat accepted")
+	}
+	if s, err := selfCPUSecs(); err != nil || s < 0 {
+		t.Fatalf("selfCPUSecs = %v, %v", s, err)
+	}
+}
