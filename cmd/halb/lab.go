@@ -493,3 +493,5 @@ func labWeb(name, addr string, stderr io.Writer) int {
 	<-ctx.Done()
 	return exitOK
 }
+
+func netipPort(a netip.Addr, p uint16) netip.AddrPort { return netip.AddrPortFrom(a, p) }
