@@ -36,6 +36,7 @@ func FuzzPool(f *testing.F) {
 	f.Add([]byte{0x81, 5, 2, 0x12, 0, 3, 4, 7, 3, 0x1f, 4, 9})
 	f.Add([]byte{0xc4, 8, 1, 0x01, 2, 1, 5, 2, 4, 4, 0, 0, 4, 5})
 	f.Add([]byte{0x46, 2, 0, 1, 0, 0, 4, 3, 5, 0, 5, 0, 4, 1})
+	f.Add([]byte{0x02, 6, 5, 1, 6, 0xc4, 5, 3, 0, 0x02, 6, 0x07, 5, 9})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 2 {
 			return
@@ -70,7 +71,7 @@ func FuzzPool(f *testing.F) {
 			}
 		}()
 		for i := 2; i+1 < len(data); i += 2 {
-			op, arg := data[i]%6, data[i+1]
+			op, arg := data[i]%7, data[i+1]
 			name := fmt.Sprintf("m%d", arg%8)
 			switch op {
 			case 0:
@@ -93,8 +94,20 @@ func FuzzPool(f *testing.F) {
 				if b := p.Pick(clientAddr(int(arg), arg&1 == 1), now, nil); b != nil && b.Acquire() {
 					held = append(held, b)
 				}
+			case 6: // reload with another scheduler and options
+				o := Options{}
+				if arg&0x80 != 0 {
+					o.Sorry = &Member{Name: "sorry", Addr: netip.MustParseAddrPort("127.0.0.1:9")}
+				}
+				persist = arg&0x40 != 0
+				if persist {
+					o.PersistTimeout = time.Minute
+					o.PersistMax = 64
+					o.PersistMask4 = int(arg>>3&7) + 24
+				}
+				p.Reconfigure(Algo(arg%8), all[:n], o)
 			}
-			checkPool(t, p, algo, persist, clientAddr(int(arg), arg&2 == 2), now)
+			checkPool(t, p, p.Algo(), persist, clientAddr(int(arg), arg&2 == 2), now)
 		}
 	})
 }
