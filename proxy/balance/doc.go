@@ -21,8 +21,9 @@
 // non-backup member is eligible. When nothing is eligible, Pick returns the
 // sorry server (Options.Sorry) if one is configured, else nil. Backends in the
 // exclude list (already tried by the caller) are skipped but do not change
-// eligibility: if every candidate is excluded, Pick returns nil rather than
-// falling back to backups or the sorry server.
+// eligibility: if every candidate is excluded (or, for rr, wrr, lc and wlc,
+// at its MaxConn), Pick returns nil rather than falling back to backups or
+// the sorry server; the caller answers "no server" or queues.
 //
 // # Schedulers
 //

@@ -214,7 +214,10 @@ func (p *Pool) change(op, name string, f func(*memberState) bool) error {
 // rebuild computes a new snapshot from the members and publishes it. p.mu
 // must be held.
 func (p *Pool) rebuild() {
-	s := &snapshot{algo: p.algo, persist: p.persist, sorry: p.sorry, sticky: make(map[*Backend]struct{}, len(p.members))}
+	s := &snapshot{algo: p.algo, persist: p.persist, sorry: p.sorry}
+	if p.persist != nil {
+		s.sticky = make(map[*Backend]struct{}, len(p.members))
+	}
 	var primaries, backups int
 	for _, m := range p.members {
 		if m.eligible() {
@@ -228,7 +231,7 @@ func (p *Pool) rebuild() {
 	s.eligible = primaries + backups
 	useBackups := primaries == 0
 	for _, m := range p.members {
-		if m.up && m.admin != Maint && (!m.cfg.Backup || useBackups) {
+		if s.sticky != nil && m.up && m.admin != Maint && (!m.cfg.Backup || useBackups) {
 			s.sticky[m.b] = struct{}{}
 		}
 		if m.cfg.Backup != useBackups {
