@@ -164,7 +164,7 @@ type Reconciler struct {
 	desired []Service  // normalized, valid
 	down    map[destID]bool
 	owned   map[ServiceKey]bool
-	warned  map[ServiceKey]bool
+	warned  map[ServiceKey]bool // conflicts of the last Sync, each logged once
 
 	syncMu sync.Mutex    // one Sync or RemoveAll at a time
 	kick   chan struct{} // wakes Run after a change
@@ -245,6 +245,16 @@ func (r *Reconciler) Owned() []ServiceKey {
 	return ks
 }
 
+// Conflicts returns the desired services that the last Sync found in the
+// kernel but not created by halb, and so left alone.
+func (r *Reconciler) Conflicts() []ServiceKey {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ks := slices.Collect(maps.Keys(r.warned))
+	slices.SortFunc(ks, compareKeys)
+	return ks
+}
+
 // Desired returns the table halb wants in the kernel now: the desired
 // services with health verdicts applied (halb's view for `ctl show ipvs`).
 func (r *Reconciler) Desired() []Service {
@@ -289,6 +299,13 @@ func (r *Reconciler) Sync() error {
 	r.mu.Unlock()
 
 	ops, conflicts := Plan(desired, cur, owned)
+	r.mu.Lock()
+	for k := range r.warned {
+		if !slices.Contains(conflicts, k) {
+			delete(r.warned, k) // resolved: log again if it comes back
+		}
+	}
+	r.mu.Unlock()
 	var errs []error
 	for _, k := range conflicts {
 		errs = append(errs, r.conflict(k))
@@ -425,11 +442,17 @@ func (r *Reconciler) RemoveAll() error {
 	return errors.Join(errs...)
 }
 
+// DefaultInterval is Run's interval when it is given none.
+const DefaultInterval = 5 * time.Second
+
 // Run syncs at once, then every interval and after each SetDesired or
 // SetHealth change, until ctx is done; then it removes everything it created
 // (RemoveAll) and returns that error. Sync errors are logged, each distinct
 // one once until it changes.
 func (r *Reconciler) Run(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = DefaultInterval
+	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var last string

@@ -254,12 +254,29 @@ func TestReconcileLeavesForeignServices(t *testing.T) {
 	if got := render(t, f); got != before {
 		t.Errorf("foreign services changed:\n%s\nwas:\n%s", got, before)
 	}
+	if c := r.Conflicts(); len(c) != 1 || c[0] != clash.Key() {
+		t.Errorf("Conflicts() = %v, want [%v]", c, clash.Key())
+	}
 	if err := r.RemoveAll(); err != nil {
 		t.Fatal(err)
 	}
 	wantCalls(t, f)
 	if got := render(t, f); got != before {
 		t.Errorf("RemoveAll touched foreign services:\n%s", got)
+	}
+
+	// The operator deletes the clashing service: halb's comes in its place.
+	if err := f.DelService(clash); err != nil {
+		t.Fatal(err)
+	}
+	f.Calls()
+	r.SetDesired([]Service{webService()})
+	mustSync(t, r)
+	if c := r.Conflicts(); len(c) != 0 {
+		t.Errorf("Conflicts() = %v after the clash went", c)
+	}
+	if got := r.Owned(); len(got) != 1 || got[0] != clash.Key() {
+		t.Errorf("Owned() = %v", got)
 	}
 }
 
