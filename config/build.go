@@ -69,6 +69,8 @@ type builder struct {
 
 	instAccept map[*Instance]bool // explicit accept/no_accept
 	allKW      map[string]string  // keyword -> a block it is valid in, for "not valid here" hints
+	expanded   int                // addresses expanded from virtual_server_group references
+	services   map[netip.AddrPort]bool
 }
 
 type vsBuild struct {
@@ -96,7 +98,6 @@ func newBuilder(d *diags) *builder {
 		d:          d,
 		cfg:        &Config{Global: defaultGlobal()},
 		instAccept: map[*Instance]bool{},
-		allKW:      map[string]string{},
 	}
 	b.global = blockSpec[Global]{"global_defs", globalTable()}
 	b.script = blockSpec[Script]{"vrrp_script", scriptTable()}
@@ -109,25 +110,35 @@ func newBuilder(d *diags) *builder {
 		b.checkers[k] = blockSpec[ckBuild]{CheckerKind(k).String(), checkerTable(CheckerKind(k))}
 	}
 	b.url = blockSpec[URL]{"url", urlTable()}
-	note := func(block string, names []string) {
-		for _, n := range names {
-			if _, ok := b.allKW[n]; !ok {
-				b.allKW[n] = block
+	return b
+}
+
+// homeOf returns a block where kw is valid, for "not valid here" hints. The index is built on the
+// first unknown keyword only.
+func (b *builder) homeOf(kw string) (string, bool) {
+	if b.allKW == nil {
+		b.allKW = map[string]string{}
+		note := func(block string, names []string) {
+			for _, n := range names {
+				if _, ok := b.allKW[n]; !ok {
+					b.allKW[n] = block
+				}
 			}
 		}
+		note(b.global.name, keys(b.global.kw))
+		note(b.script.name, keys(b.script.kw))
+		note(b.instance.name, keys(b.instance.kw))
+		note(b.auth.name, keys(b.auth.kw))
+		note(b.sync.name, keys(b.sync.kw))
+		note(b.vs.name, keys(b.vs.kw))
+		note(b.rs.name, keys(b.rs.kw))
+		note("HTTP_GET", keys(b.checkers[CheckHTTP].kw))
+		note("MISC_CHECK", keys(b.checkers[CheckMisc].kw))
+		note(b.url.name, keys(b.url.kw))
+		note("the top level", topKeywords())
 	}
-	note(b.global.name, keys(b.global.kw))
-	note(b.script.name, keys(b.script.kw))
-	note(b.instance.name, keys(b.instance.kw))
-	note(b.auth.name, keys(b.auth.kw))
-	note(b.sync.name, keys(b.sync.kw))
-	note(b.vs.name, keys(b.vs.kw))
-	note(b.rs.name, keys(b.rs.kw))
-	note("HTTP_GET", keys(b.checkers[CheckHTTP].kw))
-	note("MISC_CHECK", keys(b.checkers[CheckMisc].kw))
-	note(b.url.name, keys(b.url.kw))
-	note("top level", topKeywords())
-	return b
+	block, ok := b.allKW[kw]
+	return block, ok
 }
 
 func keys[T any](t table[T]) []string {
@@ -190,7 +201,7 @@ func (b *builder) unknown(n *node, block string, candidates []string) {
 		b.d.errorf(n.pos, n.kw, "unknown keyword in %s", block)
 		return
 	}
-	if other, ok := b.allKW[n.kw]; ok {
+	if other, ok := b.homeOf(n.kw); ok {
 		b.d.errorf(n.pos, n.kw, "not valid in %s (it belongs in %s)", block, other)
 		return
 	}

@@ -26,7 +26,7 @@ type parser struct {
 
 func (p *parser) newNode(pos Pos, kw string) *node {
 	if len(p.nodes) == cap(p.nodes) {
-		p.nodes = make([]node, 0, 1024)
+		p.nodes = make([]node, 0, min(1024, max(16, 2*cap(p.nodes))))
 	}
 	p.nodes = append(p.nodes, node{pos: pos, kw: kw})
 	return &p.nodes[len(p.nodes)-1]
@@ -39,7 +39,7 @@ func (p *parser) args(i, j int) []string {
 		return nil
 	}
 	if cap(p.words)-len(p.words) < n {
-		p.words = make([]string, 0, max(4096, n))
+		p.words = make([]string, 0, max(min(4096, 2*cap(p.words)), 32, n))
 	}
 	start := len(p.words)
 	for _, t := range p.toks[i:j] {

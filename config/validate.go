@@ -5,8 +5,12 @@ import (
 	"time"
 )
 
-// maxGroupAddrs bounds how many addresses one virtual_server_group may expand to.
-const maxGroupAddrs = 1 << 16
+// maxGroupAddrs bounds how many addresses virtual_server_group references may expand to, for
+// one service and for the whole configuration.
+const (
+	maxGroupAddrs = 1 << 16
+	maxTotalAddrs = 1 << 18
+)
 
 // resolve fills what is inherited across blocks: instance defaults from global_defs, sync-group
 // membership, and the addresses of virtual servers defined by a group.
@@ -105,6 +109,11 @@ func (b *builder) expandGroup(vs *VirtualServer, vg *VSGroup) {
 				b.d.errorf(e.Pos, "virtual_server_group", "%s expands to more than %d addresses", vg.Name, maxGroupAddrs)
 				return
 			}
+			if b.expanded >= maxTotalAddrs {
+				b.d.errorf(vs.Pos, "virtual_server", "virtual_server_group references expand to more than %d addresses in all", maxTotalAddrs)
+				return
+			}
+			b.expanded++
 			vs.Addrs = append(vs.Addrs, netip.AddrPortFrom(a, e.Addr.Port()))
 			if !e.Last.IsValid() || a == e.Last {
 				break
@@ -280,14 +289,15 @@ func (b *builder) validateAdvert(in *Instance) {
 }
 
 func (b *builder) hasService(ap netip.AddrPort) bool {
-	for _, vs := range b.cfg.VirtualServers {
-		for _, a := range vs.Addrs {
-			if a == ap {
-				return true
+	if b.services == nil {
+		b.services = map[netip.AddrPort]bool{}
+		for _, vs := range b.cfg.VirtualServers {
+			for _, a := range vs.Addrs {
+				b.services[a] = true
 			}
 		}
 	}
-	return false
+	return b.services[ap]
 }
 
 func (b *builder) validateVS(vs *VirtualServer) {
