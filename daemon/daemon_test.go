@@ -43,7 +43,7 @@ func configFor(port int, backends []string, algo string, weights ...int) string 
 
 func startDaemon(t *testing.T, path string) *Daemon {
 	t.Helper()
-	d, err := New(Options{ConfigPath: path, Log: zap.NewNop(), AdminSocket: "-"})
+	d, err := New(Options{ConfigPath: path, Log: testLogger(t), AdminSocket: "-"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,4 +279,12 @@ func TestGracefulStopCompletesInFlight(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+}
+
+func testLogger(t *testing.T) *zap.Logger {
+	if os.Getenv("HALB_TEST_LOG") != "" {
+		l, _ := zap.NewDevelopment()
+		return l
+	}
+	return zap.NewNop()
 }
