@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -194,4 +195,8 @@ func contains(t *testing.T, what, s string, wants ...string) {
 			t.Errorf("%s lacks %q:\n%s", what, w, s)
 		}
 	}
+}
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
 }
