@@ -1,8 +1,10 @@
 package vrrp
 
 import (
+	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -389,8 +391,14 @@ func (in *instance) reader(out chan<- Received, done chan<- struct{}) {
 	for {
 		buf := make([]byte, 1500)
 		r, err := in.conn.Recv(buf)
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// Transient (e.g. ENOBUFS, interface going away): keep reading.
+			in.log.Debug("receive failed", zap.Error(err))
+			time.Sleep(10 * time.Millisecond) // do not spin on a persistent error
+			continue
 		}
 		out <- r
 	}

@@ -234,10 +234,15 @@ func halbCfg(host string, prio uint8, version int, ivl time.Duration, auth strin
 // waitVIP polls until the VIP is on want (and, if exclusive, on no other lb).
 func waitVIP(t *testing.T, l *netlab.Lab, want string, exclusive bool, within time.Duration) time.Duration {
 	t.Helper()
+	return waitAddr(t, l, netlab.VIP1, want, exclusive, within)
+}
+
+func waitAddr(t *testing.T, l *netlab.Lab, vip netip.Addr, want string, exclusive bool, within time.Duration) time.Duration {
+	t.Helper()
 	start := time.Now()
 	deadline := start.Add(within)
 	for {
-		ok, err := l.HasAddr(want, netlab.VIP1)
+		ok, err := l.HasAddr(want, vip)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,7 +251,7 @@ func waitVIP(t *testing.T, l *netlab.Lab, want string, exclusive bool, within ti
 				if o == want {
 					continue
 				}
-				if has, _ := l.HasAddr(o, netlab.VIP1); has {
+				if has, _ := l.HasAddr(o, vip); has {
 					ok = false
 				}
 			}
@@ -318,6 +323,47 @@ func TestLabHalbPair(t *testing.T) {
 	if !strings.Contains(lb1.out.String(), "interface eth0 down") {
 		t.Fatalf("fault cause not logged:\n%s", lb1.out.String())
 	}
+}
+
+// TestLabHalbIPv6: VRRPv3 over IPv6 (link-local sources, ff02::12), the VIP
+// answered from the client after the unsolicited NA.
+func TestLabHalbIPv6(t *testing.T) {
+	labAvailable(t)
+	l := netlab.NewT(t)
+	p := newProbe(t, l)
+	cfg := func(prio uint8) Config {
+		c := halbCfg("", prio, 3, 100*time.Millisecond, "")
+		c.Instances[0].Family = 6
+		c.Instances[0].VIPs = []VIP{{Prefix: netip.PrefixFrom(netlab.VIP1v6, 128)}}
+		return c
+	}
+	lb1 := startHalb(t, l, "lb1", cfg(150))
+	startHalb(t, l, "lb2", cfg(100))
+	waitAddr(t, l, netlab.VIP1v6, "lb1", true, 5*time.Second)
+	p.untilAddr(t, netlab.VIP1v6, time.Now(), "lb1", 5*time.Second)
+	start := time.Now()
+	lb1.kill(syscall.SIGTERM)
+	waitAddr(t, l, netlab.VIP1v6, "lb2", true, 5*time.Second)
+	d := p.untilAddr(t, netlab.VIP1v6, start, "lb2", 5*time.Second)
+	t.Logf("IPv6 SIGTERM handover answered by lb2 after %v", d)
+}
+
+// TestLabHalbUnicast: unicast_peer / unicast_src_ip instead of multicast.
+func TestLabHalbUnicast(t *testing.T) {
+	labAvailable(t)
+	l := netlab.NewT(t)
+	cfg := func(prio uint8, me, peer string) Config {
+		c := halbCfg("", prio, 3, 100*time.Millisecond, "")
+		c.Instances[0].UnicastSrc = netip.MustParseAddr(me)
+		c.Instances[0].UnicastPeers = []netip.Addr{netip.MustParseAddr(peer)}
+		return c
+	}
+	lb1 := startHalb(t, l, "lb1", cfg(150, "198.18.0.1", "198.18.0.2"))
+	startHalb(t, l, "lb2", cfg(100, "198.18.0.2", "198.18.0.1"))
+	waitVIP(t, l, "lb1", true, 5*time.Second)
+	holdsNot(t, l, "lb2", 500*time.Millisecond)
+	lb1.kill(syscall.SIGKILL)
+	waitVIP(t, l, "lb2", false, 5*time.Second)
 }
 
 func TestLabNoPreempt(t *testing.T) {
@@ -448,11 +494,16 @@ func newProbe(t *testing.T, l *netlab.Lab) *probe {
 // by host.
 func (p *probe) until(t *testing.T, start time.Time, host string, within time.Duration) time.Duration {
 	t.Helper()
+	return p.untilAddr(t, netlab.VIP1, start, host, within)
+}
+
+func (p *probe) untilAddr(t *testing.T, vip netip.Addr, start time.Time, host string, within time.Duration) time.Duration {
+	t.Helper()
 	deadline := start.Add(within)
 	for time.Now().Before(deadline) {
 		var got string
 		p.l.Do("client", func() error {
-			c, err := net.DialTimeout("tcp", net.JoinHostPort(netlab.VIP1.String(), "8080"), 20*time.Millisecond)
+			c, err := net.DialTimeout("tcp", net.JoinHostPort(vip.String(), "8080"), 20*time.Millisecond)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -70,7 +71,7 @@ func (c *fakeConn) Recv(buf []byte) (Received, error) {
 	case r := <-c.in:
 		return r, nil
 	case <-c.closed:
-		return Received{}, errors.New("closed")
+		return Received{}, net.ErrClosed
 	}
 }
 

@@ -160,6 +160,13 @@ func (l *Lab) addHost(name string, n byte) error {
 		return err
 	}
 	l.Hosts[name] = h
+	// No duplicate address detection in the lab: link-local addresses are
+	// usable at once (VRRPv3 over IPv6 sends from the link-local address).
+	for _, k := range []string{"net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0"} {
+		if out, err := exec.Command("ip", "netns", "exec", h.NS, "sysctl", "-qw", k).CombinedOutput(); err != nil {
+			return fmt.Errorf("netlab: sysctl %s in %s: %v: %s", k, h.NS, err, bytes.TrimSpace(out))
+		}
+	}
 	port := "p-" + name
 	steps := [][]string{
 		{"-n", h.NS, "link", "set", "lo", "up"},
