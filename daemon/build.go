@@ -25,7 +25,6 @@ type service struct {
 type servicePool struct {
 	key  string // "" for the default set, else the SNI name
 	pool *balance.Pool
-	algo balance.Algo
 }
 
 // generation is everything built from one config: swapped as a whole on reload.
@@ -148,18 +147,20 @@ func buildPools(cfg *config.Config, old *generation) (*generation, error) {
 				// TLS with every server named by SNI: no default set; unknown names are closed.
 				continue
 			}
+			// The same set of the same service keeps its pool (backends keep counters, health
+			// state and persistence); a changed scheduler or option is applied in one swap.
 			var sp *servicePool
 			if prev != nil {
 				for _, p := range prev.pools {
-					if p.key == k && p.algo == algo {
+					if p.key == k {
 						sp = p
 					}
 				}
 			}
-			if sp != nil && sameOptions(prev.vs, vs) {
-				sp.pool.Update(ms)
+			if sp != nil {
+				sp.pool.Reconfigure(algo, ms, opts)
 			} else {
-				sp = &servicePool{key: k, algo: algo, pool: balance.NewPool(algo, ms, opts)}
+				sp = &servicePool{key: k, pool: balance.NewPool(algo, ms, opts)}
 			}
 			svc.pools = append(svc.pools, sp)
 		}
@@ -170,12 +171,6 @@ func buildPools(cfg *config.Config, old *generation) (*generation, error) {
 		}
 	}
 	return g, nil
-}
-
-// sameOptions reports whether two versions of a service build pools with the same options.
-func sameOptions(a, b *config.VirtualServer) bool {
-	return a.PersistenceTimeout == b.PersistenceTimeout && a.PersistenceGranularity == b.PersistenceGranularity &&
-		a.SorryServer == b.SorryServer
 }
 
 // proxySpecs returns the proxy's view of g: one ServiceSpec per listen address of each service.
