@@ -192,6 +192,18 @@ func TestKernelTable(t *testing.T) {
 	want := slices.Clone(desired)
 	sortServices(want)
 	all := checkOurs(t, tb, foreign.Key(), want)
+	// What the kernel reports back compares equal to what was asked: the
+	// next pass has nothing to do (no endless UpdateService).
+	owned := map[ServiceKey]bool{}
+	for _, k := range r.Owned() {
+		owned[k] = true
+	}
+	if len(owned) != len(desired) {
+		t.Errorf("owns %d services, want %d", len(owned), len(desired))
+	}
+	if ops, conflicts := Plan(r.Desired(), all, owned); len(ops)+len(conflicts) != 0 {
+		t.Errorf("second pass would do %v (conflicts %v)", ops, conflicts)
+	}
 
 	// ipvsadm, where installed, sees the same table as Format prints.
 	var mine strings.Builder
@@ -373,26 +385,40 @@ func TestKernelDRDataPath(t *testing.T) {
 	}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 20 * time.Second}
-	seen := map[string]int{}
-	for i := range 6 {
-		resp, err := hc.Get("http://" + netip.AddrPortFrom(vip, 80).String() + "/")
-		if err != nil {
-			t.Fatalf("request %d to the VIP: %v", i, err)
+	ask := func(n int) map[string]int {
+		t.Helper()
+		seen := map[string]int{}
+		for i := range n {
+			resp, err := hc.Get("http://" + netip.AddrPortFrom(vip, 80).String() + "/")
+			if err != nil {
+				t.Fatalf("request %d to the VIP: %v", i, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			name, local, _ := strings.Cut(string(body), " ")
+			if local != "198.18.0.100:80" {
+				t.Errorf("request %d: %s saw local address %q, want the VIP (direct routing)", i, name, local)
+			}
+			seen[name]++
 		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		name, local, _ := strings.Cut(string(body), " ")
-		if local != "198.18.0.100:80" {
-			t.Errorf("request %d: %s saw local address %q, want the VIP (direct routing)", i, name, local)
-		}
-		seen[name]++
+		return seen
 	}
+	seen := ask(6)
 	t.Logf("answers per real server: %v", seen)
 	if seen["rs1"] == 0 || seen["rs2"] == 0 {
 		t.Errorf("answers per real server %v, want both real servers (rr)", seen)
+	}
+
+	// rs1's check fails: it leaves the table, rs2 takes everything.
+	r.SetHealth(svc.Key(), svc.Dests[0].Addr, false)
+	if err := r.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if seen := ask(3); seen["rs2"] != 3 {
+		t.Errorf("with rs1 down, answers %v, want all from rs2", seen)
 	}
 	all, err := tb.Services()
 	if err != nil {
