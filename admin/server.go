@@ -134,8 +134,8 @@ func NewServer(log *zap.Logger, src Source, ctl Controller, o Options) *Server {
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.started {
-		return errors.New("admin: start: already started")
+	if s.started || s.closed {
+		return errors.New("admin: start: already started or closed")
 	}
 	s.started = true
 	if s.o.StatsAuth != "" {
@@ -465,6 +465,8 @@ func (s *Server) serveConn(c *net.UnixConn) {
 			continue
 		}
 		resp := s.execute(cmd, who)
+		// A slow command (reload) must not eat the time to write the reply.
+		_ = c.SetWriteDeadline(time.Now().Add(s.o.Timeout))
 		writeResponse(c, resp)
 		if !interactive || rerr != nil {
 			return
