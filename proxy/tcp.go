@@ -320,14 +320,17 @@ func pipeConns(client, backend *net.TCPConn, cIdle, sIdle time.Duration, inCtr, 
 }
 
 // copyDir copies src to dst until EOF (then half-closes dst) or an error.
-// The deadlines are refreshed every spliceChunk bytes and when a deadline
-// fires while the other direction was active within idle.
+// Splice hides progress until io.CopyN returns, so reads wake up every
+// idle/4: a round that moved bytes, or a session whose other direction did
+// within idle, goes on; a silent session ends between idle and 1.25*idle.
+// A write blocked for idle (the peer does not read) ends the session.
 func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *atomic.Uint64) (int64, error) {
+	tick := max(idle/4, time.Millisecond)
 	var total int64
 	for {
-		now := time.Now()
-		src.SetReadDeadline(now.Add(idle))
-		dst.SetWriteDeadline(now.Add(idle))
+		start := time.Now()
+		src.SetReadDeadline(start.Add(tick))
+		dst.SetWriteDeadline(start.Add(idle))
 		n, err := io.CopyN(dst, src, spliceChunk)
 		total += n
 		if n > 0 {
@@ -339,7 +342,8 @@ func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *
 		case err == io.EOF:
 			dst.CloseWrite()
 			return total, nil
-		case isTimeout(err) && time.Since(time.Unix(0, act.Load())) < idle:
+		case isTimeout(err) && time.Since(start) < idle && time.Since(time.Unix(0, act.Load())) < idle:
+			// The read tick fired on a session that is not idle.
 		default:
 			return total, err
 		}

@@ -16,7 +16,7 @@ func TestTCPEcho(t *testing.T) {
 			e := newEcho(t, fam.network, fam.addr)
 			s := startServer(t, Global{}, ServiceSpec{Name: "t", Listen: mustAP(fam.listen), Mode: ModeTCP, Pool: pool(e.ln.Addr())})
 			c := dial(t, s.Addr("t"))
-			data := make([]byte, 4<<20)
+			data := make([]byte, 1<<20)
 			rand.Read(data)
 			go func() {
 				c.Write(data)
