@@ -204,7 +204,7 @@ func (l *sniLog) last() string {
 
 func checkWithin(t testing.TB, c Checker, timeout time.Duration) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(withBudget(context.Background(), timeout), timeout)
 	defer cancel()
 	start := time.Now()
 	r := c.Check(ctx)

@@ -3,6 +3,7 @@ package health
 import (
 	"crypto/tls"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -181,7 +182,9 @@ func TestSSLGet(t *testing.T) {
 		}
 	})
 	t.Run("TLS server on HTTP_GET", func(t *testing.T) {
-		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+		srv.StartTLS()
 		defer srv.Close()
 		r := checkWithin(t, &HTTPChecker{Addr: mustAddrPort(t, srv.Listener.Addr().String())}, 5*time.Second)
 		if r.OK || !strings.Contains(r.Reason, "status 400") {

@@ -79,11 +79,11 @@ func TestMiscTimeoutKillsGroup(t *testing.T) {
 	p := writeScript(t, dir, "hang.sh", "sleep 60 &\necho $! > "+pidFile+"\nwait")
 	fd := countFDs(t)
 	start := time.Now()
-	r := checkWithin(t, &MiscChecker{Command: p}, 500*time.Millisecond)
-	if el := time.Since(start); el > 2*time.Second {
+	r := checkWithin(t, &MiscChecker{Command: p}, 2*time.Second)
+	if el := time.Since(start); el > 4*time.Second {
 		t.Fatalf("verdict after %v", el)
 	}
-	if r.OK || r.Reason != "script timeout after 500ms (killed)" {
+	if r.OK || r.Reason != "script timeout after 2s (killed)" {
 		t.Fatalf("got %+v", r)
 	}
 	b, err := os.ReadFile(pidFile)

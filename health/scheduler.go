@@ -410,7 +410,7 @@ func runChecks(ctx context.Context, checkers []Checker, t Timing) Result {
 				timeout = t.DelayLoop
 			}
 		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
+		cctx, cancel := context.WithTimeout(withBudget(ctx, timeout), timeout)
 		defer cancel()
 		results[i] = c.Check(cctx)
 	}

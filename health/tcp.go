@@ -52,8 +52,20 @@ func dial(ctx context.Context, addr, bind netip.AddrPort) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", addr.String())
 }
 
-// ctxTimeout is the attempt's total budget, for reasons ("timeout after 2s").
+// budgetKey carries an attempt's nominal timeout in its context, so that
+// reasons quote the configured value ("timeout after 3s") and not the
+// slightly smaller time left when the checker started.
+type budgetKey struct{}
+
+func withBudget(ctx context.Context, d time.Duration) context.Context {
+	return context.WithValue(ctx, budgetKey{}, d)
+}
+
+// ctxTimeout is the attempt's total budget, for reasons.
 func ctxTimeout(ctx context.Context, start time.Time) time.Duration {
+	if d, ok := ctx.Value(budgetKey{}).(time.Duration); ok {
+		return d
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		return dl.Sub(start).Round(time.Millisecond)
 	}
