@@ -488,3 +488,34 @@ func TestConcurrentClients(t *testing.T) {
 		t.Errorf("calls %d, want 80", n)
 	}
 }
+
+// slowController's Reload takes longer than the server's Timeout (it
+// simulates a slow operation; the test does not wait on it for a condition).
+type slowController struct {
+	fakeController
+	d time.Duration
+}
+
+func (s *slowController) Reload() error {
+	<-time.After(s.d)
+	return s.fakeController.Reload()
+}
+
+func TestSlowReloadStillAnswered(t *testing.T) {
+	sock := filepath.Join(sockDir(t), "halb.sock")
+	ctl := &slowController{d: 300 * time.Millisecond}
+	s := NewServer(zap.NewNop(), newFakeSource(), ctl, Options{SocketPath: sock, Timeout: 100 * time.Millisecond})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if r := send(t, sock, "reload"); !r.OK {
+		t.Errorf("slow reload: %+v", r)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err == nil {
+		t.Errorf("Start after Close succeeded")
+	}
+}
