@@ -763,3 +763,37 @@ func TestJSONDurationsAndEnums(t *testing.T) {
 		t.Error("use_proxy service must not need IPVS")
 	}
 }
+
+func TestJSONByValue(t *testing.T) {
+	cfg := mustParse(t, "virtual_server 198.18.0.1 80 {\n real_server 198.18.1.1 80\n}")
+	a, err := json.Marshal(*cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(cfg)
+	if !bytes.Equal(a, b) || !strings.Contains(string(a), `"delay_loop":"1m0s"`) {
+		t.Errorf("value and pointer dumps differ or print raw durations:\n%s\n%s", a, b)
+	}
+}
+
+// TestPastedFromWeb loads an example as it arrives from a web page or a Windows editor: CRLF line
+// endings, tabs, and non-breaking spaces for indentation.
+func TestPastedFromWeb(t *testing.T) {
+	src, err := os.ReadFile("testdata/examples/dual-master-dr-lvs1.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.ReplaceAll(string(src), "\n", "\r\n")
+	s = strings.ReplaceAll(s, "    ", "\t")
+	s = strings.Replace(s, "\tdelay_loop", "\u00a0\u00a0delay_loop", 1)
+	cfg, diags, err := Parse("pasted.conf", []byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cfg.Summary(), (Summary{2, 2, 2, 4, 4}); got != want {
+		t.Errorf("Summary = %v, want %v", got, want)
+	}
+	if !strings.Contains(joinDiags(diags), "pasted.conf:17: warning: non-breaking space") {
+		t.Errorf("no NBSP warning at line 17:\n%s", joinDiags(diags))
+	}
+}

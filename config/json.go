@@ -16,22 +16,22 @@ import (
 // otherwise follows encoding/json (field order, json tags, TextMarshaler, omitempty).
 
 // MarshalJSON implements json.Marshaler.
-func (c *Config) MarshalJSON() ([]byte, error) { return marshalModel(c) }
+func (c Config) MarshalJSON() ([]byte, error) { return marshalModel(c) }
 
 // MarshalJSON implements json.Marshaler.
-func (vs *VirtualServer) MarshalJSON() ([]byte, error) { return marshalModel(vs) }
+func (vs VirtualServer) MarshalJSON() ([]byte, error) { return marshalModel(vs) }
 
 // MarshalJSON implements json.Marshaler.
-func (in *Instance) MarshalJSON() ([]byte, error) { return marshalModel(in) }
+func (in Instance) MarshalJSON() ([]byte, error) { return marshalModel(in) }
 
 // MarshalJSON implements json.Marshaler.
-func (s *Script) MarshalJSON() ([]byte, error) { return marshalModel(s) }
+func (s Script) MarshalJSON() ([]byte, error) { return marshalModel(s) }
 
 // MarshalJSON implements json.Marshaler.
-func (rs *RealServer) MarshalJSON() ([]byte, error) { return marshalModel(rs) }
+func (rs RealServer) MarshalJSON() ([]byte, error) { return marshalModel(rs) }
 
 // MarshalJSON implements json.Marshaler.
-func (ck *Checker) MarshalJSON() ([]byte, error) { return marshalModel(ck) }
+func (ck Checker) MarshalJSON() ([]byte, error) { return marshalModel(ck) }
 
 // MarshalJSON implements json.Marshaler.
 func (g Global) MarshalJSON() ([]byte, error) { return marshalModel(g) }
