@@ -253,7 +253,7 @@ func (h *harness) startBackends(ctx context.Context) error {
 		_, err := exec.LookPath("nginx")
 		useNginx = err == nil
 	}
-	maxconn := 2*h.opts.Idle + 1024
+	maxconn := h.opts.Idle // connections per backend, beyond the default room
 	for i, addr := range h.backends {
 		name := fmt.Sprintf("be%d", i+1)
 		switch {
@@ -430,7 +430,8 @@ func (h *harness) startProxy(ctx context.Context, target, mode string, maxconn i
 		if err := os.WriteFile(conf, []byte(halbConfig(mode, addr, h.backends)), 0o644); err != nil {
 			return nil, addr, "", fmt.Errorf("bench: %s config: %w", name, err)
 		}
-		argv = []string{h.opts.HalbBin, "run", "-f", conf}
+		// No admin socket: the default path may belong to a halb already running here.
+		argv = []string{h.opts.HalbBin, "run", "-f", conf, "--admin-socket", "-"}
 		env = []string{"GOMAXPROCS=" + strconv.Itoa(h.opts.Threads)}
 	case TargetNginx:
 		if _, err := exec.LookPath("nginx"); err != nil {

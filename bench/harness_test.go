@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,10 @@ func TestRunIdle(t *testing.T) {
 	rows := tableRows(out)
 	if len(rows) != 1 || rows[0][0] != "haproxy" || rows[0][2] != "50" || rows[0][3] != "50" || rows[0][4] != "0" {
 		t.Fatalf("want one haproxy row with 50/50 open and no errors:\n%s", out)
+	}
+	// 50 client + 50 backend sockets at least.
+	if fds, err := strconv.Atoi(rows[0][9]); err != nil || fds < 100 {
+		t.Fatalf("proxy fds %q, want >= 100", rows[0][9])
 	}
 }
 

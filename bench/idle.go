@@ -24,6 +24,7 @@ type IdleRow struct {
 	Errors       int   // connections that failed to open or to get their response
 	BeforeKiB    int64 // proxy RSS with no client connection (after one request)
 	AfterKiB     int64 // proxy RSS with Opened idle connections
+	FDs          int   // open descriptors of the proxy's processes with Opened connections
 	VsHAProxy    float64
 }
 
@@ -35,31 +36,44 @@ func (r IdleRow) PerConnKiB() float64 {
 	return float64(r.AfterKiB-r.BeforeKiB) / float64(r.Opened)
 }
 
-// raiseNoFile raises RLIMIT_NOFILE so that the harness (and the processes it starts, which
-// inherit the limit) can hold n descriptors.
-func raiseNoFile(n uint64) error {
+// raiseNoFile raises RLIMIT_NOFILE towards n so that the harness and the processes it starts
+// (which inherit the limit) can hold n descriptors. Without the privilege to raise the hard
+// limit it settles for the hard limit. It returns the soft limit now in force.
+func raiseNoFile(n uint64) (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return fmt.Errorf("bench: getrlimit: %w", err)
+		return 0, fmt.Errorf("bench: getrlimit: %w", err)
 	}
 	if lim.Cur >= n {
-		return nil
+		return lim.Cur, nil
 	}
-	want := lim
-	want.Cur = n
-	if want.Max < n {
-		want.Max = n // needs CAP_SYS_RESOURCE
+	want := syscall.Rlimit{Cur: n, Max: max(lim.Max, n)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err == nil {
+		return n, nil
 	}
+	want = syscall.Rlimit{Cur: lim.Max, Max: lim.Max} // raising the hard limit needs CAP_SYS_RESOURCE
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-		return fmt.Errorf("bench: raise open-file limit to %d (now %d, max %d): %w", n, lim.Cur, lim.Max, err)
+		return lim.Cur, fmt.Errorf("bench: raise open-file limit to %d: %w", lim.Max, err)
 	}
-	return nil
+	return lim.Max, nil
 }
 
 func (h *harness) runIdle(ctx context.Context) ([]IdleRow, error) {
 	n := h.opts.Idle
-	if err := raiseNoFile(uint64(2*n + 4096)); err != nil {
+	// The harness holds n client sockets; a proxy holds up to 2n (client and backend side),
+	// and HAProxy refuses to start unless its limit allows 2 × maxconn.
+	need := uint64(2*n + 1024)
+	got, err := raiseNoFile(need)
+	if err != nil {
 		return nil, err
+	}
+	if got < need {
+		fit := (int(got) - 1024) / 2
+		if fit < 100 {
+			return nil, fmt.Errorf("bench: idle: the open-file limit is %d, too low for %d connections (raise the hard limit: ulimit -Hn)", got, n)
+		}
+		h.logf("  warning: the open-file hard limit %d allows %d idle connections per proxy, not %d: measuring %d", got, fit, n, fit)
+		n = fit
 	}
 	var rows []IdleRow
 	for _, target := range allTargets {
@@ -67,7 +81,7 @@ func (h *harness) runIdle(ctx context.Context) ([]IdleRow, error) {
 			continue
 		}
 		for _, mode := range h.opts.Modes {
-			p, addr, skip, err := h.startProxy(ctx, target, mode, n+1024)
+			p, addr, skip, err := h.startProxy(ctx, target, mode, n+256)
 			if err != nil {
 				return rows, err
 			}
@@ -82,8 +96,8 @@ func (h *harness) runIdle(ctx context.Context) ([]IdleRow, error) {
 				return rows, err
 			}
 			rows = append(rows, row)
-			h.logf("  %-8s %-4s idle %d/%d open, %d errors: RSS %s -> %s MiB, %.1f KiB per connection",
-				target, mode, row.Opened, row.Wanted, row.Errors, fmtRSS(row.BeforeKiB), fmtRSS(row.AfterKiB), row.PerConnKiB())
+			h.logf("  %-8s %-4s idle %d/%d open, %d errors: RSS %s -> %s MiB, %.1f KiB per connection, %d fds",
+				target, mode, row.Opened, row.Wanted, row.Errors, fmtRSS(row.BeforeKiB), fmtRSS(row.AfterKiB), row.PerConnKiB(), row.FDs)
 		}
 	}
 	ref := map[string]float64{}
@@ -188,22 +202,24 @@ func (h *harness) idleCell(ctx context.Context, target, mode string, addr netip.
 		return row, fmt.Errorf("bench: %s %s idle: %w; log: %s", target, mode, err, p.logTail(600))
 	}
 	row.AfterKiB = after
+	row.FDs = groupFDs(p.pgid())
 	return row, nil
 }
 
 func (h *harness) printIdle(w io.Writer, rows []IdleRow) {
 	h.header(w)
-	fmt.Fprintln(w, "| target | mode | idle conns | opened | errors | RSS before MiB | RSS after MiB | KiB per conn | per conn / haproxy |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| target | mode | idle conns | opened | errors | RSS before MiB | RSS after MiB | KiB per conn | per conn / haproxy | proxy fds |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s | %s | %.1f | %s |\n", r.Target, r.Mode, r.Wanted, r.Opened, r.Errors,
-			fmtRSS(r.BeforeKiB), fmtRSS(r.AfterKiB), r.PerConnKiB(), fmtRatio(r.VsHAProxy))
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s | %s | %.1f | %s | %d |\n", r.Target, r.Mode, r.Wanted, r.Opened, r.Errors,
+			fmtRSS(r.BeforeKiB), fmtRSS(r.AfterKiB), r.PerConnKiB(), fmtRatio(r.VsHAProxy), r.FDs)
 	}
 	fmt.Fprintln(w)
 	h.notes(w)
 	fmt.Fprintln(w, "Each connection made one GET /128 on keep-alive and then stayed idle. RSS = summed VmRSS of the proxy's")
 	fmt.Fprintln(w, "processes (max of 5 samples 100 ms apart) before opening and after all are open; KiB per conn = growth / opened.")
-	fmt.Fprintln(w, "In tcp mode every client connection also holds a backend connection inside the proxy.")
+	fmt.Fprintln(w, "In tcp mode every client connection also holds a backend connection inside the proxy. proxy fds = open")
+	fmt.Fprintln(w, "descriptors of the proxy's processes with the connections open (errors often mean the proxy ran out of them).")
 }
 
 func numCPU() int { return runtime.NumCPU() }

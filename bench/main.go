@@ -96,9 +96,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	rest := fs.Args()
 	if idle.set && idle.n == 0 {
 		idle.n = 10000
+		// "--idle N ...": the flag package stopped at N; take it and parse what follows.
 		if len(rest) > 0 {
 			if n, err := strconv.Atoi(rest[0]); err == nil && n > 0 {
-				idle.n, rest = n, rest[1:]
+				idle.n = n
+				if err := fs.Parse(rest[1:]); err != nil {
+					return 2
+				}
+				rest = fs.Args()
 			}
 		}
 	}

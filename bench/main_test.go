@@ -52,6 +52,17 @@ func TestMainUsageErrors(t *testing.T) {
 	}
 }
 
+func TestIdleFlagForms(t *testing.T) {
+	// Every form reaches option validation with the flags after N still parsed: a bad
+	// --modes after "--idle 5" must be a usage error, not ignored.
+	for _, args := range [][]string{{"--idle", "5", "--modes", "udp"}, {"--idle=5", "--modes", "udp"}, {"--idle", "--modes", "udp"}} {
+		var out, errb bytes.Buffer
+		if rc := run(context.Background(), args, &out, &errb); rc != 2 || !strings.Contains(errb.String(), `mode "udp"`) {
+			t.Errorf("%q: exit %d, stderr %q; want 2 and the bad mode named", args, rc, errb.String())
+		}
+	}
+}
+
 func TestIdleFlag(t *testing.T) {
 	var f idleFlag
 	if err := f.Set("true"); err != nil || !f.set || f.n != 0 {

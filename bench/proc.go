@@ -216,3 +216,38 @@ func selfCPUSecs() (float64, error) {
 	}
 	return float64(ticks) / userHZ, nil
 }
+
+// groupFDs counts the open file descriptors of the live processes of a process group.
+func groupFDs(pgid int) int {
+	n := 0
+	for _, pid := range groupPIDs(pgid) {
+		ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+		if err == nil {
+			n += len(ents)
+		}
+	}
+	return n
+}
+
+// groupPIDs lists the live processes whose process group is pgid.
+func groupPIDs(pgid int) []int {
+	var pids []int
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		if pg, _, ok := parseStat(st); ok && pg == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
