@@ -284,15 +284,21 @@ func TestLabHalbPair(t *testing.T) {
 	labAvailable(t)
 	l := netlab.NewT(t)
 	ivl := 100 * time.Millisecond
+	p := newProbe(t, l)
 	lb1 := startHalb(t, l, "lb1", halbCfg("lb1", 150, 3, ivl, ""))
 	startHalb(t, l, "lb2", halbCfg("lb2", 100, 3, ivl, ""))
 	waitVIP(t, l, "lb1", true, 5*time.Second)
+	p.until(t, time.Now(), "lb1", 5*time.Second)
 
-	// kill -9 the master: the backup takes the VIP (the dead node keeps it).
+	// kill -9 the master: the backup takes the VIP (the dead node keeps it,
+	// and its listener still answers: reaching lb2 proves the client's ARP
+	// entry was moved by lb2's gratuitous ARP).
+	start := time.Now()
 	lb1.kill(syscall.SIGKILL)
 	lb1.wait(5 * time.Second)
 	d := waitVIP(t, l, "lb2", false, 5*time.Second)
 	t.Logf("kill -9: lb2 holds the VIP after %v", d)
+	p.until(t, start, "lb2", 5*time.Second)
 
 	// Restart lb1: it removes its stale VIP, then preempts lb2.
 	lb1 = startHalb(t, l, "lb1", halbCfg("lb1", 150, 3, ivl, ""))
@@ -594,4 +600,59 @@ func measureOnce(t *testing.T, impl string, version int, ivl time.Duration, how 
 	master.wait(5 * time.Second)
 	backup.wait(5 * time.Second)
 	return d.Round(time.Millisecond)
+}
+
+// TestLabAddresser exercises the netlink VIP code and the AF_PACKET
+// announcements inside a lab namespace.
+func TestLabAddresser(t *testing.T) {
+	labAvailable(t)
+	l := netlab.NewT(t)
+	v4 := VIP{Prefix: netip.MustParsePrefix("198.18.0.10/24"), Dev: "eth0", Label: "eth0:vip", Scope: "global"}
+	v6 := VIP{Prefix: netip.MustParsePrefix("2001:db8::10/128"), Dev: "eth0"}
+	var a netAddresser
+	err := l.Do("lb1", func() error {
+		for _, v := range []VIP{v4, v6} {
+			if err := a.Add(v); err != nil {
+				return err
+			}
+			if err := a.Add(v); err != nil { // idempotent
+				return err
+			}
+			if has, err := a.Has(v); err != nil || !has {
+				return fmt.Errorf("%v not present after Add: %v", v.Prefix, err)
+			}
+			if err := a.Announce(v, 2); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := l.IP("lb1", "-o", "addr", "show", "dev", "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "198.18.0.10/24 brd 198.18.0.255 scope global secondary eth0:vip") ||
+		!strings.Contains(out, "2001:db8::10/128 scope global nodad") {
+		t.Fatalf("addresses:\n%s", out)
+	}
+	err = l.Do("lb1", func() error {
+		for _, v := range []VIP{v4, v6} {
+			if err := a.Del(v); err != nil {
+				return err
+			}
+			if err := a.Del(v); err != nil { // idempotent
+				return err
+			}
+			if has, _ := a.Has(v); has {
+				return fmt.Errorf("%v still present", v.Prefix)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
