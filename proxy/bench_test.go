@@ -1,0 +1,88 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+)
+
+// fastBackend serves a small fixed response with fasthttp.
+func fastBackend(b *testing.B, body []byte) net.Addr {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }, NoDefaultDate: true}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	b.Cleanup(func() { srv.Shutdown(); <-done })
+	return ln.Addr()
+}
+
+// BenchmarkHTTPProxy: keep-alive GETs of a 1 KiB response through the proxy
+// on loopback, from parallel clients.
+func BenchmarkHTTPProxy(b *testing.B) {
+	be := fastBackend(b, make([]byte, 1024))
+	s := NewServer(zap.NewNop(), Global{LogSample: 1000})
+	if err := s.Apply([]ServiceSpec{{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(be)}}); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Shutdown(b.Context())
+	c := &fasthttp.HostClient{Addr: s.Addr("h").String(), MaxConns: 512}
+	defer c.CloseIdleConnections()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI("http://bench/")
+		for pb.Next() {
+			if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 || len(resp.Body()) != 1024 {
+				b.Errorf("%v %d", err, resp.StatusCode())
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkTCPProxy: bulk transfer through the splice path (bytes/s).
+func BenchmarkTCPProxy(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+	defer func() { ln.Close(); <-done }()
+	s := NewServer(zap.NewNop(), Global{})
+	if err := s.Apply([]ServiceSpec{{Name: "t", Listen: lo4, Mode: ModeTCP, Pool: pool(ln.Addr())}}); err != nil {
+		b.Fatal(err)
+	}
+	defer s.Shutdown(b.Context())
+	c, err := net.Dial("tcp", s.Addr("t").String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 256<<10)
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := c.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
