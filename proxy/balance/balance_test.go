@@ -959,3 +959,14 @@ func TestReconfigure(t *testing.T) {
 		t.Fatalf("algo %v", p.Algo())
 	}
 }
+
+func TestPersistHugeTimeout(t *testing.T) {
+	p := NewPool(RR, members(3), Options{PersistTimeout: time.Duration(math.MaxInt64)})
+	c := netip.MustParseAddr("198.18.0.9")
+	first := p.Pick(c, t0, nil)
+	for range 5 {
+		if p.Pick(c, t0.Add(time.Hour), nil) != first {
+			t.Fatal("entry with a huge timeout expired (overflow)")
+		}
+	}
+}

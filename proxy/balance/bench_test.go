@@ -25,7 +25,7 @@ func BenchmarkPick(b *testing.B) {
 					for pb.Next() {
 						// 256 distinct clients: persistence hits after the first round.
 						c := netip.AddrFrom4([4]byte{198, 18, 2, byte(i)})
-						if p.Pick(c, time.Time{}, nil) == nil {
+						if p.Pick(c, t0, nil) == nil {
 							b.Fatal("nil pick")
 						}
 						i++

@@ -11,6 +11,7 @@ const (
 	persistShards     = 64
 	defaultPersistMax = 1 << 18
 	evictSample       = 8
+	maxPersistTimeout = 100 * 365 * 24 * time.Hour
 )
 
 type persistEntry struct {
@@ -40,7 +41,8 @@ type persistTable struct {
 }
 
 func newPersistTable(o Options) *persistTable {
-	t := &persistTable{ttl: int64(o.PersistTimeout), mask4: 32, mask6: 128}
+	// Clamped so that now+ttl cannot overflow.
+	t := &persistTable{ttl: int64(min(o.PersistTimeout, maxPersistTimeout)), mask4: 32, mask6: 128}
 	if o.PersistMask4 > 0 && o.PersistMask4 <= 32 {
 		t.mask4 = o.PersistMask4
 	}
