@@ -254,7 +254,15 @@ func (s *Server) listenUnix() error {
 	if err := removeStale(path); err != nil {
 		return err
 	}
-	tmp := filepath.Join(dir, fmt.Sprintf(".halb-%d.sock.tmp", os.Getpid()))
+	if len(path) > maxSunPath {
+		return fmt.Errorf("admin: socket path %s is %d bytes long, the limit is %d", path, len(path), maxSunPath)
+	}
+	tmp := filepath.Join(dir, fmt.Sprintf(".halb-%d.tmp", os.Getpid()))
+	if len(tmp) > maxSunPath {
+		// No room for the temporary name: bind in place (the umask
+		// still applies until the chmod below).
+		tmp = path
+	}
 	_ = os.Remove(tmp)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
@@ -274,8 +282,10 @@ func (s *Server) listenUnix() error {
 			return fail("chown", err)
 		}
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fail("rename socket to", err)
+	if tmp != path {
+		if err := os.Rename(tmp, path); err != nil {
+			return fail("rename socket to", err)
+		}
 	}
 	fi, err := os.Lstat(path)
 	if err != nil {
@@ -285,6 +295,10 @@ func (s *Server) listenUnix() error {
 	s.log.Info("runtime API listening", zap.String("socket", path), zap.Stringer("mode", s.o.Mode.Perm()))
 	return nil
 }
+
+// maxSunPath is the longest unix socket path Linux accepts (sun_path is 108
+// bytes with the terminating NUL).
+const maxSunPath = 107
 
 // removeStale removes a socket file nothing listens on. A live socket or a
 // file that is not a socket is an error.

@@ -519,3 +519,28 @@ func TestSlowReloadStillAnswered(t *testing.T) {
 		t.Errorf("Start after Close succeeded")
 	}
 }
+
+func TestSocketPathLengths(t *testing.T) {
+	dir := sockDir(t)
+	long := dir + "/" + strings.Repeat("d", 107-len(dir)-1-len("/h.sock")) + "/h.sock"
+	if len(long) != 107 {
+		t.Fatalf("test path is %d bytes", len(long))
+	}
+	// 107 bytes: too long for the temporary name, fine for the socket.
+	s := NewServer(zap.NewNop(), newFakeSource(), nil, Options{SocketPath: long})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatalf("107-byte path: %v", err)
+	}
+	if r := send(t, long, "show info"); !r.OK {
+		t.Errorf("107-byte path: %+v", r)
+	}
+	if fi, err := os.Lstat(long); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("107-byte path mode: %v %v", fi, err)
+	}
+	_ = s.Close()
+	s2 := NewServer(zap.NewNop(), newFakeSource(), nil, Options{SocketPath: long + "x"})
+	if err := s2.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "the limit is 107") {
+		t.Errorf("108-byte path: %v", err)
+	}
+	_ = s2.Close()
+}
