@@ -380,7 +380,8 @@ func listItems(n *node) []string {
 	return out
 }
 
-// named checks "KEYWORD NAME {" and returns NAME.
+// named checks "KEYWORD NAME {" and returns NAME and whether the header is valid. A block with a
+// bad header is still read, for its own errors, but not kept.
 func (b *builder) named(n *node) (string, bool) {
 	if !b.needBlock(n) {
 		return "", false
@@ -393,8 +394,8 @@ func (b *builder) named(n *node) (string, bool) {
 }
 
 func (b *builder) buildScript(n *node) {
-	name, ok := b.named(n)
-	if !ok {
+	name, valid := b.named(n)
+	if !n.block {
 		return
 	}
 	s := &Script{Pos: n.pos, Name: name, Interval: time.Second, Timeout: unset, Rise: 1, Fall: 1}
@@ -402,7 +403,9 @@ func (b *builder) buildScript(n *node) {
 	if s.Timeout == unset {
 		s.Timeout = s.Interval
 	}
-	b.cfg.Scripts = append(b.cfg.Scripts, s)
+	if valid {
+		b.cfg.Scripts = append(b.cfg.Scripts, s)
+	}
 }
 
 func scriptTable() table[Script] {
@@ -433,8 +436,8 @@ func scriptTable() table[Script] {
 }
 
 func (b *builder) buildInstance(n *node) {
-	name, ok := b.named(n)
-	if !ok {
+	name, valid := b.named(n)
+	if !n.block {
 		return
 	}
 	in := &Instance{
@@ -443,7 +446,9 @@ func (b *builder) buildInstance(n *node) {
 		GarpMasterDelay: unset, GarpMasterRepeat: unset, GarpMasterRefresh: unset, GarpMasterRefreshRepeat: unset,
 	}
 	dispatch(b, &b.instance, in, n.children)
-	b.cfg.Instances = append(b.cfg.Instances, in)
+	if valid {
+		b.cfg.Instances = append(b.cfg.Instances, in)
+	}
 }
 
 func instanceTable() table[Instance] {
@@ -701,13 +706,15 @@ func (b *builder) trackVS(n *node) []TrackVS {
 }
 
 func (b *builder) buildSyncGroup(n *node) {
-	name, ok := b.named(n)
-	if !ok {
+	name, valid := b.named(n)
+	if !n.block {
 		return
 	}
 	g := &SyncGroup{Pos: n.pos, Name: name}
 	dispatch(b, &b.sync, g, n.children)
-	b.cfg.SyncGroups = append(b.cfg.SyncGroups, g)
+	if valid {
+		b.cfg.SyncGroups = append(b.cfg.SyncGroups, g)
+	}
 }
 
 func syncTable() table[SyncGroup] {

@@ -36,21 +36,22 @@ func (b *builder) buildVS(n *node) {
 		TimeoutHTTPRequest: defaultTimeoutHTTPRequest, TimeoutTunnel: defaultTimeoutTunnel, TimeoutQueue: defaultTimeoutQueue,
 		Retries: defaultRetries, Rise: 1, Fall: 1,
 	}
+	valid := false
 	switch {
 	case len(n.args) == 2 && n.args[0] == "fwmark":
 		vs.Kind = VSFwmark
 		if v, ok := b.parseInt(n, n.args[1], 1, 1<<32-1); ok {
-			vs.Fwmark = uint32(v)
+			vs.Fwmark, valid = uint32(v), true
 		}
 	case len(n.args) == 2 && n.args[0] == "group":
 		vs.Kind = VSGroupRef
-		vs.Group = n.args[1]
+		vs.Group, valid = n.args[1], true
 	case len(n.args) == 2:
 		vs.Kind = VSAddr
 		if ap, ok := b.addrPort(n, n.args[0], n.args[1], 1); ok {
-			vs.Addr = ap
+			vs.Addr, valid = ap, true
 		}
-	case len(n.args) == 1 && strings.Contains(n.args[0], ":") && !strings.Contains(n.args[0], "::"):
+	case len(n.args) == 1 && strings.Count(n.args[0], ":") == 1:
 		b.d.errorf(n.pos, n.kw, "expects ADDR PORT separated by a space, not %q", n.args[0])
 	default:
 		b.d.errorf(n.pos, n.kw, "expects ADDR PORT, fwmark N or group NAME")
@@ -65,7 +66,9 @@ func (b *builder) buildVS(n *node) {
 			b.finishChecker(rb, cb)
 		}
 	}
-	b.cfg.VirtualServers = append(b.cfg.VirtualServers, vs)
+	if valid {
+		b.cfg.VirtualServers = append(b.cfg.VirtualServers, vs)
+	}
 }
 
 func vsTable() table[vsBuild] {
@@ -385,8 +388,8 @@ func urlTable() table[URL] {
 }
 
 func (b *builder) buildVSGroup(n *node) {
-	name, ok := b.named(n)
-	if !ok {
+	name, valid := b.named(n)
+	if !n.block {
 		return
 	}
 	g := &VSGroup{Pos: n.pos, Name: name}
@@ -429,7 +432,9 @@ func (b *builder) buildVSGroup(n *node) {
 		}
 		g.Entries = append(g.Entries, e)
 	}
-	b.cfg.VSGroups = append(b.cfg.VSGroups, g)
+	if valid {
+		b.cfg.VSGroups = append(b.cfg.VSGroups, g)
+	}
 }
 
 // rangeEnd computes the last address of "first-END": END replaces the last octet (IPv4, decimal)

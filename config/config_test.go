@@ -471,6 +471,8 @@ func TestDiagnostics(t *testing.T) {
 		{"block on plain kw", inst + " priority 100 { }\n}", "priority: does not take a block", true},
 		{"arity", inst + " interface\n}", "interface: expects 1 argument(s), got 0", true},
 		{"instance no name", "vrrp_instance {\n}", "expects a name", true},
+		{"bad header still read", "vrrp_instance {\n priorty 1\n}", `did you mean "priority"?`, true},
+		{"bad vs header still read", "virtual_server 198.18.0.1 {\n lb_algo nope\n}", `"nope" is not one of`, true},
 		{"bool bad", "global_defs { vrrp_strict maybe }", `"maybe" is not a boolean`, true},
 		{"mcast group", "global_defs { vrrp_mcast_group4 198.18.0.1 }", "is not an IPv4 multicast address", true},
 		{"admin mode", "global_defs { admin_socket_mode 999 }", "is not an octal permission mode", true},

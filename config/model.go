@@ -138,10 +138,14 @@ type Instance struct {
 	SyncGroup string `json:"sync_group"`
 }
 
-// Family returns the address family of the instance: 6 when its first VIP is IPv6, else 4.
+// Family returns the address family of the instance, 4 or 6: its first VIP's, else its
+// unicast_src_ip's, else 4.
 func (in *Instance) Family() int {
 	if len(in.VIPs) > 0 {
 		return familyOf(in.VIPs[0].Prefix.Addr())
+	}
+	if in.UnicastSrcIP.IsValid() {
+		return familyOf(in.UnicastSrcIP)
 	}
 	return 4
 }
