@@ -9,6 +9,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(serverChildEnv) != "" {
+		serveBenchChild() // BenchmarkScale's server process
+	}
 	// The netpoller opens its descriptors on first use: open them now so
 	// the descriptor counts of the tests compare like with like.
 	if ln, err := net.Listen("tcp", "127.0.0.1:0"); err == nil {
