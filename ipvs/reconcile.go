@@ -235,6 +235,22 @@ func (r *Reconciler) SetHealth(svc ServiceKey, dest netip.AddrPort, up bool) {
 	}
 }
 
+// Adopt makes the services with these keys halb's, as if this Reconciler had
+// created them: the next Sync updates them to the desired table, or deletes
+// them if they are no longer desired. It is for a daemon that restarts after a
+// crash: it keeps Owned() in a state file under /run (emptied at boot, like
+// the kernel's table) and adopts what it finds there, instead of reporting
+// its own leftovers as someone else's.
+func (r *Reconciler) Adopt(keys ...ServiceKey) {
+	r.mu.Lock()
+	for _, k := range keys {
+		r.owned[k] = true
+		delete(r.warned, k)
+	}
+	r.mu.Unlock()
+	r.wake()
+}
+
 // Owned returns the keys of the services this Reconciler created and still
 // manages.
 func (r *Reconciler) Owned() []ServiceKey {

@@ -2,6 +2,7 @@ package ipvs
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"slices"
@@ -416,4 +417,58 @@ func TestRunLoop(t *testing.T) {
 		}
 		wantCalls(t, f, "DelService TCP 198.18.0.100:80")
 	})
+}
+
+// A restarted daemon adopts its own leftovers (keys kept in a state file) and
+// takes them over instead of reporting them as foreign.
+func TestReconcileAdoptAfterRestart(t *testing.T) {
+	f := NewFakeTable()
+	first := NewReconciler(zap.NewNop(), f)
+	tls := Service{FWMark: 3, Family: IPv6, Dests: []Dest{{Addr: netip.MustParseAddrPort("[2001:db8::11]:0"), Weight: 1, Method: DR}}}
+	first.SetDesired([]Service{webService(), tls})
+	mustSync(t, first)
+	state, err := json.Marshal(first.Owned())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// first dies without RemoveAll; a new one starts with a changed config.
+	f.Calls()
+	var keys []ServiceKey
+	if err := json.Unmarshal(state, &keys); err != nil {
+		t.Fatalf("state %s: %v", state, err)
+	}
+	second := NewReconciler(zap.NewNop(), f)
+	second.Adopt(keys...)
+	s := webService()
+	s.Dests[0].Weight = 4
+	second.SetDesired([]Service{s})
+	mustSync(t, second)
+	wantCalls(t, f,
+		"DelService FWM 3 IPv6",
+		"UpdateDest TCP 198.18.0.100:80 198.18.0.11:80")
+	if c := second.Conflicts(); len(c) != 0 {
+		t.Errorf("conflicts after adoption: %v", c)
+	}
+}
+
+func TestServiceKeyText(t *testing.T) {
+	for _, k := range []ServiceKey{
+		webService().Key(),
+		{Family: IPv6, Protocol: UDP, Addr: netip.MustParseAddrPort("[2001:db8::1]:53")},
+		{Family: IPv4, Protocol: SCTP, Addr: netip.MustParseAddrPort("198.18.0.1:9")},
+		{Family: IPv4, FWMark: 1},
+		{Family: IPv6, FWMark: 4294967295},
+	} {
+		b, _ := k.MarshalText()
+		var back ServiceKey
+		if err := back.UnmarshalText(b); err != nil || back != k {
+			t.Errorf("%q: got %+v, %v; want %+v", b, back, err, k)
+		}
+	}
+	for _, bad := range []string{"", "TCP", "FWM 0", "FWM x", "FWM 1 IPv5", "ICMP 198.18.0.1:1", "TCP 198.18.0.1", "TCP 198.18.0.1:80 x"} {
+		var k ServiceKey
+		if err := k.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("%q parsed as %+v", bad, k)
+		}
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -318,4 +320,50 @@ func compareKeys(a, b ServiceKey) int {
 // sortServices orders services by key (fwmark services last) for stable output.
 func sortServices(svcs []Service) {
 	slices.SortFunc(svcs, func(a, b Service) int { return compareKeys(a.Key(), b.Key()) })
+}
+
+// MarshalText writes the key as String does ("TCP 198.18.0.1:80",
+// "FWM 7 IPv6"), so that a set of owned keys can be kept in a state file.
+func (k ServiceKey) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText parses what MarshalText wrote.
+func (k *ServiceKey) UnmarshalText(b []byte) error {
+	f := strings.Fields(string(b))
+	bad := fmt.Errorf("ipvs: parse service key %q", b)
+	switch {
+	case len(f) >= 2 && len(f) <= 3 && f[0] == "FWM":
+		m, err := strconv.ParseUint(f[1], 10, 32)
+		if err != nil || m == 0 {
+			return bad
+		}
+		fam := IPv4
+		if len(f) == 3 {
+			if f[2] != "IPv6" {
+				return bad
+			}
+			fam = IPv6
+		}
+		*k = ServiceKey{Family: fam, FWMark: uint32(m)}
+		return nil
+	case len(f) == 2:
+		var p Proto
+		switch f[0] {
+		case "TCP":
+			p = TCP
+		case "UDP":
+			p = UDP
+		case "SCTP":
+			p = SCTP
+		default:
+			return bad
+		}
+		ap, err := netip.ParseAddrPort(f[1])
+		if err != nil {
+			return bad
+		}
+		ap = unmapPort(ap)
+		*k = ServiceKey{Family: familyOf(ap.Addr()), Protocol: p, Addr: ap}
+		return nil
+	}
+	return bad
 }
