@@ -2,6 +2,7 @@ package admin
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -169,4 +170,16 @@ func FuzzParseCommand(f *testing.F) {
 			t.Fatalf("round trip %q -> %+v -> %q -> %+v, %v", line, c, c.String(), again, err)
 		}
 	})
+}
+
+func TestCommandsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatalf("operations guide: %v", err)
+	}
+	for _, h := range Help() {
+		if !strings.Contains(string(doc), "`"+h.Command) {
+			t.Errorf("command %q is not documented in docs/operations.md", h.Command)
+		}
+	}
 }
