@@ -139,6 +139,7 @@ type Scheduler struct {
 type target struct {
 	t       Target
 	mon     *Monitor
+	offset  time.Duration // first check's offset from Set (re-based at Start)
 	cancel  context.CancelFunc
 	removed bool
 
@@ -244,6 +245,7 @@ func (s *Scheduler) Set(targets []Target, services ...Service) {
 		if t.Warmup > 0 {
 			offset += rand.N(t.Warmup)
 		}
+		tg.offset = offset
 		if tg.mon == nil {
 			tg.mon = NewMonitor(tg.t, now, offset)
 			tr := tg.mon.Initial(now)
@@ -292,8 +294,15 @@ func (s *Scheduler) Start(ctx context.Context) {
 	s.runCtx, s.cancel = context.WithCancel(ctx)
 	s.dispatched = make(chan struct{})
 	go s.dispatch()
+	now := time.Now()
 	for _, id := range s.order {
-		s.startRunnerLocked(s.targets[id])
+		tg := s.targets[id]
+		// Targets set long before Start keep their spread instead of
+		// all firing at once.
+		if tg.checks == 0 && tg.mon.next.Before(now) {
+			tg.mon.next = now.Add(tg.offset)
+		}
+		s.startRunnerLocked(tg)
 	}
 }
 

@@ -393,3 +393,24 @@ func TestSchedulerNotifyScripts(t *testing.T) {
 	s.Stop() // omega: notify_down at shutdown
 	waitFor("down down qdown qup qup up")
 }
+
+func TestSchedulerSpreadSurvivesLateStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := newTestScheduler(t, &recorder{})
+		a := &fakeChecker{name: "a", ok: true}
+		b := &fakeChecker{name: "b", ok: true}
+		s.Set([]Target{
+			{ID: "a", Checkers: []Checker{a}, Timing: Timing{DelayLoop: 10 * time.Second}},
+			{ID: "b", Checkers: []Checker{b}, Timing: Timing{DelayLoop: 10 * time.Second}},
+		})
+		time.Sleep(time.Minute) // the daemon was slow to start
+		begin := time.Now()
+		s.Start(t.Context())
+		time.Sleep(6 * time.Second)
+		synctest.Wait()
+		s.Stop()
+		if got := b.startTimes()[0].Sub(begin); got != 5*time.Second {
+			t.Fatalf("second target first checked %v after Start, want its 5s offset", got)
+		}
+	})
+}
