@@ -34,8 +34,8 @@ type Options struct {
 	SocketPath string
 	// Mode is the socket file's permission bits (default 0600).
 	Mode os.FileMode
-	// Owner is "user[:group]" (names or numeric ids) to chown the socket
-	// to; empty keeps the daemon's own.
+	// Owner is "user[:group]" or ":group" (names or numeric ids) to chown
+	// the socket to; empty keeps the daemon's own.
 	Owner string
 	// StatsListen is the TCP address of the stats page, /metrics and
 	// /healthz, e.g. 127.0.0.1:8404. Empty: off.
@@ -277,7 +277,7 @@ func (s *Server) listenUnix() error {
 	if err := os.Chmod(tmp, s.o.Mode.Perm()); err != nil {
 		return fail("chmod", err)
 	}
-	if uid >= 0 {
+	if uid >= 0 || gid >= 0 {
 		if err := os.Lchown(tmp, uid, gid); err != nil {
 			return fail("chown", err)
 		}
@@ -327,40 +327,42 @@ func removeStale(path string) error {
 	return nil
 }
 
-// lookupOwner parses "user[:group]"; uid -1 means no chown.
+// lookupOwner parses "user[:group]" or ":group" (names or numeric ids) for
+// os.Lchown: -1 leaves that id unchanged; user without group takes the
+// user's primary group.
 func lookupOwner(owner string) (uid, gid int, err error) {
 	if owner == "" {
 		return -1, -1, nil
 	}
 	un, gn, hasGroup := strings.Cut(owner, ":")
-	if un == "" {
+	if un == "" && !hasGroup {
 		return 0, 0, fmt.Errorf("%q: empty user", owner)
 	}
-	var u *user.User
-	if _, err := strconv.Atoi(un); err == nil {
-		u, err = user.LookupId(un)
-		if err != nil {
-			return 0, 0, err
-		}
-	} else if u, err = user.Lookup(un); err != nil {
-		return 0, 0, err
+	if hasGroup && gn == "" {
+		return 0, 0, fmt.Errorf("%q: empty group", owner)
 	}
-	uid, _ = strconv.Atoi(u.Uid)
-	gid, _ = strconv.Atoi(u.Gid)
-	if hasGroup {
-		if gn == "" {
-			return 0, 0, fmt.Errorf("%q: empty group", owner)
-		}
-		var g *user.Group
-		if _, err := strconv.Atoi(gn); err == nil {
-			g, err = user.LookupGroupId(gn)
-			if err != nil {
-				return 0, 0, err
+	uid, gid = -1, -1
+	if un != "" {
+		if n, err := strconv.Atoi(un); err == nil && n >= 0 {
+			uid = n // numeric: no passwd entry needed
+			if u, err := user.LookupId(un); err == nil {
+				gid, _ = strconv.Atoi(u.Gid)
 			}
-		} else if g, err = user.LookupGroup(gn); err != nil {
+		} else if u, err := user.Lookup(un); err != nil {
 			return 0, 0, err
+		} else {
+			uid, _ = strconv.Atoi(u.Uid)
+			gid, _ = strconv.Atoi(u.Gid)
 		}
-		gid, _ = strconv.Atoi(g.Gid)
+	}
+	if hasGroup {
+		if n, err := strconv.Atoi(gn); err == nil && n >= 0 {
+			gid = n
+		} else if g, err := user.LookupGroup(gn); err != nil {
+			return 0, 0, err
+		} else {
+			gid, _ = strconv.Atoi(g.Gid)
+		}
 	}
 	return uid, gid, nil
 }

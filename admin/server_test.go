@@ -544,3 +544,29 @@ func TestSocketPathLengths(t *testing.T) {
 	}
 	_ = s2.Close()
 }
+
+func TestLookupOwner(t *testing.T) {
+	for _, tc := range []struct {
+		in       string
+		uid, gid int
+		err      bool
+	}{
+		{"", -1, -1, false},
+		{"root", 0, 0, false},
+		{"0", 0, 0, false},
+		{"root:root", 0, 0, false},
+		{"0:0", 0, 0, false},
+		{":root", -1, 0, false},
+		{":0", -1, 0, false},
+		{"4000000:5", 4000000, 5, false},
+		{"root:", 0, 0, true},
+		{":", 0, 0, true},
+		{"no-such-user-halb", 0, 0, true},
+		{"root:no-such-group-halb", 0, 0, true},
+	} {
+		uid, gid, err := lookupOwner(tc.in)
+		if (err != nil) != tc.err || (!tc.err && (uid != tc.uid || gid != tc.gid)) {
+			t.Errorf("lookupOwner(%q) = %d, %d, %v", tc.in, uid, gid, err)
+		}
+	}
+}
