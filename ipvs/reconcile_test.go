@@ -472,3 +472,22 @@ func TestServiceKeyText(t *testing.T) {
 		}
 	}
 }
+
+// FuzzServiceKeyText: whatever UnmarshalText accepts marshals back to a text
+// that parses to the same key.
+func FuzzServiceKeyText(f *testing.F) {
+	for _, s := range []string{"TCP 198.18.0.100:80", "UDP [2001:db8::1]:53", "FWM 7", "FWM 8 IPv6", "SCTP [::ffff:198.18.0.1]:9"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var k ServiceKey
+		if k.UnmarshalText([]byte(s)) != nil {
+			return
+		}
+		b, _ := k.MarshalText()
+		var back ServiceKey
+		if err := back.UnmarshalText(b); err != nil || back != k {
+			t.Fatalf("%q -> %+v -> %q -> %+v, %v", s, k, b, back, err)
+		}
+	})
+}
