@@ -171,6 +171,17 @@ func TestSSLGet(t *testing.T) {
 			}
 		})
 	}
+	t.Run("TLS server that never answers the handshake", func(t *testing.T) {
+		s := newRawServer(t, waitClose)
+		start := time.Now()
+		r := checkWithin(t, &HTTPChecker{TLS: true, Addr: s.addr()}, 300*time.Millisecond)
+		if el := time.Since(start); el > time.Second {
+			t.Errorf("verdict after %v", el)
+		}
+		if r.OK || r.Reason != "TLS: handshake timeout after 300ms" {
+			t.Fatalf("got %+v", r)
+		}
+	})
 	t.Run("plain HTTP server on SSL_GET", func(t *testing.T) {
 		s := newRawServer(t, func(c net.Conn) {
 			_, _ = c.Read(make([]byte, 512))
