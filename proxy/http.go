@@ -397,6 +397,10 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 			size = -1
 		}
 		rb := &respBody{resp: resp, r: resp.BodyStream(), b: b, svc: svc, ctx: ctx, hc: hc}
+		if size < 0 && !ctx.Request.Header.IsHTTP11() {
+			svc.sendUnframed(ctx, hc, rb)
+			return
+		}
 		ctx.Response.SetBodyStream(rb, size)
 		return
 	}
@@ -660,6 +664,27 @@ func (svc *service) logRequest(ctx *fasthttp.RequestCtx, b *balance.Backend, sta
 		return
 	}
 	svc.log.Info("request", fields...)
+}
+
+// sendUnframed answers an HTTP/1.0 client, which knows no chunked coding, a
+// body of unknown length: the head, then the body as it comes, then close.
+func (svc *service) sendUnframed(ctx *fasthttp.RequestCtx, hc *httpConn, rb *respBody) {
+	rh := &ctx.Response.Header
+	rh.SetContentLength(-2) // identity: neither Content-Length nor Transfer-Encoding
+	rh.SetConnectionClose()
+	head := append([]byte(nil), rh.Header()...)
+	done := make(chan struct{})
+	hc.tunnel = done
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		defer close(done)
+		if _, err := c.Write(head); err == nil {
+			if _, err := io.Copy(c, rb); err != nil && rb.err == nil {
+				rb.err = err
+			}
+		}
+		rb.Close()
+	})
 }
 
 // tunnel forwards an Upgrade request (WebSocket) to a backend and then
