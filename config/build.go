@@ -165,7 +165,7 @@ func dispatch[T any](b *builder, spec *blockSpec[T], t *T, children []*node) {
 			h(b, t, c)
 			continue
 		}
-		b.unknown(c, spec.name, keys(spec.kw))
+		b.unknown(c, spec.name, func() []string { return keys(spec.kw) })
 	}
 }
 
@@ -192,7 +192,7 @@ func (b *builder) needBlock(n *node) bool {
 
 // unknown reports a keyword that the block does not know: a warning for a keepalived keyword
 // halb does not implement (the statement and its block are skipped), an error otherwise.
-func (b *builder) unknown(n *node, block string, candidates []string) {
+func (b *builder) unknown(n *node, block string, candidates func() []string) {
 	if unimplemented(n.kw) {
 		b.d.warnf(n.pos, n.kw, "keepalived keyword not implemented by halb; ignored")
 		return
@@ -205,7 +205,7 @@ func (b *builder) unknown(n *node, block string, candidates []string) {
 		b.d.errorf(n.pos, n.kw, "not valid in %s (it belongs in %s)", block, other)
 		return
 	}
-	if s := suggest(n.kw, candidates); s != "" {
+	if s := suggest(n.kw, candidates()); s != "" {
 		b.d.errorf(n.pos, n.kw, "unknown keyword in %s; did you mean %q?", block, s)
 		return
 	}
@@ -235,7 +235,7 @@ func (b *builder) build(top []*node) {
 		case "virtual_server_group":
 			b.buildVSGroup(n)
 		default:
-			b.unknown(n, "the top level", topKeywords())
+			b.unknown(n, "the top level", topKeywords)
 		}
 	}
 }
