@@ -52,7 +52,7 @@ func checkRequestHeaders(raw []byte, http11 bool, info *headInfo) headerCheck {
 			line = line[:n-1]
 		}
 		if len(line) == 0 {
-			if len(raw) != 0 && !allCRLF(raw) {
+			if len(raw) != 0 {
 				return headerCheck{400, "data after end of headers"}
 			}
 			break
@@ -163,15 +163,6 @@ func knownCoding(c []byte) bool {
 		}
 	}
 	return false
-}
-
-func allCRLF(b []byte) bool {
-	for _, c := range b {
-		if c != '\r' && c != '\n' {
-			return false
-		}
-	}
-	return true
 }
 
 func trimOWS(b []byte) []byte {
