@@ -63,10 +63,14 @@ func finish(cfg *Config, d *diags) (*Config, []Diagnostic, error) {
 		return a.Line < b.Line
 	})
 	if d.dropped > 0 {
+		sev := Warning // only warnings were left out: the summary must not turn them into a refusal
+		if d.errors > 0 {
+			sev = Error
+		}
 		list = append(list, Diagnostic{
 			Pos:      Pos{File: cfg.Files[0]},
 			Msg:      fmt.Sprintf("%d more diagnostics not shown (%d errors in all)", d.dropped, d.errors),
-			Severity: Error,
+			Severity: sev,
 		})
 	}
 	if d.errors == 0 {

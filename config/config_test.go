@@ -799,3 +799,20 @@ func TestPastedFromWeb(t *testing.T) {
 		t.Errorf("no NBSP warning at line 17:\n%s", joinDiags(diags))
 	}
 }
+
+func TestManyWarningsStayWarnings(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("global_defs {\n")
+	for range 5000 {
+		b.WriteString(" enable_snmp_vrrp\n")
+	}
+	b.WriteString("}\n")
+	cfg, diags, err := parseSrc(t, b.String())
+	if err != nil || cfg == nil {
+		t.Fatalf("warnings only, yet err = %v", err)
+	}
+	last := diags[len(diags)-1]
+	if last.Severity != Warning || !strings.Contains(last.Msg, "more diagnostics not shown") {
+		t.Errorf("last = %v", last)
+	}
+}
