@@ -67,12 +67,27 @@ const (
 	destAttrPersistConns = 9
 	destAttrStats        = 10
 	destAttrAddrFamily   = 11
+	destAttrStats64      = 12
 )
 
 // IPVS_INFO_ATTR_*.
 const (
 	infoAttrVersion     = 1
 	infoAttrConnTabSize = 2
+)
+
+// IPVS_STATS_ATTR_*.
+const (
+	statsAttrConns    = 1
+	statsAttrInPkts   = 2
+	statsAttrOutPkts  = 3
+	statsAttrInBytes  = 4
+	statsAttrOutBytes = 5
+	statsAttrCPS      = 6
+	statsAttrInPPS    = 7
+	statsAttrOutPPS   = 8
+	statsAttrInBPS    = 9
+	statsAttrOutBPS   = 10
 )
 
 const fwdMask = 0x0007 // IP_VS_CONN_F_FWD_MASK
@@ -231,6 +246,47 @@ func getDestsReq(s *Service) (genetlink.Message, error) {
 
 var errNoAttr = errors.New("missing nested attribute")
 
+// statsDecoder reads IPVS_*_ATTR_STATS (u32 counters, u64 bytes) or
+// IPVS_*_ATTR_STATS64 (all u64, maybe with IPVS_STATS_ATTR_PAD) into st.
+func statsDecoder(st *Stats) func(*netlink.AttributeDecoder) error {
+	return func(ad *netlink.AttributeDecoder) error {
+		for ad.Next() {
+			var v uint64
+			switch b := ad.Bytes(); len(b) {
+			case 4:
+				v = uint64(binary.NativeEndian.Uint32(b))
+			case 8:
+				v = binary.NativeEndian.Uint64(b)
+			default:
+				continue // IPVS_STATS_ATTR_PAD and anything unknown
+			}
+			switch ad.Type() {
+			case statsAttrConns:
+				st.Conns = v
+			case statsAttrInPkts:
+				st.InPkts = v
+			case statsAttrOutPkts:
+				st.OutPkts = v
+			case statsAttrInBytes:
+				st.InBytes = v
+			case statsAttrOutBytes:
+				st.OutBytes = v
+			case statsAttrCPS:
+				st.CPS = v
+			case statsAttrInPPS:
+				st.InPPS = v
+			case statsAttrOutPPS:
+				st.OutPPS = v
+			case statsAttrInBPS:
+				st.InBPS = v
+			case statsAttrOutBPS:
+				st.OutBPS = v
+			}
+		}
+		return ad.Err()
+	}
+}
+
 // decodeTop finds the nested attribute typ in a reply's top-level attributes
 // and runs fn on its contents.
 func decodeTop(b []byte, typ uint16, fn func(*netlink.AttributeDecoder) error) error {
@@ -261,7 +317,7 @@ func decodeService(b []byte) (Service, error) {
 	err := decodeTop(b, cmdAttrService, func(ad *netlink.AttributeDecoder) error {
 		var addr, netmask []byte
 		var port uint16
-		var haveAF bool
+		var haveAF, have64 bool
 		for ad.Next() {
 			switch ad.Type() {
 			case svcAttrAF:
@@ -291,6 +347,14 @@ func decodeService(b []byte) (Service, error) {
 				s.Timeout = time.Duration(ad.Uint32()) * time.Second
 			case svcAttrNetmask:
 				netmask = ad.Bytes()
+			case svcAttrStats:
+				if !have64 {
+					ad.Nested(statsDecoder(&s.Stats))
+				}
+			case svcAttrStats64:
+				s.Stats = Stats{}
+				have64 = true
+				ad.Nested(statsDecoder(&s.Stats))
 			}
 		}
 		if err := ad.Err(); err != nil {
@@ -330,6 +394,7 @@ func decodeDest(b []byte, svcFamily Family) (Dest, error) {
 	err := decodeTop(b, cmdAttrDest, func(ad *netlink.AttributeDecoder) error {
 		var addr []byte
 		var port uint16
+		var have64 bool
 		f := svcFamily
 		for ad.Next() {
 			switch ad.Type() {
@@ -357,6 +422,14 @@ func decodeDest(b []byte, svcFamily Family) (Dest, error) {
 				d.PersistConns = ad.Uint32()
 			case destAttrAddrFamily:
 				f = Family(ad.Uint16())
+			case destAttrStats:
+				if !have64 {
+					ad.Nested(statsDecoder(&d.Stats))
+				}
+			case destAttrStats64:
+				d.Stats = Stats{}
+				have64 = true
+				ad.Nested(statsDecoder(&d.Stats))
 			}
 		}
 		if err := ad.Err(); err != nil {

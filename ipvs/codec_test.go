@@ -238,6 +238,7 @@ func TestDecodeServiceReply(t *testing.T) {
 	want := Service{
 		Family: IPv4, Protocol: TCP, Addr: netip.MustParseAddrPort("198.18.0.100:80"),
 		Scheduler: "wrr", Flags: FlagPersistent, Timeout: 300 * time.Second, Netmask: 24,
+		Stats: Stats{Conns: 5}, // from STATS64, which wins over STATS
 	}
 	if diff := cmp.Diff(want, got, cmpOpts()); diff != "" {
 		t.Errorf("decoded service (-want +got):\n%s", diff)
@@ -290,9 +291,38 @@ func TestDecodeDestReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Dest{Addr: netip.MustParseAddrPort("198.18.0.11:80"), Weight: 5, Method: DR,
-		ActiveConns: 2, InactConns: 7, PersistConns: 1}
+		ActiveConns: 2, InactConns: 7, PersistConns: 1, Stats: Stats{Conns: 9}}
 	if diff := cmp.Diff(want, got, cmpOpts()); diff != "" {
 		t.Errorf("decoded dest (-want +got):\n%s", diff)
+	}
+}
+
+func TestDecodeStats(t *testing.T) {
+	littleEndianOnly(t)
+	got, err := decodeDest(hx(t, `
+94 00 02 00                  # IPVS_CMD_ATTR_DEST, 148 bytes
+  14 00 01 00  c6 12 00 0c  00 00 00 00  00 00 00 00  00 00 00 00   # ADDR 198.18.0.12
+  06 00 02 00  00 50 00 00   # PORT 80
+  3c 00 0a 00                # IPVS_DEST_ATTR_STATS (legacy), 60 bytes
+    08 00 01 00  01 00 00 00 # CONNS 1 (u32)
+    08 00 02 00  02 00 00 00 # INPKTS 2
+    08 00 03 00  03 00 00 00 # OUTPKTS 3
+    0c 00 04 00  04 00 00 00  00 00 00 00   # INBYTES u64 4
+    0c 00 05 00  05 00 00 00  00 00 00 00   # OUTBYTES u64 5
+    08 00 06 00  06 00 00 00 # CPS 6
+  38 00 0c 00                # IPVS_DEST_ATTR_STATS64, 56 bytes
+    04 00 0b 00              # IPVS_STATS_ATTR_PAD (alignment, no payload)
+    0c 00 01 00  0b 00 00 00  00 00 00 00   # CONNS 11 (u64)
+    0c 00 04 00  00 00 00 00  01 00 00 00   # INBYTES 1<<32
+    0c 00 06 00  07 00 00 00  00 00 00 00   # CPS 7
+    0c 00 0a 00  08 00 00 00  00 00 00 00   # OUTBPS 8
+`), IPv4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Stats{Conns: 11, InBytes: 1 << 32, CPS: 7, OutBPS: 8}
+	if diff := cmp.Diff(want, got.Stats); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
 	}
 }
 
@@ -363,6 +393,7 @@ func FuzzDecodeService(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decode of encoded %+v: %v", s, err)
 		}
+		s.Stats = Stats{} // read back only: not sent
 		if diff := cmp.Diff(s.Normalize(), back.Normalize(), cmpOpts()); diff != "" {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}

@@ -146,6 +146,16 @@ type Service struct {
 	Netmask   int           // persistence_granularity as a prefix length; 0: host (32 or 128)
 
 	Dests []Dest
+
+	Stats Stats // read back from the kernel only
+}
+
+// Stats are IPVS's counters for a service or destination (IPVS_STATS_ATTR_*):
+// totals since creation and rates over the last seconds. In DR and TUN the
+// director never sees the replies: OutPkts and OutBytes stay 0.
+type Stats struct {
+	Conns, InPkts, OutPkts, InBytes, OutBytes uint64 // totals
+	CPS, InPPS, OutPPS, InBPS, OutBPS         uint64 // per second
 }
 
 // Dest is one destination (real server) of a service.
@@ -163,6 +173,7 @@ type Dest struct {
 
 	// Read back from the kernel only.
 	ActiveConns, InactConns, PersistConns uint32
+	Stats                                 Stats
 }
 
 // ServiceKey identifies a service the way the kernel does.
