@@ -107,6 +107,7 @@ type instance struct {
 
 	lastFault    bool
 	lastOwnFault bool
+	holdUntil    time.Time // Machine.HoldUntil, under mu, for the sync group
 }
 
 type instanceHooks struct {
@@ -116,6 +117,9 @@ type instanceHooks struct {
 	// ownFault is called when the instance's fault, not counting sync group
 	// contributions, changes.
 	ownFault func(in *instance, fault bool)
+	// canGoMaster is asked before a due down timer makes us master; false
+	// holds us in backup (sync group veto).
+	canGoMaster func(in *instance) bool
 }
 
 func newInstance(log *zap.Logger, cfg InstanceConfig, conn Conn, addr Addresser, n *notifier, hooks instanceHooks) *instance {
@@ -276,6 +280,7 @@ func (in *instance) run() {
 		in.status.State = in.m.State()
 		in.status.EffectivePriority = in.m.Priority()
 		in.status.MasterAddr, in.status.MasterPriority = in.m.Master()
+		in.holdUntil = in.m.HoldUntil()
 		in.mu.Unlock()
 	}
 	in.removeStale()
@@ -295,6 +300,10 @@ func (in *instance) run() {
 	for {
 		select {
 		case <-timer.C:
+			if in.m.DownDue(time.Now()) && in.hooks.canGoMaster != nil && !in.hooks.canGoMaster(in) {
+				step(Event{Kind: EvHold})
+				continue
+			}
 			step(Event{Kind: EvTimer})
 		case r := <-recv:
 			if ev, ok := in.receive(r); ok {

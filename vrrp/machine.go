@@ -66,6 +66,10 @@ const (
 	EvFault                 // fault set (Fault true) or cleared (Fault false), with Cause
 	EvForceMaster           // sync group: a member became master
 	EvForceBackup           // sync group: a member went back to backup
+	// EvHold: the sync group vetoes taking over now (another member still
+	// hears a master it must not preempt); a due down timer is re-armed
+	// for one interval.
+	EvHold
 )
 
 // Event is one input of Machine.Step.
@@ -111,6 +115,7 @@ type Machine struct {
 	masterInterval time.Duration // Master_Adver_Interval
 	masterAddr     netip.Addr    // current master as far as we know
 	masterPrio     uint8
+	masterSeen     time.Time // last advert we accepted from a master we do not preempt
 
 	adverAt   time.Time // Adver_Timer
 	downAt    time.Time // Master_Down_Timer
@@ -166,6 +171,21 @@ func (m *Machine) MasterDownInterval() time.Duration {
 
 func (m *Machine) owner() bool { return m.cfg.Priority == 255 }
 
+// DownDue reports whether, in Backup, the Master_Down_Timer has expired at now.
+func (m *Machine) DownDue(now time.Time) bool {
+	return m.state == StateBackup && !m.downAt.IsZero() && !now.Before(m.downAt)
+}
+
+// HoldUntil is, in Backup, the time until which we keep hearing a master
+// we must not preempt (last accepted advert + Master_Down_Interval); zero
+// otherwise. Sync groups use it to keep their members together.
+func (m *Machine) HoldUntil() time.Time {
+	if m.state != StateBackup || m.masterSeen.IsZero() {
+		return time.Time{}
+	}
+	return m.masterSeen.Add(m.MasterDownInterval())
+}
+
 // Step feeds one event at time now and returns the actions to perform, in
 // order, and the next deadline (zero: no timer).
 func (m *Machine) Step(now time.Time, ev Event) ([]Action, time.Time) {
@@ -198,6 +218,10 @@ func (m *Machine) Step(now time.Time, ev Event) ([]Action, time.Time) {
 		if m.state == StateMaster {
 			acts = append(acts, Action{Kind: ActSendAdvert, Priority: 0})
 			acts = m.becomeBackup(now, m.cfg.Interval, ev.Cause, acts)
+		}
+	case EvHold:
+		if m.DownDue(now) {
+			m.downAt = now.Add(m.masterInterval)
 		}
 	}
 	return acts, m.deadline()
@@ -256,6 +280,7 @@ func (m *Machine) becomeBackup(now time.Time, masterInterval time.Duration, caus
 	m.state = StateBackup
 	m.clearTimers()
 	m.preemptAt = time.Time{}
+	m.masterSeen = time.Time{}
 	if m.cfg.Version == 3 {
 		m.masterInterval = masterInterval
 	}
@@ -305,6 +330,7 @@ func (m *Machine) advert(now time.Time, ev Event, acts []Action) []Action {
 			m.downAt = now.Add(m.SkewTime())
 			m.downCause = fmt.Sprintf("master %v stepped down (priority 0)", ev.Src)
 			m.masterAddr, m.masterPrio = netip.Addr{}, 0
+			m.masterSeen = time.Time{}
 			return acts
 		}
 		tolerate := false
@@ -321,6 +347,7 @@ func (m *Machine) advert(now time.Time, ev Event, acts []Action) []Action {
 			m.downAt = now.Add(m.MasterDownInterval())
 			m.downCause = "master down timer expired"
 			m.masterAddr, m.masterPrio = ev.Src, ev.Priority
+			m.masterSeen = now
 			return acts
 		}
 		// Preempt: ignore the lower-priority master; our down timer fires.
@@ -343,6 +370,7 @@ func (m *Machine) advert(now time.Time, ev Event, acts []Action) []Action {
 			}
 			acts = m.becomeBackup(now, ivl, cause, acts)
 			m.masterAddr, m.masterPrio = ev.Src, ev.Priority
+			m.masterSeen = now
 			return acts
 		}
 		// Two masters: report, and assert ourselves at once (keepalived does).

@@ -404,3 +404,44 @@ func TestStateStrings(t *testing.T) {
 		}
 	}
 }
+
+func TestHoldForSyncGroup(t *testing.T) {
+	r := newRun(t, MachineConfig{Version: 3, Priority: 100, Interval: time.Second})
+	r.step(0, Event{Kind: EvStartup})
+	if !r.m.HoldUntil().IsZero() {
+		t.Fatal("hold without a master")
+	}
+	// A higher master heard at 1 s: hold until 1 s + 3.6 s.
+	r.step(time.Second, Event{Kind: EvAdvert, Src: peerL, Priority: 150, Interval: time.Second})
+	if h := r.m.HoldUntil().Sub(t0); h != 4600*time.Millisecond {
+		t.Fatalf("hold until %v", h)
+	}
+	// A lower master (preempted) does not extend the hold.
+	r.step(2*time.Second, Event{Kind: EvAdvert, Src: peerL, Priority: 50, Interval: time.Second})
+	if h := r.m.HoldUntil().Sub(t0); h != 4600*time.Millisecond {
+		t.Fatalf("hold until %v after a lower advert", h)
+	}
+	if r.m.DownDue(t0.Add(4599 * time.Millisecond)) {
+		t.Fatal("down due early")
+	}
+	if !r.m.DownDue(t0.Add(4600 * time.Millisecond)) {
+		t.Fatal("down not due")
+	}
+	// A veto re-arms the down timer for one interval.
+	want(t, r.step(4600*time.Millisecond, Event{Kind: EvHold}), "")
+	r.wantDeadline(5600 * time.Millisecond)
+	r.wantState(StateBackup)
+	_, acts := r.fire()
+	want(t, acts, "BACKUP>MASTER advert:100 garp")
+	if !r.m.HoldUntil().IsZero() {
+		t.Fatal("hold while master")
+	}
+	// Priority 0 clears the hold.
+	b := newRun(t, MachineConfig{Version: 3, Priority: 100, Interval: time.Second})
+	b.step(0, Event{Kind: EvStartup})
+	b.step(time.Second, Event{Kind: EvAdvert, Src: peerL, Priority: 150, Interval: time.Second})
+	b.step(2*time.Second, Event{Kind: EvAdvert, Src: peerL, Priority: 0, Interval: time.Second})
+	if !b.m.HoldUntil().IsZero() {
+		t.Fatal("hold after priority 0")
+	}
+}

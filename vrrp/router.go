@@ -147,8 +147,9 @@ func (r *Router) newInstance(ic InstanceConfig) (*instance, error) {
 		return nil, fmt.Errorf("vrrp: instance %s: %w", ic.Name, err)
 	}
 	in := newInstance(r.log, ic, conn, r.deps.addresser, r.notify, instanceHooks{
-		transition: r.onTransition,
-		ownFault:   r.onOwnFault,
+		transition:  r.onTransition,
+		ownFault:    r.onOwnFault,
+		canGoMaster: r.canGoMaster,
 	})
 	return in, nil
 }
@@ -379,8 +380,14 @@ func (r *Router) onTransition(in *instance, from, to State, cause string, forced
 			if m == name || o == nil {
 				continue
 			}
+			o.mu.Lock()
+			holds := time.Now().Before(o.holdUntil)
+			o.mu.Unlock()
 			switch {
-			case to == StateMaster:
+			case to == StateMaster && !holds:
+				// A member that still hears a master it must not preempt is
+				// not forced (that would make two masters); it vetoes
+				// instead through canGoMaster.
 				o.post(ctrlMsg{kind: msgForce, ev: Event{Kind: EvForceMaster, Cause: c}})
 			case to == StateBackup && from == StateMaster:
 				o.post(ctrlMsg{kind: msgForce, ev: Event{Kind: EvForceBackup, Cause: c}})
@@ -408,6 +415,32 @@ func (r *Router) onTransition(in *instance, from, to State, cause string, forced
 			r.notify.run(g.Notify, "GROUP", g.Name, to.String(), fmt.Sprint(in.m.Priority()))
 		}
 	}
+}
+
+// canGoMaster keeps a sync group together: a member may take over only while
+// no other member is faulty or still hears a master it must not preempt.
+func (r *Router) canGoMaster(in *instance) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name := r.cfgOf[in].Name
+	g := r.groupOf[name]
+	if g == nil {
+		return true
+	}
+	now := time.Now()
+	for _, m := range g.Members {
+		o := r.instances[m]
+		if m == name || o == nil {
+			continue
+		}
+		o.mu.Lock()
+		hold, st := o.holdUntil, o.status.State
+		o.mu.Unlock()
+		if st == StateFault || now.Before(hold) {
+			return false
+		}
+	}
+	return true
 }
 
 // onOwnFault makes a sync group faulty while any member is faulty on its own.

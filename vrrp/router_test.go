@@ -368,3 +368,67 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestRouterSyncGroupNoFlap: when one member must be backup (a tracker
+// lowered it below the peer), the whole group stays backup on this node
+// instead of preempting with the other member and flapping.
+func TestRouterSyncGroupNoFlap(t *testing.T) {
+	w := &wire{}
+	group := func(prio uint8) Config {
+		cfg := fakeCfg(prio)
+		// 50 ms: a busy test machine must not miss 3 adverts in a row.
+		cfg.Instances[0].AdvertInt = 50 * time.Millisecond
+		i2 := cfg.Instances[0]
+		i2.Name, i2.VRID, i2.VIPs = "VI_2", 52, []VIP{{Prefix: netip.MustParsePrefix("198.18.0.20/32")}}
+		cfg.Instances = append(cfg.Instances, i2)
+		cfg.SyncGroups = []SyncGroupConfig{{Name: "G", Members: []string{"VI_1", "VI_2"}}}
+		return cfg
+	}
+	a := newFakeNode(t, w, "198.18.0.1", group(150))
+	b := newFakeNode(t, w, "198.18.0.2", group(100))
+	a.start(t)
+	b.start(t)
+	states := func(n *fakeNode, s State) bool {
+		st := n.r.Status()
+		return st[0].State == s && st[1].State == s
+	}
+	eventually(t, "a master, b backup", func() bool { return states(a, StateMaster) && states(b, StateBackup) })
+	a.r.SetTracker("VI_1", "vs", TrackerState{Weight: -60, Reason: "vs down"})
+	// Keepalived's rule: the group is master only where all members can be.
+	// Which node ends up master depends on timing (a's lowered VI_1 may
+	// keep it if b's VI_2 still hears a's VI_2); it must be one node for
+	// both members, and then stay put.
+	var m, bk *fakeNode
+	eventually(t, "consistent group", func() bool {
+		switch {
+		case states(a, StateMaster) && states(b, StateBackup):
+			m, bk = a, b
+		case states(b, StateMaster) && states(a, StateBackup):
+			m, bk = b, a
+		default:
+			return false
+		}
+		return true
+	})
+	count := func() uint64 {
+		var n uint64
+		for _, s := range append(a.r.Status(), b.r.Status()...) {
+			n += s.Counters.Transitions
+		}
+		return n
+	}
+	before := count()
+	// 30 advert intervals ≈ 10 master-down intervals: no transition.
+	end := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(end) {
+		if !states(m, StateMaster) || !states(bk, StateBackup) {
+			t.Fatalf("group flapped: a %v %v, b %v %v", a.r.Status()[0].State, a.r.Status()[1].State, b.r.Status()[0].State, b.r.Status()[1].State)
+		}
+		time.Sleep(5 * time.Millisecond) // sampling interval
+	}
+	if n := count(); n != before {
+		t.Fatalf("%d transitions while stable", n-before)
+	}
+	a.r.SetTracker("VI_1", "vs", TrackerState{})
+	eventually(t, "a master again", func() bool { return states(a, StateMaster) && states(b, StateBackup) })
+}
