@@ -146,8 +146,17 @@ func (b *builder) validate() {
 		vrid   int
 	}
 	vrids := map[vridKey]*Instance{}
+	vipOwner := map[netip.Addr]*Instance{}
 	for _, in := range b.cfg.Instances {
 		b.validateInstance(in, scripts)
+		for _, v := range in.VIPs {
+			a := v.Prefix.Addr()
+			if prev, ok := vipOwner[a]; ok && prev != in {
+				b.d.warnf(v.Pos, "virtual_ipaddress", "%s is also a VIP of vrrp_instance %s; two instances will fight over it", a, prev.Name)
+				continue
+			}
+			vipOwner[a] = in
+		}
 		if in.Interface == "" || in.VRID == 0 {
 			continue
 		}
@@ -229,7 +238,15 @@ func (b *builder) validateInstance(in *Instance, scripts map[string]*Script) {
 			b.d.errorf(t.Pos, "track_script", "no vrrp_script named %q", t.Name)
 		}
 	}
+	for _, p := range in.UnicastPeers {
+		if familyOf(p) != fam {
+			b.d.errorf(in.Pos, "unicast_peer", "vrrp_instance %s: peer %s is not IPv%d like the instance", in.Name, p, fam)
+		}
+	}
 	if in.UnicastSrcIP.IsValid() {
+		if familyOf(in.UnicastSrcIP) != fam {
+			b.d.errorf(in.Pos, "unicast_src_ip", "vrrp_instance %s: %s is not IPv%d like the instance", in.Name, in.UnicastSrcIP, fam)
+		}
 		for _, p := range in.UnicastPeers {
 			if p == in.UnicastSrcIP {
 				b.d.warnf(in.Pos, "unicast_peer", "vrrp_instance %s: unicast_peer lists our own unicast_src_ip %s", in.Name, p)
