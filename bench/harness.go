@@ -74,6 +74,7 @@ type Row struct {
 
 type harness struct {
 	opts     Options
+	started  time.Time
 	progress io.Writer
 	dir      string
 	asRoot   bool
@@ -95,7 +96,7 @@ func Run(ctx context.Context, opts Options, out, progress io.Writer) (err error)
 	if err := opts.validate(); err != nil {
 		return err
 	}
-	h := &harness{opts: opts, progress: progress, asRoot: os.Geteuid() == 0}
+	h := &harness{opts: opts, progress: progress, asRoot: os.Geteuid() == 0, started: time.Now()}
 	h.dir, err = os.MkdirTemp(opts.WorkDir, "halb-bench-")
 	if err != nil {
 		return fmt.Errorf("bench: work dir: %w", err)
@@ -728,7 +729,7 @@ func fmtRatio(r float64) string {
 
 func (h *harness) header(w io.Writer) {
 	o := h.opts
-	fmt.Fprintf(w, "halb bench %s: %d CPUs, proxy threads %d, backends: %s\n", time.Now().UTC().Format(time.RFC3339), numCPU(), o.Threads, h.backendDesc)
+	fmt.Fprintf(w, "halb bench %s: %d CPUs, proxy threads %d, backends: %s\n", h.started.UTC().Format(time.RFC3339), numCPU(), o.Threads, h.backendDesc)
 	if o.Idle > 0 {
 		fmt.Fprintf(w, "idle memory: %d keep-alive client connections per proxy, one GET /128 each\n", o.Idle)
 	} else {

@@ -64,6 +64,9 @@ func (p *proc) exited() bool {
 // SIGKILL to whatever is left of the group. It is safe to call more than once.
 func (p *proc) stop(grace time.Duration) {
 	pg := p.pgid()
+	if p.exited() && len(groupPIDs(pg)) == 0 {
+		return // nothing left; don't signal a group id that may be reused
+	}
 	_ = syscall.Kill(-pg, syscall.SIGTERM)
 	t := time.NewTimer(grace)
 	select {
