@@ -376,8 +376,9 @@ func TestRouterSyncGroupNoFlap(t *testing.T) {
 	w := &wire{}
 	group := func(prio uint8) Config {
 		cfg := fakeCfg(prio)
-		// 50 ms: a busy test machine must not miss 3 adverts in a row.
-		cfg.Instances[0].AdvertInt = 50 * time.Millisecond
+		// 200 ms: a loaded test machine (with -race) must not stall for a
+		// master-down interval, or it sees a genuine takeover.
+		cfg.Instances[0].AdvertInt = 200 * time.Millisecond
 		i2 := cfg.Instances[0]
 		i2.Name, i2.VRID, i2.VIPs = "VI_2", 52, []VIP{{Prefix: netip.MustParsePrefix("198.18.0.20/32")}}
 		cfg.Instances = append(cfg.Instances, i2)
@@ -418,8 +419,9 @@ func TestRouterSyncGroupNoFlap(t *testing.T) {
 		return n
 	}
 	before := count()
-	// 30 advert intervals ≈ 10 master-down intervals: no transition.
-	end := time.Now().Add(1500 * time.Millisecond)
+	// 10 advert intervals ≈ 3 master-down intervals: a preempt cycle would
+	// show within one.
+	end := time.Now().Add(2 * time.Second)
 	for time.Now().Before(end) {
 		if !states(m, StateMaster) || !states(bk, StateBackup) {
 			t.Fatalf("group flapped: a %v %v, b %v %v", a.r.Status()[0].State, a.r.Status()[1].State, b.r.Status()[0].State, b.r.Status()[1].State)
