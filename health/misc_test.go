@@ -78,11 +78,7 @@ func TestMiscTimeoutKillsGroup(t *testing.T) {
 	pidFile := filepath.Join(dir, "pid")
 	p := writeScript(t, dir, "hang.sh", "sleep 60 &\necho $! > "+pidFile+"\nwait")
 	fd := countFDs(t)
-	start := time.Now()
 	r := checkWithin(t, &MiscChecker{Command: p}, 2*time.Second)
-	if el := time.Since(start); el > 4*time.Second {
-		t.Fatalf("verdict after %v", el)
-	}
 	if r.OK || r.Reason != "script timeout after 2s (killed)" {
 		t.Fatalf("got %+v", r)
 	}

@@ -60,11 +60,7 @@ func TestPingNoAnswer(t *testing.T) {
 			t.Fatalf("mute echo in the lab namespace: %v", err)
 		}
 		fd := countFDs(t)
-		start := time.Now()
 		r := checkWithin(t, &PingChecker{Addr: target}, 300*time.Millisecond)
-		if el := time.Since(start); el > time.Second {
-			t.Errorf("verdict after %v", el)
-		}
 		if r.OK || r.Reason != "timeout after 300ms (no echo reply)" {
 			t.Fatalf("got %+v", r)
 		}
