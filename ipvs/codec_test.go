@@ -379,6 +379,7 @@ func FuzzDecodeService(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeDest(b, IPv4)
+		_, _ = decodeDaemon(b)
 		s, err := decodeService(b)
 		if err != nil || s.Validate() != nil {
 			return
@@ -398,4 +399,37 @@ func FuzzDecodeService(f *testing.F) {
 			t.Fatalf("round trip (-first +second):\n%s", diff)
 		}
 	})
+}
+
+func TestEncodeSyncDaemon(t *testing.T) {
+	littleEndianOnly(t)
+	m, err := daemonReq(cmdNewDaemon, SyncDaemon{State: SyncMaster, Interface: "eth0", SyncID: 90}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMsg(t, m, hx(t, `
+09 01 00 00                  # IPVS_CMD_NEW_DAEMON (9)
+20 00 03 80                  # IPVS_CMD_ATTR_DAEMON | NLA_F_NESTED, 32 bytes
+  08 00 01 00  01 00 00 00   # IPVS_DAEMON_ATTR_STATE IP_VS_STATE_MASTER
+  09 00 02 00  65 74 68 30  00 00 00 00   # IPVS_DAEMON_ATTR_MCAST_IFN "eth0\0", 3 bytes pad
+  08 00 03 00  5a 00 00 00   # IPVS_DAEMON_ATTR_SYNC_ID 90
+`))
+	m, err = daemonReq(cmdDelDaemon, SyncDaemon{State: SyncBackup}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMsg(t, m, hx(t, `
+0a 01 00 00                  # IPVS_CMD_DEL_DAEMON (10)
+0c 00 03 80
+  08 00 01 00  02 00 00 00   # STATE IP_VS_STATE_BACKUP
+`))
+	d, err := decodeDaemon(hx(t, `
+20 00 03 00
+  08 00 01 00  02 00 00 00
+  09 00 02 00  65 74 68 31  00 00 00 00   # "eth1"
+  08 00 03 00  07 00 00 00
+`))
+	if err != nil || d != (SyncDaemon{State: SyncBackup, Interface: "eth1", SyncID: 7}) {
+		t.Errorf("decoded %+v, %v", d, err)
+	}
 }

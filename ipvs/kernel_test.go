@@ -464,3 +464,61 @@ func TestKernelDRDataPath(t *testing.T) {
 	FormatInfo(&tbl, Info{Version: 0x010201, ConnTabSize: 4096}, all)
 	t.Logf("director's table:\n%s", tbl.String())
 }
+
+// The sync daemons start, list and stop, as the daemon drives them on VRRP
+// transitions.
+func TestKernelSyncDaemon(t *testing.T) {
+	needKernelIPVS(t)
+	ns := newNetns(t)
+	h := netHandle(t, ns)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "sync0"}, PeerName: "sync1"}
+	if err := h.LinkAdd(veth); err != nil {
+		if os.Getenv("HALB_IPVS_VM") == "" && errors.Is(err, unix.EOPNOTSUPP) {
+			t.Skipf("this kernel cannot make veth pairs: %v", err)
+		}
+		t.Fatal(err)
+	}
+	for _, n := range []string{"lo", "sync0", "sync1"} {
+		l, err := h.LinkByName(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := netlink.ParseAddr("198.18.5.1/24")
+	l, _ := h.LinkByName("sync0")
+	if err := h.AddrAdd(l, a); err != nil {
+		t.Fatal(err)
+	}
+	tb := openIn(t, ns)
+	master := SyncDaemon{State: SyncMaster, Interface: "sync0", SyncID: 90}
+	backup := SyncDaemon{State: SyncBackup, Interface: "sync1", SyncID: 90}
+	for _, d := range []SyncDaemon{master, backup} {
+		if err := tb.StartSyncDaemon(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		tb.StopSyncDaemon(SyncMaster)
+		tb.StopSyncDaemon(SyncBackup)
+	})
+	ds, err := tb.SyncDaemons()
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.SortFunc(ds, func(a, b SyncDaemon) int { return int(a.State) - int(b.State) })
+	if !slices.Equal(ds, []SyncDaemon{master, backup}) {
+		t.Errorf("sync daemons %+v, want %+v", ds, []SyncDaemon{master, backup})
+	}
+	if err := tb.StopSyncDaemon(SyncMaster); err != nil {
+		t.Fatal(err)
+	}
+	if ds, err = tb.SyncDaemons(); err != nil || !slices.Equal(ds, []SyncDaemon{backup}) {
+		t.Errorf("after stopping the master: %+v, %v", ds, err)
+	}
+	if err := tb.StartSyncDaemon(SyncDaemon{State: SyncMaster, Interface: "nosuch0", SyncID: 1}); err == nil {
+		t.Error("sync daemon on a missing interface started")
+	}
+}
