@@ -210,8 +210,19 @@ func (r *Reconciler) SetDesired(svcs []Service) error {
 		seen[n.Key()] = true
 		keep = append(keep, n)
 	}
+	known := make(map[destID]bool)
+	for _, s := range keep {
+		for _, d := range s.Dests {
+			known[destID{s.Key(), d.Addr}] = true
+		}
+	}
 	r.mu.Lock()
 	r.desired = keep
+	for id := range r.down {
+		if !known[id] {
+			delete(r.down, id) // no longer configured: forget its verdict
+		}
+	}
 	r.mu.Unlock()
 	r.wake()
 	return errors.Join(errs...)
@@ -219,7 +230,9 @@ func (r *Reconciler) SetDesired(svcs []Service) error {
 
 // SetHealth records a health verdict for destination dest of service svc: a
 // down destination is removed from the kernel's table, or kept with weight 0
-// when its Dest.InhibitOnFailure is set. Destinations start up.
+// when its Dest.InhibitOnFailure is set. Destinations start up. A verdict
+// outlives SetDesired (a reload) as long as the destination stays configured,
+// so call SetDesired before the checkers start.
 func (r *Reconciler) SetHealth(svc ServiceKey, dest netip.AddrPort, up bool) {
 	id := destID{svc, unmapPort(dest)}
 	r.mu.Lock()

@@ -129,9 +129,25 @@ func TestReconcileServerDownUp(t *testing.T) {
 		"TCP  198.18.0.100:80 wrr persistent 120\n"+
 		"  -> 198.18.0.11:80               Route   1      0          0         \n")
 
+	// A reload with the same real servers keeps the verdict.
+	r.SetDesired([]Service{webService()})
+	mustSync(t, r)
+	wantCalls(t, f)
+
 	r.SetHealth(k, rs2, true)
 	mustSync(t, r)
 	wantCalls(t, f, "NewDest TCP 198.18.0.100:80 198.18.0.12:80")
+
+	// A verdict for a real server the config dropped is forgotten: if it
+	// comes back to the config, it starts up.
+	r.SetHealth(k, rs2, false)
+	one := webService()
+	one.Dests = one.Dests[:1]
+	r.SetDesired([]Service{one})
+	mustSync(t, r)
+	r.SetDesired([]Service{webService()})
+	mustSync(t, r)
+	wantCalls(t, f, "DelDest TCP 198.18.0.100:80 198.18.0.12:80", "NewDest TCP 198.18.0.100:80 198.18.0.12:80")
 }
 
 func TestReconcileInhibitOnFailure(t *testing.T) {
