@@ -254,3 +254,39 @@ func TestTsharkCrossCheck(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkMarshalV3(b *testing.B) {
+	a := Advert{Version: 3, VRID: 51, Priority: 100, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}
+	buf := make([]byte, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.AppendMarshal(buf[:0], src4, GroupV4); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeV3(b *testing.B) {
+	a := Advert{Version: 3, VRID: 51, Priority: 100, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}
+	p, _ := a.Marshal(src4, GroupV4)
+	r := Received{Payload: p, Src: src4, Dst: GroupV4, TTL: 255}
+	f := Filter{Version: 3, VRID: 51}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, why := Decode(r, f); why != DropNone {
+			b.Fatal(why)
+		}
+	}
+}
+
+func BenchmarkMachineStep(b *testing.B) {
+	m := NewMachine(MachineConfig{Version: 3, Priority: 100, Interval: 100 * time.Millisecond, Primary: src4})
+	now := time.Unix(0, 0)
+	m.Step(now, Event{Kind: EvStartup})
+	ev := Event{Kind: EvAdvert, Src: netip.MustParseAddr("198.18.0.3"), Priority: 150, Interval: 100 * time.Millisecond}
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(100 * time.Millisecond)
+		m.Step(now, ev)
+	}
+}

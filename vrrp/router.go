@@ -109,6 +109,11 @@ func (r *Router) Start(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("vrrp: start: %w", err)
 	}
+	// A Router may be started again after Stop: forget the old instances.
+	r.instances = map[string]*instance{}
+	r.cfgOf = map[*instance]InstanceConfig{}
+	r.ownFault = map[string]bool{}
+	r.scriptOK = map[string]scriptResult{}
 	var opened []*instance
 	for _, ic := range r.cfg.Instances {
 		in, err := r.newInstance(ic)
