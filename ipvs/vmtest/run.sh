@@ -23,7 +23,8 @@ marker=HALB-IPVS-VM-RESULT
 die() { echo "test-ipvs: $*" >&2; exit 1; }
 
 kernel=${HALB_VM_KERNEL:-$(ls -1v /boot/vmlinuz-* 2>/dev/null | tail -n1)}
-[ -n "$kernel" ] && [ -r "$kernel" ] || die "no kernel image in /boot (apt-get install linux-image-amd64)"
+[ -n "$kernel" ] || die "no kernel image in /boot (apt-get install linux-image-amd64)"
+[ -r "$kernel" ] || die "cannot read $kernel (Debian installs it mode 0600: run as root, or chmod 0644 it)"
 kver=${kernel##*/vmlinuz-}
 moddir=/lib/modules/$kver
 [ -r "$moddir/modules.dep" ] || die "no $moddir/modules.dep for kernel $kver"
