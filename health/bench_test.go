@@ -186,6 +186,54 @@ func BenchmarkScale(b *testing.B) {
 	}
 }
 
+// instantChecker passes at once: BenchmarkScaleNoNetwork measures the
+// scheduler shell alone.
+type instantChecker struct{}
+
+func (instantChecker) Check(context.Context) Result { return Result{OK: true} }
+func (instantChecker) String() string               { return "INSTANT" }
+
+// BenchmarkScaleNoNetwork is BenchmarkScale with a checker that passes at
+// once: the cost and lateness of the scheduler itself (timers, goroutines,
+// Monitor, counters), without sockets.
+//
+//	HALB_HEALTH_SCALE=5000 go test -run '^$' -bench BenchmarkScaleNoNetwork -benchtime 1x ./health
+func BenchmarkScaleNoNetwork(b *testing.B) {
+	n, _ := strconv.Atoi(os.Getenv("HALB_HEALTH_SCALE"))
+	if n <= 0 {
+		b.Skip("set HALB_HEALTH_SCALE=5000 to run the scale benchmark")
+	}
+	secs, _ := strconv.Atoi(os.Getenv("HALB_HEALTH_SCALE_SECONDS"))
+	if secs <= 0 {
+		secs = 20
+	}
+	for b.Loop() {
+		targets := make([]Target, n)
+		for i := range targets {
+			targets[i] = Target{ID: fmt.Sprintf("rs %d", i), Checkers: []Checker{instantChecker{}}, Timing: Timing{DelayLoop: time.Second}, Weight: 1}
+		}
+		s := NewScheduler(zap.NewNop(), nil, SchedulerOptions{})
+		s.Set(targets)
+		var ru0, ru1 syscall.Rusage
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		start := time.Now()
+		s.Start(context.Background())
+		<-time.After(time.Duration(secs) * time.Second)
+		st := s.Stats()
+		wall := time.Since(start)
+		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		s.Stop()
+		cpu := time.Duration(ru1.Utime.Nano()-ru0.Utime.Nano()) + time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())
+		b.ReportMetric(float64(st.Checks)/wall.Seconds(), "checks/s")
+		b.ReportMetric(cpu.Seconds()/wall.Seconds()*100, "cpu-%")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(max(st.Checks, 1)), "cpu-us/check")
+		b.ReportMetric(float64(procStatus("VmRSS"))/1024, "rss-MiB")
+		b.ReportMetric(float64(st.LatenessP50.Microseconds())/1000, "late-p50-ms")
+		b.ReportMetric(float64(st.LatenessP99.Microseconds())/1000, "late-p99-ms")
+		b.ReportMetric(float64(st.LatenessMax.Microseconds())/1000, "late-max-ms")
+	}
+}
+
 // procStatus reads a kB field of /proc/self/status.
 func procStatus(field string) int {
 	b, err := os.ReadFile("/proc/self/status")

@@ -647,30 +647,26 @@ func sameCheckers(a, b []Checker) bool {
 
 const latencySamples = 1 << 16
 
-// latencyRing keeps the last latencySamples lateness samples.
+// latencyRing keeps the last latencySamples lateness samples, lock-free so
+// that measuring adds no contention between the runners.
 type latencyRing struct {
-	mu  sync.Mutex
-	buf []time.Duration
-	pos int
+	buf [latencySamples]atomic.Int64
+	n   atomic.Uint64
 }
 
 func (l *latencyRing) add(d time.Duration) {
-	l.mu.Lock()
-	if len(l.buf) < latencySamples {
-		l.buf = append(l.buf, d)
-	} else {
-		l.buf[l.pos] = d
-		l.pos = (l.pos + 1) % latencySamples
-	}
-	l.mu.Unlock()
+	i := l.n.Add(1) - 1
+	l.buf[i%latencySamples].Store(int64(d))
 }
 
 func (l *latencyRing) percentiles() (p50, p99, mx time.Duration) {
-	l.mu.Lock()
-	c := slices.Clone(l.buf)
-	l.mu.Unlock()
-	if len(c) == 0 {
+	n := min(l.n.Load(), latencySamples)
+	if n == 0 {
 		return 0, 0, 0
+	}
+	c := make([]time.Duration, n)
+	for i := range c {
+		c[i] = time.Duration(l.buf[i].Load())
 	}
 	slices.Sort(c)
 	at := func(p float64) time.Duration { return c[min(len(c)-1, int(p*float64(len(c))))] }

@@ -49,7 +49,17 @@ func dial(ctx context.Context, addr, bind netip.AddrPort) (net.Conn, error) {
 	if bind.IsValid() {
 		d.LocalAddr = net.TCPAddrFromAddrPort(bind)
 	}
-	return d.DialContext(ctx, "tcp", addr.String())
+	c, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	// Close with RST, as HAProxy does for its checks: a check connection
+	// has nothing left to say when we close it, and thousands of checks a
+	// second must not fill the port space with TIME_WAIT.
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	return c, nil
 }
 
 // budgetKey carries an attempt's nominal timeout in its context, so that
