@@ -107,7 +107,8 @@ type instance struct {
 
 	lastFault    bool
 	lastOwnFault bool
-	holdUntil    time.Time // Machine.HoldUntil, under mu, for the sync group
+	holdUntil    time.Time           // Machine.HoldUntil, under mu, for the sync group
+	local        map[netip.Addr]bool // this node's addresses: adverts from them are our own
 }
 
 type instanceHooks struct {
@@ -120,6 +121,8 @@ type instanceHooks struct {
 	// canGoMaster is asked before a due down timer makes us master; false
 	// holds us in backup (sync group veto).
 	canGoMaster func(in *instance) bool
+	// localAddrs lists this node's addresses (nil: only the Conn's source).
+	localAddrs func() map[netip.Addr]bool
 }
 
 func newInstance(log *zap.Logger, cfg InstanceConfig, conn Conn, addr Addresser, n *notifier, hooks instanceHooks) *instance {
@@ -284,6 +287,12 @@ func (in *instance) run() {
 		in.mu.Unlock()
 	}
 	in.removeStale()
+	if in.hooks.localAddrs != nil {
+		in.local = in.hooks.localAddrs()
+		for _, v := range in.allVIPs() {
+			delete(in.local, v.Prefix.Addr()) // VIPs come and go; they are not advert sources
+		}
+	}
 	prio, fault, cause, own := in.effective()
 	if prio != in.m.Priority() {
 		step(Event{Kind: EvPriority, Priority: prio})
@@ -420,7 +429,7 @@ func (in *instance) receive(r Received) (Event, bool) {
 		f.Interval = in.cfg.AdvertInt
 	}
 	a, why := Decode(r, f)
-	if why == DropNone && r.Src == in.conn.Source() {
+	if why == DropNone && (r.Src == in.conn.Source() || in.local[r.Src]) {
 		why = DropOwn
 	}
 	if why == DropNone && len(in.cfg.UnicastPeers) > 0 && !slices.Contains(in.cfg.UnicastPeers, r.Src) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -21,6 +22,8 @@ type deps struct {
 	addresser Addresser
 	// watchLinks subscribes to link changes; nil: no link tracking.
 	watchLinks func(done <-chan struct{}, update func(name string, up bool)) error
+	// localAddrs lists the node's own addresses; nil: only each Conn's source.
+	localAddrs func() map[netip.Addr]bool
 }
 
 func realDeps() deps {
@@ -34,7 +37,26 @@ func realDeps() deps {
 		},
 		addresser:  netAddresser{},
 		watchLinks: watchLinks,
+		localAddrs: localAddrs,
 	}
+}
+
+// localAddrs returns the addresses of every interface of this network
+// namespace.
+func localAddrs() map[netip.Addr]bool {
+	m := map[netip.Addr]bool{}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return m
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if ad, ok := netip.AddrFromSlice(ipn.IP); ok {
+				m[ad.Unmap()] = true
+			}
+		}
+	}
+	return m
 }
 
 // Router runs the VRRP instances of one node.
@@ -155,6 +177,7 @@ func (r *Router) newInstance(ic InstanceConfig) (*instance, error) {
 		transition:  r.onTransition,
 		ownFault:    r.onOwnFault,
 		canGoMaster: r.canGoMaster,
+		localAddrs:  r.deps.localAddrs,
 	})
 	return in, nil
 }

@@ -434,3 +434,20 @@ func TestRouterSyncGroupNoFlap(t *testing.T) {
 	a.r.SetTracker("VI_1", "vs", TrackerState{})
 	eventually(t, "a master again", func() bool { return states(a, StateMaster) && states(b, StateBackup) })
 }
+
+func TestRouterOwnAddressDropped(t *testing.T) {
+	w := &wire{}
+	a := newFakeNode(t, w, "198.18.0.1", fakeCfg(100))
+	other := netip.MustParseAddr("198.18.0.5") // a second address of this node
+	a.r.deps.localAddrs = func() map[netip.Addr]bool { return map[netip.Addr]bool{other: true} }
+	a.start(t)
+	eventually(t, "master", func() bool { return a.state() == StateMaster })
+	inj := w.open(other)
+	adv := Advert{Version: 3, VRID: 51, Priority: 200, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{vip4}}
+	b, _ := adv.Marshal(other, GroupV4)
+	inj.Send(b, GroupV4)
+	eventually(t, "own drop counted", func() bool { return a.r.Status()[0].Counters.Dropped[DropOwn] == 1 })
+	if a.state() != StateMaster {
+		t.Fatal("own advert changed the state")
+	}
+}
