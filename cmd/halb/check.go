@@ -48,6 +48,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	if *dump {
+		maskSecrets(cfg)
 		b, err := json.MarshalIndent(cfg, "", "  ")
 		if err != nil {
 			fmt.Fprintf(stderr, "halb check: dump: %v\n", err)
@@ -70,4 +71,17 @@ func unjoin(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{errors.Unwrap(err)}
+}
+
+// maskSecrets hides passwords in --dump output (a dump gets pasted into tickets).
+func maskSecrets(cfg *config.Config) {
+	const mask = "********"
+	if cfg.Global.StatsPassword != "" {
+		cfg.Global.StatsPassword = mask
+	}
+	for _, in := range cfg.Instances {
+		if in.AuthPass != "" {
+			in.AuthPass = mask
+		}
+	}
 }

@@ -69,7 +69,8 @@ func TestCheckBrokenFile(t *testing.T) {
 
 func TestCheckDumpIsJSON(t *testing.T) {
 	code, out, errOut := runHalb("check", "--dump", "-f", filepath.Join("..", "..", "config", "testdata", "examples", "haproxy-pair-keepalived.conf"))
-	if code != exitOK || !strings.HasPrefix(strings.TrimSpace(out), "{") || !strings.Contains(out, `"virtual_router_id": 51`) {
+	if code != exitOK || !strings.HasPrefix(strings.TrimSpace(out), "{") || !strings.Contains(out, `"virtual_router_id": 51`) ||
+		strings.Contains(out, "webpair1") || !strings.Contains(out, `"auth_pass": "********"`) {
 		t.Fatalf("exit %d\nstdout: %.400s\nstderr: %s", code, out, errOut)
 	}
 }
