@@ -396,7 +396,11 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 		if size < 0 {
 			size = -1
 		}
-		rb := &respBody{resp: resp, r: resp.BodyStream(), b: b, svc: svc, ctx: ctx, hc: hc}
+		rb, _ := svc.srv.respBodies.Get().(*respBody)
+		if rb == nil {
+			rb = new(respBody)
+		}
+		*rb = respBody{resp: resp, r: resp.BodyStream(), b: b, svc: svc, ctx: ctx, hc: hc}
 		if size < 0 && !ctx.Request.Header.IsHTTP11() {
 			svc.sendUnframed(ctx, hc, rb)
 			return
@@ -624,6 +628,9 @@ func (rb *respBody) Read(p []byte) (int, error) {
 }
 
 func (rb *respBody) Close() error {
+	if rb.resp == nil {
+		return nil // already closed
+	}
 	err := rb.resp.CloseBodyStream()
 	status := rb.resp.StatusCode()
 	fasthttp.ReleaseResponse(rb.resp)
@@ -633,7 +640,10 @@ func (rb *respBody) Close() error {
 		rb.svc.st.errs.Add(1)
 		cause = "server error during body"
 	}
-	rb.svc.logRequest(rb.ctx, rb.b, status, rb.n, cause, rb.err)
+	svc := rb.svc
+	svc.logRequest(rb.ctx, rb.b, status, rb.n, cause, rb.err)
+	*rb = respBody{}
+	svc.srv.respBodies.Put(rb)
 	return err
 }
 

@@ -32,7 +32,8 @@ type Server struct {
 	wakeMu  sync.Mutex
 	wake    chan struct{}
 
-	passive sync.Map // *balance.Backend -> *atomic.Int32 consecutive connect failures
+	passive    sync.Map  // *balance.Backend -> *atomic.Int32 consecutive connect failures
+	respBodies sync.Pool // *respBody
 
 	mu        sync.Mutex
 	listeners map[listenKey]*listener
