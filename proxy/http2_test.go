@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -294,4 +295,63 @@ func TestHTTPHead(t *testing.T) {
 			t.Fatalf("%v %v", resp, err)
 		}
 	}
+}
+
+// TestHTTPStream1GiB is the manual memory check of the issue: 1 GiB up and
+// 1 GiB down through the proxy. It runs only with HALB_PROXY_1GIB=1 and
+// reports the process's peak RSS (client, proxy and backend together).
+//
+//	HALB_PROXY_1GIB=1 go test -run TestHTTPStream1GiB -v ./proxy
+func TestHTTPStream1GiB(t *testing.T) {
+	if os.Getenv("HALB_PROXY_1GIB") == "" {
+		t.Skip("manual measurement: set HALB_PROXY_1GIB=1")
+	}
+	const size = 1 << 30
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "GET" {
+			w.Header().Set("Content-Length", strconv.Itoa(size))
+			io.Copy(w, &patternReader{n: size})
+			return
+		}
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d", n)
+	})
+	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(be.addr())})
+	url := "http://" + s.Addr("h").String() + "/"
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	defer client.CloseIdleConnections()
+	stop := heapWatch()
+	start := time.Now()
+	req, _ := http.NewRequest("POST", url, &patternReader{n: size})
+	req.ContentLength = size
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != strconv.Itoa(size) {
+		t.Fatalf("upload: %q", got)
+	}
+	up := time.Since(start)
+	start = time.Now()
+	resp, err = client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if n != size {
+		t.Fatalf("download: %d bytes", n)
+	}
+	down := time.Since(start)
+	peak := stop()
+	status, _ := os.ReadFile("/proc/self/status")
+	var hwm string
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			hwm = strings.TrimSpace(strings.TrimPrefix(l, "VmHWM:"))
+		}
+	}
+	t.Logf("1 GiB upload %v, 1 GiB download %v; peak heap in use %d KiB; process peak RSS %s", up, down, peak>>10, hwm)
 }

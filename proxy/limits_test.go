@@ -240,9 +240,15 @@ func TestFreebindNonLocalAddress(t *testing.T) {
 	// 198.18.0.0/15 is not configured on this host: without IP_FREEBIND the
 	// bind fails with EADDRNOTAVAIL. No traffic is sent to it.
 	s := NewServer(testLogger(t), Global{})
-	err := s.Apply([]ServiceSpec{{Name: "vip", Listen: mustAP("198.18.255.254:0"), Mode: ModeTCP}})
+	err := s.Apply([]ServiceSpec{
+		{Name: "vip", Listen: mustAP("198.18.255.254:0"), Mode: ModeTCP},
+		{Name: "vip6", Listen: mustAP("[2001:db8::fe]:0"), Mode: ModeHTTP},
+	})
 	if err != nil {
 		t.Fatalf("freebind listen: %v", err)
+	}
+	if a := s.Addr("vip6"); a == nil || a.(*net.TCPAddr).IP.String() != "2001:db8::fe" {
+		t.Fatalf("vip6 bound to %v", a)
 	}
 	s.Shutdown(context.Background())
 }
