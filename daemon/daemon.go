@@ -40,6 +40,8 @@ type Options struct {
 	AdminSocket, StatsListen string
 	// Signals, when set, makes Run handle SIGHUP (reload) and SIGTERM/SIGINT (graceful stop).
 	Signals bool
+	// StateDir keeps state across restarts (the IPVS services halb created); default /run/halb.
+	StateDir string
 }
 
 // Daemon is a running halb.
@@ -170,27 +172,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
 		return fmt.Errorf("daemon: start proxy: %w", err)
 	}
-	targets, services := healthTargets(cfg, scriptOptions(cfg))
-	d.mu.Lock()
-	d.checks.Set(targets, services...)
-	d.mu.Unlock()
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	d.checks.Start(runCtx)
-
+	// IPVS first: the reconciler must know the services before health verdicts arrive.
 	if len(cfg.NeedsIPVS()) > 0 {
 		t, err := ipvs.OpenNetlink()
 		if err != nil {
-			d.stopParts(context.Background())
 			return fmt.Errorf("daemon: ipvs: %w", err)
 		}
 		d.lvs = ipvs.NewReconciler(d.log, t)
+		d.lvs.Adopt(readOwned(d.ownedFile())...) // services a crashed run created
 		if err := d.lvs.SetDesired(ipvsServices(cfg)); err != nil {
 			d.stopParts(context.Background())
 			return fmt.Errorf("daemon: ipvs: %w", err)
 		}
 		go func() { _ = d.lvs.Run(runCtx, 5*time.Second) }()
+		go d.saveOwned(runCtx)
 	}
+	targets, services := healthTargets(cfg, scriptOptions(cfg))
+	d.mu.Lock()
+	d.checks.Set(targets, services...)
+	d.mu.Unlock()
+	d.checks.Start(runCtx)
+
 	if len(cfg.Instances) > 0 {
 		r, err := vrrp.NewRouter(d.log, vrrpConfig(cfg))
 		if err != nil {
@@ -333,7 +337,11 @@ func (d *Daemon) stopParts(ctx context.Context) error {
 		d.checks.Stop()
 	}
 	if d.lvs != nil {
-		errs = append(errs, d.lvs.RemoveAll())
+		err := d.lvs.RemoveAll()
+		errs = append(errs, err)
+		if err == nil {
+			_ = os.Remove(d.ownedFile())
+		}
 	}
 	if d.admin != nil {
 		errs = append(errs, d.admin.Close())
