@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -107,5 +108,63 @@ func TestHTTPIPv6Forwarded(t *testing.T) {
 	resp, _ := rawRequest(t, s.Addr("h6"), "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	if resp.StatusCode != 200 || fwd.Load() != `for="[::1]";proto=http|::1` {
 		t.Fatalf("%d %v", resp.StatusCode, fwd.Load())
+	}
+}
+
+// TCP redispatch: with Retries a dead backend is skipped; without, the
+// connection fails when the dead one is picked.
+func TestTCPRetries(t *testing.T) {
+	e := newEcho(t, "tcp", "127.0.0.1:0")
+	dead := deadAddr(t)
+	s := startServer(t, Global{},
+		ServiceSpec{Name: "r1", Listen: lo4, Mode: ModeTCP, Pool: pool(dead, e.ln.Addr()), Retries: 1},
+		ServiceSpec{Name: "r0", Listen: lo4, Mode: ModeTCP, Pool: pool(dead, e.ln.Addr())},
+	)
+	for range 4 {
+		echoOnce(t, dial(t, s.Addr("r1")), "ok")
+	}
+	failed := 0
+	for range 4 {
+		c := dial(t, s.Addr("r0"))
+		c.Write([]byte("x"))
+		if n, _ := io.Copy(io.Discard, io.LimitReader(c, 1)); n == 0 {
+			failed++
+		}
+	}
+	if failed != 2 {
+		t.Fatalf("without retries %d of 4 round-robin connections failed, want 2", failed)
+	}
+	if st := statsOf(s, "r0"); st.Errors != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// An upgraded (WebSocket) connection ends after Tunnel of silence.
+func TestTunnelTimeout(t *testing.T) {
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		io.Copy(io.Discard, brw)
+	})
+	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(be.addr()),
+		Timeouts: Timeouts{Tunnel: 300 * time.Millisecond}})
+	c := dial(t, s.Addr("h"))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatal(resp, err)
+	}
+	start := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("silent tunnel: %v", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("tunnel closed after %v, before its timeout", d)
 	}
 }
