@@ -263,7 +263,13 @@ func (s *Scheduler) Set(targets []Target, services ...Service) {
 			svcs[c.ID] = old
 			continue
 		}
-		svcs[c.ID] = &service{cfg: c, q: NewQuorum(c.Quorum, c.Hysteresis)}
+		q := NewQuorum(c.Quorum, c.Hysteresis)
+		if old, ok := s.services[c.ID]; ok {
+			// New thresholds, same state: only a real change is reported
+			// (keepalived keeps quorum_state_up across a reload too).
+			q.up = old.q.up
+		}
+		svcs[c.ID] = &service{cfg: c, q: q}
 	}
 	s.services = svcs
 	for id := range svcs {

@@ -414,3 +414,26 @@ func TestSchedulerSpreadSurvivesLateStart(t *testing.T) {
 		}
 	})
 }
+
+func TestSchedulerQuorumReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		s := newTestScheduler(t, rec)
+		fc := &fakeChecker{name: "a", ok: true}
+		tg := []Target{{ID: "rs", Service: "vs", Checkers: []Checker{fc}, Timing: Timing{DelayLoop: time.Second}, Weight: 3}}
+		s.Set(tg, Service{ID: "vs", Quorum: 2})
+		s.Start(t.Context())
+		defer s.Stop()
+		synctest.Wait()
+		s.Set(tg, Service{ID: "vs", Quorum: 3}) // still met: no change reported
+		synctest.Wait()
+		if len(rec.quorum) != 1 {
+			t.Fatalf("quorum changes %+v, want only the initial one", rec.quorum)
+		}
+		s.Set(tg, Service{ID: "vs", Quorum: 5}) // lost
+		synctest.Wait()
+		if len(rec.quorum) != 2 || rec.quorum[1].Up {
+			t.Fatalf("quorum changes %+v, want a loss", rec.quorum)
+		}
+	})
+}
