@@ -75,7 +75,7 @@ func openConn(ifname string, family int, src netip.Addr, multicast bool, exclude
 			p.SetMulticastLoopback(false),
 			p.SetControlMessage(ipv4.FlagTTL|ipv4.FlagDst|ipv4.FlagInterface, true))
 		if err == nil && multicast {
-			err = p.JoinGroup(ifi, &net.IPAddr{IP: GroupV4.AsSlice()})
+			err = p.JoinGroup(ifi, &net.IPAddr{IP: GroupV4().AsSlice()})
 		}
 	} else {
 		p := ipv6.NewPacketConn(c)
@@ -88,7 +88,7 @@ func openConn(ifname string, family int, src netip.Addr, multicast bool, exclude
 			p.SetMulticastLoopback(false),
 			p.SetControlMessage(ipv6.FlagHopLimit|ipv6.FlagDst|ipv6.FlagInterface, true))
 		if err == nil && multicast {
-			err = p.JoinGroup(ifi, &net.IPAddr{IP: GroupV6.AsSlice()})
+			err = p.JoinGroup(ifi, &net.IPAddr{IP: GroupV6().AsSlice()})
 		}
 	}
 	if err != nil {

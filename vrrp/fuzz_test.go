@@ -14,10 +14,10 @@ func FuzzDecode(f *testing.F) {
 		src netip.Addr
 		dst netip.Addr
 	}{
-		{Advert{Version: 2, VRID: 51, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{vip4}, AuthType: AuthPass, AuthData: PassData("pw")}, src4, GroupV4},
-		{Advert{Version: 2, VRID: 51, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{vip4, src4}}, src4, GroupV4},
-		{Advert{Version: 3, VRID: 51, Priority: 255, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}, src4, GroupV4},
-		{Advert{Version: 3, VRID: 51, Priority: 0, Interval: time.Second, Addrs: []netip.Addr{vip6}}, src6, GroupV6},
+		{Advert{Version: 2, VRID: 51, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{vip4}, AuthType: AuthPass, AuthData: PassData("pw")}, src4, GroupV4()},
+		{Advert{Version: 2, VRID: 51, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{vip4, src4}}, src4, GroupV4()},
+		{Advert{Version: 3, VRID: 51, Priority: 255, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}, src4, GroupV4()},
+		{Advert{Version: 3, VRID: 51, Priority: 0, Interval: time.Second, Addrs: []netip.Addr{vip6}}, src6, GroupV6()},
 	}
 	for _, s := range seeds {
 		b, err := s.a.Marshal(s.src, s.dst)
@@ -28,9 +28,9 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte{0x31, 0x33, 0x64, 0xff, 0, 0x64, 0, 0}, false, uint8(3), uint8(0), uint8(255))
 	f.Fuzz(func(t *testing.T, b []byte, v6 bool, version, auth, ttl uint8) {
-		src, dst := src4, GroupV4
+		src, dst := src4, GroupV4()
 		if v6 {
-			src, dst = src6, GroupV6
+			src, dst = src6, GroupV6()
 		}
 		flt := Filter{Version: int(version), AuthType: AuthType(auth), AuthData: PassData("pw")}
 		a, why := Decode(Received{Payload: b, Src: src, Dst: dst, TTL: int(ttl)}, flt)

@@ -491,9 +491,9 @@ func (in *instance) sendAdvert(prio uint8) {
 		Addrs: addrs, AuthType: in.cfg.AuthType, AuthData: in.auth}
 	dsts := in.cfg.UnicastPeers
 	if len(dsts) == 0 {
-		dsts = []netip.Addr{GroupV4}
+		dsts = []netip.Addr{GroupV4()}
 		if in.cfg.Family == 6 {
-			dsts = []netip.Addr{GroupV6}
+			dsts = []netip.Addr{GroupV6()}
 		}
 	}
 	for _, d := range dsts {

@@ -14,11 +14,11 @@ import (
 // IPProto is the IP protocol number of VRRP.
 const IPProto = 112
 
-// Multicast groups of VRRP.
-var (
-	GroupV4 = netip.MustParseAddr("224.0.0.18")
-	GroupV6 = netip.MustParseAddr("ff02::12")
-)
+// GroupV4 is the VRRP IPv4 multicast group, 224.0.0.18.
+func GroupV4() netip.Addr { return netip.AddrFrom4([4]byte{224, 0, 0, 18}) }
+
+// GroupV6 is the VRRP IPv6 multicast group, ff02::12.
+func GroupV6() netip.Addr { return netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x12}) }
 
 // AuthType is the VRRPv2 authentication type (RFC 3768 §5.3.6).
 type AuthType uint8
@@ -207,28 +207,40 @@ const (
 	numDropReasons
 )
 
-var dropNames = [...]string{
-	DropNone:         "none",
-	DropTTL:          "ttl",
-	DropShort:        "short",
-	DropVersion:      "version",
-	DropType:         "type",
-	DropVRID:         "vrid",
-	DropLength:       "length",
-	DropChecksum:     "checksum",
-	DropAuthType:     "auth_type",
-	DropAuthFail:     "auth_fail",
-	DropAuthAH:       "auth_ah",
-	DropInterval:     "interval",
-	DropFamily:       "family",
-	DropZeroInterval: "zero_interval",
-	DropOwn:          "own",
-	DropNotPeer:      "not_peer",
-}
-
 func (d DropReason) String() string {
-	if int(d) < len(dropNames) {
-		return dropNames[d]
+	switch d {
+	case DropNone:
+		return "none"
+	case DropTTL:
+		return "ttl"
+	case DropShort:
+		return "short"
+	case DropVersion:
+		return "version"
+	case DropType:
+		return "type"
+	case DropVRID:
+		return "vrid"
+	case DropLength:
+		return "length"
+	case DropChecksum:
+		return "checksum"
+	case DropAuthType:
+		return "auth_type"
+	case DropAuthFail:
+		return "auth_fail"
+	case DropAuthAH:
+		return "auth_ah"
+	case DropInterval:
+		return "interval"
+	case DropFamily:
+		return "family"
+	case DropZeroInterval:
+		return "zero_interval"
+	case DropOwn:
+		return "own"
+	case DropNotPeer:
+		return "not_peer"
 	}
 	return fmt.Sprintf("drop(%d)", uint8(d))
 }

@@ -27,7 +27,7 @@ var (
 func TestMarshalV2KnownBytes(t *testing.T) {
 	a := Advert{Version: 2, VRID: 51, Priority: 100, Interval: time.Second,
 		Addrs: []netip.Addr{vip4}, AuthType: AuthPass, AuthData: PassData("secret")}
-	b, err := a.Marshal(src4, GroupV4)
+	b, err := a.Marshal(src4, GroupV4())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,11 +48,11 @@ func TestRoundTrip(t *testing.T) {
 		a        Advert
 		src, dst netip.Addr
 	}{
-		{"v2 none", Advert{Version: 2, VRID: 1, Priority: 255, Interval: 3 * time.Second, Addrs: []netip.Addr{vip4, src4}}, src4, GroupV4},
-		{"v2 pass", Advert{Version: 2, VRID: 7, Priority: 1, Interval: time.Second, Addrs: []netip.Addr{vip4}, AuthType: AuthPass, AuthData: PassData("longerthan8")}, src4, GroupV4},
-		{"v3 v4", Advert{Version: 3, VRID: 200, Priority: 0, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}, src4, GroupV4},
+		{"v2 none", Advert{Version: 2, VRID: 1, Priority: 255, Interval: 3 * time.Second, Addrs: []netip.Addr{vip4, src4}}, src4, GroupV4()},
+		{"v2 pass", Advert{Version: 2, VRID: 7, Priority: 1, Interval: time.Second, Addrs: []netip.Addr{vip4}, AuthType: AuthPass, AuthData: PassData("longerthan8")}, src4, GroupV4()},
+		{"v3 v4", Advert{Version: 3, VRID: 200, Priority: 0, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}, src4, GroupV4()},
 		{"v3 v4 unicast", Advert{Version: 3, VRID: 200, Priority: 90, Interval: 40950 * time.Millisecond, Addrs: []netip.Addr{vip4}}, src4, netip.MustParseAddr("198.18.0.2")},
-		{"v3 v6", Advert{Version: 3, VRID: 9, Priority: 150, Interval: 10 * time.Millisecond, Addrs: []netip.Addr{vip6, netip.MustParseAddr("2001:db8::20")}}, src6, GroupV6},
+		{"v3 v6", Advert{Version: 3, VRID: 9, Priority: 150, Interval: 10 * time.Millisecond, Addrs: []netip.Addr{vip6, netip.MustParseAddr("2001:db8::20")}}, src6, GroupV6()},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -89,7 +89,7 @@ func TestMarshalErrors(t *testing.T) {
 		{Version: 4, Interval: time.Second, Addrs: []netip.Addr{vip4}},
 	}
 	for i, a := range bad {
-		if _, err := a.Marshal(src4, GroupV4); err == nil {
+		if _, err := a.Marshal(src4, GroupV4()); err == nil {
 			t.Errorf("%d: %+v: no error", i, a)
 		}
 	}
@@ -99,7 +99,7 @@ func TestDecodeDrops(t *testing.T) {
 	base := Advert{Version: 2, VRID: 51, Priority: 100, Interval: time.Second, Addrs: []netip.Addr{vip4}, AuthType: AuthPass, AuthData: PassData("pw")}
 	f := Filter{Version: 2, VRID: 51, AuthType: AuthPass, AuthData: PassData("pw"), Interval: time.Second}
 	enc := func(a Advert) []byte {
-		b, err := a.Marshal(src4, GroupV4)
+		b, err := a.Marshal(src4, GroupV4())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,22 +121,22 @@ func TestDecodeDrops(t *testing.T) {
 		f    Filter
 		want DropReason
 	}{
-		{"ok", Received{Payload: good, Src: src4, Dst: GroupV4, TTL: 255}, f, DropNone},
-		{"ttl", Received{Payload: good, Src: src4, Dst: GroupV4, TTL: 254}, f, DropTTL},
-		{"short", Received{Payload: good[:7], Src: src4, Dst: GroupV4, TTL: 255}, f, DropShort},
-		{"version", Received{Payload: good, Src: src4, Dst: GroupV4, TTL: 255}, Filter{Version: 3}, DropVersion},
-		{"type", Received{Payload: mod(func(b []byte) []byte { b[0] = 0x22; return fix(b) }), Src: src4, Dst: GroupV4, TTL: 255}, f, DropType},
-		{"vrid", Received{Payload: good, Src: src4, Dst: GroupV4, TTL: 255}, Filter{Version: 2, VRID: 52}, DropVRID},
-		{"count", Received{Payload: mod(func(b []byte) []byte { b[3] = 2; return fix(b) }), Src: src4, Dst: GroupV4, TTL: 255}, f, DropLength},
-		{"count0", Received{Payload: mod(func(b []byte) []byte { b[3] = 0; return fix(b) }), Src: src4, Dst: GroupV4, TTL: 255}, f, DropLength},
-		{"trailing", Received{Payload: append(bytes.Clone(good), 0), Src: src4, Dst: GroupV4, TTL: 255}, f, DropLength},
-		{"checksum", Received{Payload: mod(func(b []byte) []byte { b[2] = 99; return b }), Src: src4, Dst: GroupV4, TTL: 255}, f, DropChecksum},
-		{"authtype", Received{Payload: good, Src: src4, Dst: GroupV4, TTL: 255}, Filter{Version: 2, VRID: 51}, DropAuthType},
-		{"authfail", Received{Payload: good, Src: src4, Dst: GroupV4, TTL: 255}, Filter{Version: 2, VRID: 51, AuthType: AuthPass, AuthData: PassData("other")}, DropAuthFail},
-		{"ah", Received{Payload: mod(func(b []byte) []byte { b[4] = 2; return fix(b) }), Src: src4, Dst: GroupV4, TTL: 255}, f, DropAuthAH},
-		{"interval", Received{Payload: good, Src: src4, Dst: GroupV4, TTL: 255}, Filter{Version: 2, VRID: 51, AuthType: AuthPass, AuthData: PassData("pw"), Interval: 2 * time.Second}, DropInterval},
-		{"zero interval", Received{Payload: mod(func(b []byte) []byte { b[5] = 0; return fix(b) }), Src: src4, Dst: GroupV4, TTL: 255}, f, DropZeroInterval},
-		{"v2 over v6", Received{Payload: good, Src: src6, Dst: GroupV6, TTL: 255}, f, DropFamily},
+		{"ok", Received{Payload: good, Src: src4, Dst: GroupV4(), TTL: 255}, f, DropNone},
+		{"ttl", Received{Payload: good, Src: src4, Dst: GroupV4(), TTL: 254}, f, DropTTL},
+		{"short", Received{Payload: good[:7], Src: src4, Dst: GroupV4(), TTL: 255}, f, DropShort},
+		{"version", Received{Payload: good, Src: src4, Dst: GroupV4(), TTL: 255}, Filter{Version: 3}, DropVersion},
+		{"type", Received{Payload: mod(func(b []byte) []byte { b[0] = 0x22; return fix(b) }), Src: src4, Dst: GroupV4(), TTL: 255}, f, DropType},
+		{"vrid", Received{Payload: good, Src: src4, Dst: GroupV4(), TTL: 255}, Filter{Version: 2, VRID: 52}, DropVRID},
+		{"count", Received{Payload: mod(func(b []byte) []byte { b[3] = 2; return fix(b) }), Src: src4, Dst: GroupV4(), TTL: 255}, f, DropLength},
+		{"count0", Received{Payload: mod(func(b []byte) []byte { b[3] = 0; return fix(b) }), Src: src4, Dst: GroupV4(), TTL: 255}, f, DropLength},
+		{"trailing", Received{Payload: append(bytes.Clone(good), 0), Src: src4, Dst: GroupV4(), TTL: 255}, f, DropLength},
+		{"checksum", Received{Payload: mod(func(b []byte) []byte { b[2] = 99; return b }), Src: src4, Dst: GroupV4(), TTL: 255}, f, DropChecksum},
+		{"authtype", Received{Payload: good, Src: src4, Dst: GroupV4(), TTL: 255}, Filter{Version: 2, VRID: 51}, DropAuthType},
+		{"authfail", Received{Payload: good, Src: src4, Dst: GroupV4(), TTL: 255}, Filter{Version: 2, VRID: 51, AuthType: AuthPass, AuthData: PassData("other")}, DropAuthFail},
+		{"ah", Received{Payload: mod(func(b []byte) []byte { b[4] = 2; return fix(b) }), Src: src4, Dst: GroupV4(), TTL: 255}, f, DropAuthAH},
+		{"interval", Received{Payload: good, Src: src4, Dst: GroupV4(), TTL: 255}, Filter{Version: 2, VRID: 51, AuthType: AuthPass, AuthData: PassData("pw"), Interval: 2 * time.Second}, DropInterval},
+		{"zero interval", Received{Payload: mod(func(b []byte) []byte { b[5] = 0; return fix(b) }), Src: src4, Dst: GroupV4(), TTL: 255}, f, DropZeroInterval},
+		{"v2 over v6", Received{Payload: good, Src: src6, Dst: GroupV6(), TTL: 255}, f, DropFamily},
 		{"v3 pseudo header", Received{Payload: enc(v3), Src: src4, Dst: netip.MustParseAddr("198.18.0.99"), TTL: 255}, Filter{Version: 3, VRID: 51}, DropChecksum},
 	}
 	for _, c := range cases {
@@ -164,7 +164,7 @@ func TestDecodeDrops(t *testing.T) {
 func TestGopacketCrossCheck(t *testing.T) {
 	a := Advert{Version: 2, VRID: 42, Priority: 254, Interval: 5 * time.Second,
 		Addrs: []netip.Addr{vip4, netip.MustParseAddr("198.18.0.20")}, AuthType: AuthPass, AuthData: PassData("abc")}
-	b, err := a.Marshal(src4, GroupV4)
+	b, err := a.Marshal(src4, GroupV4())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,9 +195,9 @@ func TestTsharkCrossCheck(t *testing.T) {
 		src, dst netip.Addr
 	}
 	pks := []pk{
-		{Advert{Version: 2, VRID: 51, Priority: 150, Interval: time.Second, Addrs: []netip.Addr{vip4}, AuthType: AuthPass, AuthData: PassData("halbpw")}, src4, GroupV4},
-		{Advert{Version: 3, VRID: 52, Priority: 100, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}, src4, GroupV4},
-		{Advert{Version: 3, VRID: 53, Priority: 0, Interval: 250 * time.Millisecond, Addrs: []netip.Addr{vip6}}, src6, GroupV6},
+		{Advert{Version: 2, VRID: 51, Priority: 150, Interval: time.Second, Addrs: []netip.Addr{vip4}, AuthType: AuthPass, AuthData: PassData("halbpw")}, src4, GroupV4()},
+		{Advert{Version: 3, VRID: 52, Priority: 100, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}, src4, GroupV4()},
+		{Advert{Version: 3, VRID: 53, Priority: 0, Interval: 250 * time.Millisecond, Addrs: []netip.Addr{vip6}}, src6, GroupV6()},
 	}
 	path := filepath.Join(t.TempDir(), "vrrp.pcap")
 	f, err := os.Create(path)
@@ -260,7 +260,7 @@ func BenchmarkMarshalV3(b *testing.B) {
 	buf := make([]byte, 0, 64)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := a.AppendMarshal(buf[:0], src4, GroupV4); err != nil {
+		if _, err := a.AppendMarshal(buf[:0], src4, GroupV4()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -268,8 +268,8 @@ func BenchmarkMarshalV3(b *testing.B) {
 
 func BenchmarkDecodeV3(b *testing.B) {
 	a := Advert{Version: 3, VRID: 51, Priority: 100, Interval: 100 * time.Millisecond, Addrs: []netip.Addr{vip4}}
-	p, _ := a.Marshal(src4, GroupV4)
-	r := Received{Payload: p, Src: src4, Dst: GroupV4, TTL: 255}
+	p, _ := a.Marshal(src4, GroupV4())
+	r := Received{Payload: p, Src: src4, Dst: GroupV4(), TTL: 255}
 	f := Filter{Version: 3, VRID: 51}
 	b.ReportAllocs()
 	for b.Loop() {

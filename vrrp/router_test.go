@@ -236,11 +236,11 @@ func TestRouterDropsCounted(t *testing.T) {
 	eventually(t, "master", func() bool { return a.state() == StateMaster })
 	inj := w.open(netip.MustParseAddr("198.18.0.9"))
 	bad := Advert{Version: 2, VRID: 51, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip4}}
-	b, _ := bad.Marshal(inj.src, GroupV4)
-	inj.Send(b, GroupV4)
+	b, _ := bad.Marshal(inj.src, GroupV4())
+	inj.Send(b, GroupV4())
 	other := Advert{Version: 3, VRID: 52, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip4}}
-	b, _ = other.Marshal(inj.src, GroupV4)
-	inj.Send(b, GroupV4)
+	b, _ = other.Marshal(inj.src, GroupV4())
+	inj.Send(b, GroupV4())
 	eventually(t, "drops counted", func() bool {
 		d := a.r.Status()[0].Counters.Dropped
 		return d[DropVersion] == 1 && d[DropVRID] == 1
@@ -250,8 +250,8 @@ func TestRouterDropsCounted(t *testing.T) {
 	}
 	// A lower-priority master is reported as a dual master.
 	low := Advert{Version: 3, VRID: 51, Priority: 10, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{vip4}}
-	b, _ = low.Marshal(inj.src, GroupV4)
-	inj.Send(b, GroupV4)
+	b, _ = low.Marshal(inj.src, GroupV4())
+	inj.Send(b, GroupV4())
 	eventually(t, "dual master counted", func() bool { return a.r.Status()[0].Counters.DualMaster == 1 })
 }
 
@@ -444,8 +444,8 @@ func TestRouterOwnAddressDropped(t *testing.T) {
 	eventually(t, "master", func() bool { return a.state() == StateMaster })
 	inj := w.open(other)
 	adv := Advert{Version: 3, VRID: 51, Priority: 200, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{vip4}}
-	b, _ := adv.Marshal(other, GroupV4)
-	inj.Send(b, GroupV4)
+	b, _ := adv.Marshal(other, GroupV4())
+	inj.Send(b, GroupV4())
 	eventually(t, "own drop counted", func() bool { return a.r.Status()[0].Counters.Dropped[DropOwn] == 1 })
 	if a.state() != StateMaster {
 		t.Fatal("own advert changed the state")

@@ -40,13 +40,8 @@ type Host struct {
 	MAC  string       // fixed, for readable captures
 }
 
-// Default hosts and VIPs of the lab.
-var defaultHosts = []struct {
-	name string
-	n    byte
-}{{"lb1", 1}, {"lb2", 2}, {"web1", 11}, {"web2", 12}, {"client", 100}}
-
 // VIPs of the lab (not assigned by netlab; the VRRP speakers add them).
+// Constants in spirit: never assigned.
 var (
 	VIP1   = netip.MustParseAddr("198.18.0.10")
 	VIP2   = netip.MustParseAddr("198.18.0.20")
@@ -141,7 +136,11 @@ func (l *Lab) build() error {
 			return err
 		}
 	}
-	for _, h := range defaultHosts {
+	hosts := []struct {
+		name string
+		n    byte
+	}{{"lb1", 1}, {"lb2", 2}, {"web1", 11}, {"web2", 12}, {"client", 100}}
+	for _, h := range hosts {
 		if err := l.addHost(h.name, h.n); err != nil {
 			return err
 		}
