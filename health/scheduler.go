@@ -73,6 +73,7 @@ type LastResult struct {
 type TargetStatus struct {
 	ID          string
 	Service     string
+	Checkers    []string // the checkers' String(), e.g. "HTTP_GET 198.18.1.10:80 /health"
 	Up          bool
 	Since       time.Time
 	Weight      int
@@ -192,7 +193,9 @@ func NewScheduler(log *zap.Logger, onChange func(Transition), opts SchedulerOpti
 // UP/DOWN state; a new one starts UP (DOWN with alpha) and gets a
 // KindInitial transition; a removed one gets KindRemoved (and notify_down
 // when omega is set and it was up). First checks of new targets are spread
-// over their delay_loop, plus a random warmup.
+// over their delay_loop, plus a random warmup. services is the complete set
+// of quorum-tracked virtual servers: pass it on every call (a service left
+// out is dropped); a service keeps its quorum state across calls.
 func (s *Scheduler) Set(targets []Target, services ...Service) {
 	now := time.Now()
 	s.mu.Lock()
@@ -599,8 +602,12 @@ func (s *Scheduler) Status() []TargetStatus {
 		for k, v := range tg.byReason {
 			by[k] = v
 		}
+		names := make([]string, len(tg.t.Checkers))
+		for i, c := range tg.t.Checkers {
+			names[i] = c.String()
+		}
 		out = append(out, TargetStatus{
-			ID: id, Service: tg.t.Service, Up: tg.mon.Up(), Since: tg.mon.Since(), Weight: tg.mon.Weight(),
+			ID: id, Service: tg.t.Service, Checkers: names, Up: tg.mon.Up(), Since: tg.mon.Since(), Weight: tg.mon.Weight(),
 			Inhibit: tg.t.Inhibit, Next: tg.mon.Next(), Last: tg.last, Checks: tg.checks, Failures: tg.failures,
 			ByReason: by, Transitions: tg.transitions,
 		})
