@@ -364,6 +364,7 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetContentType("text/plain")
 		ctx.SetBodyString(fasthttp.StatusMessage(status) + "\n")
 		ctx.SetConnectionClose()
+		hc.linger = true // the request body may be unread
 		svc.st.errs.Add(1)
 		svc.st.req[5].Add(1)
 		svc.logRequest(ctx, b, status, 0, "backend error", err)
