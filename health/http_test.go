@@ -216,4 +216,18 @@ func TestTCPCheck(t *testing.T) {
 	if r := checkWithin(t, &TCPChecker{Addr: closedPort(t)}, time.Second); r.OK || r.Reason != "connection refused" {
 		t.Fatalf("closed port: %+v", r)
 	}
+	if r := checkWithin(t, &TCPChecker{}, time.Second); r.OK || r.Reason != "connect: no address configured" {
+		t.Fatalf("no address: %+v", r)
+	}
+	if ln, err := net.Listen("tcp", "[::1]:0"); err == nil {
+		defer ln.Close()
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				c.Close()
+			}
+		}()
+		if r := checkWithin(t, &TCPChecker{Addr: ln.Addr().(*net.TCPAddr).AddrPort()}, time.Second); !r.OK {
+			t.Fatalf("IPv6 loopback: %q", r.Reason)
+		}
+	}
 }

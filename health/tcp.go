@@ -2,7 +2,7 @@ package health
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"net"
 	"net/netip"
 	"time"
@@ -43,7 +43,7 @@ func (c *TCPChecker) sameConfig(o Checker) bool {
 
 func dial(ctx context.Context, addr, bind netip.AddrPort) (net.Conn, error) {
 	if !addr.IsValid() {
-		return nil, fmt.Errorf("no address to check")
+		return nil, errors.New("no address configured")
 	}
 	d := net.Dialer{}
 	if bind.IsValid() {
