@@ -27,6 +27,8 @@ import (
 //	        }
 //	    }
 //	}
+// (Compiled, never run: it has no Output comment, and it must not send
+// traffic to a lab address from the host namespace.)
 func ExampleScheduler() {
 	log := zap.NewNop()
 	s := health.NewScheduler(log, func(tr health.Transition) {
