@@ -27,6 +27,7 @@ import (
 //	        }
 //	    }
 //	}
+//
 // (Compiled, never run: it has no Output comment, and it must not send
 // traffic to a lab address from the host namespace.)
 func ExampleScheduler() {
