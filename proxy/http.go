@@ -349,10 +349,7 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 	resp := fasthttp.AcquireResponse()
 	b, err := svc.roundTrip(ctx, hc, resp)
 	if err != nil && cb != nil && cb.err != nil {
-		fasthttp.ReleaseResponse(resp)
-		if b != nil {
-			b.Release()
-		}
+		fasthttp.ReleaseResponse(resp) // b, if any, is already released
 		svc.reject(ctx, headerCheck{fasthttp.StatusBadRequest, "bad request body"}, cb.err)
 		return
 	}
@@ -412,7 +409,7 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 	ctx.Response.SetBody(resp.Body())
 	n := len(resp.Body())
 	fasthttp.ReleaseResponse(resp)
-	b.Release()
+	svc.releaseBackend(b)
 	svc.logRequest(ctx, b, status, int64(n), "done", nil)
 }
 
@@ -490,49 +487,40 @@ func statusFor(err error) int {
 }
 
 // roundTrip sends the request to a backend, redispatching to another one
-// when the connection cannot be established (nothing was sent). The
-// returned backend is acquired.
+// when the connection cannot be established (nothing was sent). On success
+// the returned backend is acquired; on error it is the last one tried (for
+// the log), already released.
 func (svc *service) roundTrip(ctx *fasthttp.RequestCtx, hc *httpConn, resp *fasthttp.Response) (*balance.Backend, error) {
 	pool := svc.spec.Pool
 	if pool == nil {
 		return nil, errNoServer
 	}
-	var excl [8]*balance.Backend
-	exclude := excl[:0]
-	var lastErr error
+	var failedArr [8]*balance.Backend
+	failed := failedArr[:0]
+	var queueDeadline time.Time
 	for attempts := 0; ; {
-		b := pool.Pick(hc.se.src.Addr(), time.Now(), exclude)
-		if b == nil {
-			if lastErr == nil {
-				lastErr = errNoServer
-			}
-			return nil, lastErr
-		}
-		exclude = append(exclude, b)
-		if !b.Acquire() {
-			if lastErr == nil {
-				lastErr = errBackendFull
-			}
-			continue
+		b, err := svc.acquire(pool, hc.se.src.Addr(), failed, &queueDeadline)
+		if err != nil {
+			return nil, err
 		}
 		if len(ctx.Request.Header.Host()) == 0 {
 			ctx.Request.Header.SetHost(b.Addr().String())
 		}
-		err := svc.hostClient(b, hc).Do(&ctx.Request, resp)
+		err = svc.hostClient(b, hc).Do(&ctx.Request, resp)
 		if err == nil {
 			svc.passiveResult(b, true)
 			return b, nil
 		}
-		b.Release()
+		svc.releaseBackend(b)
 		var de *dialError
 		if !errors.As(err, &de) {
 			return b, fmt.Errorf("proxy: %v: %w", b.Addr(), err)
 		}
 		svc.passiveResult(b, false)
-		lastErr = fmt.Errorf("proxy: %v: %w", b.Addr(), err)
+		failed = append(failed, b)
 		attempts++
 		if attempts > svc.spec.Retries {
-			return b, lastErr
+			return b, fmt.Errorf("proxy: %v: %w", b.Addr(), err)
 		}
 		resp.Reset()
 	}
@@ -635,7 +623,7 @@ func (rb *respBody) Close() error {
 	err := rb.resp.CloseBodyStream()
 	status := rb.resp.StatusCode()
 	fasthttp.ReleaseResponse(rb.resp)
-	rb.b.Release()
+	rb.svc.releaseBackend(rb.b)
 	cause := "done"
 	if rb.err != nil {
 		rb.svc.st.errs.Add(1)
@@ -724,7 +712,7 @@ func (svc *service) tunnel(ctx *fasthttp.RequestCtx, hc *httpConn) {
 	bc.SetWriteDeadline(time.Now().Add(svc.to.Server))
 	if _, err := bc.Write(head); err != nil {
 		bc.Close()
-		b.Release()
+		svc.releaseBackend(b)
 		ctx.SetStatusCode(fasthttp.StatusBadGateway)
 		ctx.SetConnectionClose()
 		svc.st.errs.Add(1)
@@ -734,7 +722,7 @@ func (svc *service) tunnel(ctx *fasthttp.RequestCtx, hc *httpConn) {
 	}
 	if !hc.se.setBackend(bc) {
 		bc.Close()
-		b.Release()
+		svc.releaseBackend(b)
 		return
 	}
 	svc.logRequest(ctx, b, fasthttp.StatusSwitchingProtocols, 0, "upgrade", nil)
@@ -744,7 +732,7 @@ func (svc *service) tunnel(ctx *fasthttp.RequestCtx, hc *httpConn) {
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		defer close(done)
-		defer b.Release()
+		defer svc.releaseBackend(b)
 		var act atomic.Int64
 		act.Store(time.Now().UnixNano())
 		errc := make(chan error, 1)

@@ -308,3 +308,75 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	expectClosed(t, c2)
 }
+
+// When every backend is at its maxconn, connections and requests wait in the
+// service queue for a slot instead of failing at once.
+func TestBackendQueue(t *testing.T) {
+	e := newEcho(t, "tcp", "127.0.0.1:0")
+	ap := e.ln.Addr().(*net.TCPAddr).AddrPort()
+	tp := balance.NewPool(balance.RR, []balance.Member{{Name: "e", Addr: ap, Weight: 1, MaxConn: 1}}, balance.Options{})
+	release := make(chan struct{})
+	var inFlight, maxInFlight atomic.Int64
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for {
+			m := maxInFlight.Load()
+			if n <= m || maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		<-release
+	})
+	hap := be.addr().(*net.TCPAddr).AddrPort()
+	hp := balance.NewPool(balance.RR, []balance.Member{{Name: "h", Addr: hap, Weight: 1, MaxConn: 1}}, balance.Options{})
+	s := startServer(t, Global{},
+		ServiceSpec{Name: "t", Listen: lo4, Mode: ModeTCP, Pool: tp, MaxQueue: 1},
+		ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: hp, MaxQueue: 4},
+	)
+	c1 := dial(t, s.Addr("t"))
+	echoOnce(t, c1, "1")
+	c2 := dial(t, s.Addr("t"))
+	c2.Write([]byte("2"))
+	eventually(t, "c2 queued on the full backend", func() bool { return statsOf(s, "t").Queued == 1 })
+	c1.Close()
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c2, b); err != nil || b[0] != '2' {
+		t.Fatalf("queued connection: %v", err)
+	}
+	// HTTP: three concurrent requests to a backend with maxconn 1 all succeed, one at a time.
+	var wg sync.WaitGroup
+	codes := make(chan int, 3)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", s.Addr("h").String())
+			if err != nil {
+				codes <- 0
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			codes <- resp.StatusCode
+		}()
+	}
+	eventually(t, "two requests queued", func() bool { return statsOf(s, "h").Queued == 2 })
+	close(release)
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != 200 {
+			t.Fatalf("status %d", c)
+		}
+	}
+	if maxInFlight.Load() != 1 {
+		t.Fatalf("backend saw %d concurrent requests, maxconn is 1", maxInFlight.Load())
+	}
+}

@@ -178,24 +178,14 @@ func (svc *service) connect(se *session, pool *balance.Pool) (*balance.Backend, 
 	if pool == nil {
 		return nil, nil, errNoServer
 	}
-	var excl [8]*balance.Backend
-	exclude := excl[:0]
-	var lastErr error
+	var failedArr [8]*balance.Backend
+	failed := failedArr[:0]
+	var queueDeadline time.Time
 	d := net.Dialer{Timeout: svc.to.Connect}
 	for attempts := 0; ; {
-		b := pool.Pick(se.src.Addr(), time.Now(), exclude)
-		if b == nil {
-			if lastErr == nil {
-				lastErr = errNoServer
-			}
-			return nil, nil, lastErr
-		}
-		exclude = append(exclude, b)
-		if !b.Acquire() {
-			if lastErr == nil {
-				lastErr = errBackendFull
-			}
-			continue
+		b, err := svc.acquire(pool, se.src.Addr(), failed, &queueDeadline)
+		if err != nil {
+			return nil, nil, err
 		}
 		conn, err := d.Dial("tcp", b.Addr().String())
 		if err == nil {
@@ -206,14 +196,95 @@ func (svc *service) connect(se *session, pool *balance.Pool) (*balance.Backend, 
 			}
 			tc.Close()
 		}
-		b.Release()
+		svc.releaseBackend(b)
 		svc.passiveResult(b, false)
-		lastErr = fmt.Errorf("connect %v: %w", b.Addr(), err)
+		failed = append(failed, b)
 		attempts++
 		if attempts > svc.spec.Retries {
-			return nil, nil, lastErr
+			return nil, nil, fmt.Errorf("connect %v: %w", b.Addr(), err)
 		}
 	}
+}
+
+// acquire picks a backend not in failed and takes one of its connection
+// slots. When every candidate is at its maxconn, the connection waits in the
+// service's queue (bounded by MaxQueue, for up to the queue timeout counted
+// from the first wait) for a backend to release a slot, as HAProxy queues on
+// a backend whose servers are full.
+func (svc *service) acquire(pool *balance.Pool, client netip.Addr, failed []*balance.Backend, deadline *time.Time) (*balance.Backend, error) {
+	s := svc.srv
+	for {
+		b, full := tryPick(pool, client, failed)
+		if b != nil {
+			return b, nil
+		}
+		if !full {
+			if len(failed) > 0 {
+				return nil, fmt.Errorf("%w (all candidates failed)", errNoServer)
+			}
+			return nil, errNoServer
+		}
+		if deadline.IsZero() {
+			*deadline = time.Now().Add(svc.to.Queue)
+		}
+		if svc.st.queued.Add(1) > int64(svc.spec.MaxQueue) {
+			svc.st.queued.Add(-1)
+			return nil, errBackendFull
+		}
+		// Register as a waiter before the last try so that a release in
+		// between is not missed.
+		s.waiters.Add(1)
+		s.wakeMu.Lock()
+		ch := s.wake
+		s.wakeMu.Unlock()
+		b, _ = tryPick(pool, client, failed)
+		if b == nil {
+			t := time.NewTimer(time.Until(*deadline))
+			select {
+			case <-ch:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		s.waiters.Add(-1)
+		svc.st.queued.Add(-1)
+		if b != nil {
+			return b, nil
+		}
+		if !time.Now().Before(*deadline) || s.draining.Load() {
+			if b, _ := tryPick(pool, client, failed); b != nil {
+				return b, nil
+			}
+			return nil, errBackendFull
+		}
+	}
+}
+
+// tryPick picks from pool, skipping failed and backends at their maxconn.
+// full reports that some candidate was skipped for being full.
+func tryPick(pool *balance.Pool, client netip.Addr, failed []*balance.Backend) (b *balance.Backend, full bool) {
+	var excl [8]*balance.Backend
+	exclude := append(excl[:0], failed...)
+	now := time.Now()
+	for {
+		b := pool.Pick(client, now, exclude)
+		if b == nil {
+			// Pick itself passes over members at their maxconn: eligible
+			// members beyond the failed ones can only be full.
+			return nil, full || pool.Eligible() > len(failed)
+		}
+		if b.Acquire() {
+			return b, full
+		}
+		full = true
+		exclude = append(exclude, b)
+	}
+}
+
+// releaseBackend ends a connection counted by acquire and wakes queued ones.
+func (svc *service) releaseBackend(b *balance.Backend) {
+	b.Release()
+	svc.srv.notify()
 }
 
 func (svc *service) writeProxy(c net.Conn, b *balance.Backend, se *session) error {
@@ -241,7 +312,7 @@ func (svc *service) serveTCP(se *session, pool *balance.Pool, sni string) {
 		svc.logSession(se, nil, 0, 0, "connect failed", err, zap.String("sni", sni))
 		return
 	}
-	defer b.Release()
+	defer svc.releaseBackend(b)
 	if !se.setBackend(bc) {
 		bc.Close()
 		return
