@@ -18,7 +18,26 @@
 //	Queue       = Connect  time a connection may wait in the queue for a free slot
 //
 // Inactivity counts traffic in both directions of a connection: a one-way
-// transfer does not time out because the other direction is silent.
+// transfer does not time out because the other direction is silent. On the
+// splice path a silent connection ends between 1 and 1.25 times its timeout.
+//
+// # Limits
+//
+// A new connection needs a slot of Global.MaxConn and of its service's
+// MaxConn; without one it waits in the service's queue (at most MaxQueue
+// waiting, each up to Timeouts.Queue), else it is refused (HTTP: 503). A
+// backend's maxconn (balance.Member.MaxConn) is taken per TCP connection or
+// per HTTP request; a full backend is passed over, and when all are full the
+// connection or request waits in the same bounded queue.
+//
+// # HTTP
+//
+// Requests are checked strictly before any backend is contacted (framing,
+// header syntax, version; 400, 414, 431, 501, 505), hop-by-hop headers are
+// removed both ways, X-Forwarded-For, X-Forwarded-Proto and Forwarded are set,
+// and bodies stream both ways with bounded memory. Backend connections are
+// kept alive and pooled per backend, except to backends that get a PROXY
+// header: those connections belong to one client connection.
 package proxy
 
 import (
@@ -119,7 +138,7 @@ type ServiceSpec struct {
 	SNI              []SNIRoute    // TLS mode only
 	Timeouts         Timeouts
 	MaxConn          int // per service, 0 = unlimited
-	MaxQueue         int // bounded wait queue when MaxConn (service or global) is reached; beyond it: refuse (HTTP: 503)
+	MaxQueue         int // bounded wait queue when MaxConn (service or global) is reached, or every backend is at its maxconn; beyond it: refuse (HTTP: 503)
 	Retries          int // connect retries on another backend (redispatch)
 	SendProxy        ProxyProto
 	AcceptProxy      bool // expect a PROXY v1/v2 header from TrustedProxies (others: close)
