@@ -725,6 +725,7 @@ func (svc *service) tunnel(ctx *fasthttp.RequestCtx, hc *httpConn) {
 		svc.releaseBackend(b)
 		return
 	}
+	svc.st.req[1].Add(1)
 	svc.logRequest(ctx, b, fasthttp.StatusSwitchingProtocols, 0, "upgrade", nil)
 	done := make(chan struct{})
 	hc.tunnel = done

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -242,7 +243,7 @@ func (s *Server) Addr(name string) net.Addr {
 	return nil
 }
 
-// Stats returns a snapshot of every service's counters, in no particular order.
+// Stats returns a snapshot of every service's counters, sorted by name.
 func (s *Server) Stats() []ServiceStats {
 	s.mu.Lock()
 	svcs := make([]*service, 0, len(s.listeners))
@@ -275,6 +276,7 @@ func (s *Server) Stats() []ServiceStats {
 		}
 		out = append(out, ss)
 	}
+	slices.SortFunc(out, func(a, b ServiceStats) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -309,7 +309,7 @@ func (svc *service) serveTCP(se *session, pool *balance.Pool, sni string) {
 	if err != nil {
 		st.errs.Add(1)
 		se.client.Close()
-		svc.logSession(se, nil, 0, 0, "connect failed", err, zap.String("sni", sni))
+		svc.logSession(se, nil, 0, 0, "connect failed", err, sniField(sni)...)
 		return
 	}
 	defer svc.releaseBackend(b)
@@ -323,7 +323,7 @@ func (svc *service) serveTCP(se *session, pool *balance.Pool, sni string) {
 			st.errs.Add(1)
 			se.client.Close()
 			bc.Close()
-			svc.logSession(se, b, 0, 0, "server write error", err, zap.String("sni", sni))
+			svc.logSession(se, b, 0, 0, "server write error", err, sniField(sni)...)
 			return
 		}
 		st.bytesIn.Add(uint64(len(se.prefix)))
@@ -333,7 +333,7 @@ func (svc *service) serveTCP(se *session, pool *balance.Pool, sni string) {
 	if err != nil {
 		st.errs.Add(1)
 	}
-	svc.logSession(se, b, in, out, cause, err, zap.String("sni", sni))
+	svc.logSession(se, b, in, out, cause, err, sniField(sni)...)
 }
 
 // spliceChunk bounds one io.CopyN round between deadline refreshes.
@@ -486,6 +486,14 @@ func (svc *service) route(name string) *balance.Pool {
 		}
 	}
 	return svc.spec.Pool
+}
+
+// sniField is the log field for a TLS server name, none for plain TCP.
+func sniField(sni string) []zap.Field {
+	if sni == "" {
+		return nil
+	}
+	return []zap.Field{zap.String("sni", sni)}
 }
 
 // logSession writes the one line per TCP/TLS session.
