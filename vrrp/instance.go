@@ -123,6 +123,9 @@ type instanceHooks struct {
 	canGoMaster func(in *instance) bool
 	// localAddrs lists this node's addresses (nil: only the Conn's source).
 	localAddrs func() map[netip.Addr]bool
+	// siblingVRID reports whether another instance of this node runs vrid on the same
+	// interface and family: its adverts reach this instance's socket too and are not drops.
+	siblingVRID func(in *instance, vrid uint8) bool
 }
 
 func newInstance(log *zap.Logger, cfg InstanceConfig, conn Conn, addr Addresser, n *notifier, hooks instanceHooks) *instance {
@@ -429,6 +432,9 @@ func (in *instance) receive(r Received) (Event, bool) {
 		f.Interval = in.cfg.AdvertInt
 	}
 	a, why := Decode(r, f)
+	if why == DropVRID && len(r.Payload) >= 2 && in.hooks.siblingVRID != nil && in.hooks.siblingVRID(in, r.Payload[1]) {
+		return Event{}, false
+	}
 	if why == DropNone && (r.Src == in.conn.Source() || in.local[r.Src]) {
 		why = DropOwn
 	}

@@ -178,6 +178,7 @@ func (r *Router) newInstance(ic InstanceConfig) (*instance, error) {
 		ownFault:    r.onOwnFault,
 		canGoMaster: r.canGoMaster,
 		localAddrs:  r.deps.localAddrs,
+		siblingVRID: r.siblingVRID,
 	})
 	return in, nil
 }
@@ -443,6 +444,22 @@ func (r *Router) onTransition(in *instance, from, to State, cause string, forced
 			r.notify.run(g.Notify, "GROUP", g.Name, to.String(), fmt.Sprint(in.m.Priority()))
 		}
 	}
+}
+
+// siblingVRID reports whether another of our instances runs vrid on in's interface and family.
+func (r *Router) siblingVRID(in *instance, vrid uint8) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	me, ok := r.cfgOf[in]
+	if !ok {
+		return false
+	}
+	for o, c := range r.cfgOf {
+		if o != in && c.VRID == vrid && c.Interface == me.Interface && c.family() == me.family() {
+			return true
+		}
+	}
+	return false
 }
 
 // canGoMaster keeps a sync group together: a member may take over only while

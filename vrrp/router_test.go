@@ -255,6 +255,41 @@ func TestRouterDropsCounted(t *testing.T) {
 	eventually(t, "dual master counted", func() bool { return a.r.Status()[0].Counters.DualMaster == 1 })
 }
 
+// TestRouterSiblingVRIDNotDropped: two instances on one interface hear each other's adverts on
+// their sockets; those are not drops. A VRID nobody here runs still is.
+func TestRouterSiblingVRIDNotDropped(t *testing.T) {
+	w := &wire{}
+	cfg := fakeCfg(150)
+	second := cfg.Instances[0]
+	second.Name, second.VRID, second.VIPs = "VI_2", 52, []VIP{{Prefix: netip.MustParsePrefix("198.18.0.20/32")}}
+	cfg.Instances = append(cfg.Instances, second)
+	n := &fakeNode{addr: newFakeAddr(), src: netip.MustParseAddr("198.18.0.1")}
+	d := deps{
+		open:      func(InstanceConfig, map[netip.Addr]bool) (Conn, error) { return w.open(n.src), nil },
+		addresser: n.addr,
+	}
+	r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), cfg, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.r = r
+	n.start(t)
+	peer := newFakeNode(t, w, "198.18.0.2", fakeCfg(100)) // VRID 51 adverts reach both of n's sockets
+	peer.start(t)
+	eventually(t, "both masters elected", func() bool {
+		st := r.Status()
+		return len(st) == 2 && st[0].State == StateMaster && st[1].State == StateMaster && st[0].Counters.AdvertsSent > 3 && st[1].Counters.AdvertsSent > 3
+	})
+	inj := w.open(netip.MustParseAddr("198.18.0.9"))
+	foreign := Advert{Version: 3, VRID: 99, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip4}}
+	b, _ := foreign.Marshal(inj.src, GroupV4())
+	inj.Send(b, GroupV4())
+	eventually(t, "the foreign VRID counted on both", func() bool {
+		st := r.Status()
+		return st[0].Counters.Dropped[DropVRID] == 1 && st[1].Counters.Dropped[DropVRID] == 1
+	})
+}
+
 func TestRouterApplyNoFlap(t *testing.T) {
 	w := &wire{}
 	a := newFakeNode(t, w, "198.18.0.1", fakeCfg(150))
