@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,6 +48,7 @@ type deadlineConn struct {
 	idle    time.Duration
 	rd, wd  time.Time
 	in, out *atomic.Uint64
+	track   *sync.Map // backend connections: the server's set, for a forced shutdown
 }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
@@ -75,7 +77,13 @@ func (d *deadlineConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (d *deadlineConn) Close() error                       { return d.c.Close() }
+func (d *deadlineConn) Close() error {
+	if d.track != nil {
+		d.track.Delete(d)
+	}
+	return d.c.Close()
+}
+
 func (d *deadlineConn) LocalAddr() net.Addr                { return d.c.LocalAddr() }
 func (d *deadlineConn) RemoteAddr() net.Addr               { return d.c.RemoteAddr() }
 func (d *deadlineConn) SetReadDeadline(t time.Time) error  { d.rd = t; return nil }
@@ -566,7 +574,9 @@ func (svc *service) newHostClient(b *balance.Backend, se *session) *fasthttp.Hos
 					return nil, &dialError{err}
 				}
 			}
-			return &deadlineConn{c: tc, idle: idle}, nil
+			dc := &deadlineConn{c: tc, idle: idle, track: &svc.srv.backendConns}
+			svc.srv.backendConns.Store(dc, struct{}{})
+			return dc, nil
 		},
 		MaxConns:                      math.MaxInt32,
 		MaxIdleConnDuration:           backendIdle,

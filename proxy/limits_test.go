@@ -380,3 +380,24 @@ func TestBackendQueue(t *testing.T) {
 		t.Fatalf("backend saw %d concurrent requests, maxconn is 1", maxInFlight.Load())
 	}
 }
+
+// A forced shutdown also ends HTTP requests waiting on a silent backend.
+func TestShutdownForcedHTTP(t *testing.T) {
+	s := NewServer(testLogger(t), Global{})
+	if err := s.Apply([]ServiceSpec{{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(rawBackend(t, "-"))}}); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s.Addr("h"))
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	eventually(t, "request in flight", func() bool { return statsOf(s, "h").Active == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("forced shutdown took %v", d)
+	}
+	io.Copy(io.Discard, c)
+}

@@ -35,6 +35,8 @@ type Server struct {
 
 	passive    sync.Map  // *balance.Backend -> *atomic.Int32 consecutive connect failures
 	respBodies sync.Pool // *respBody
+	// backendConns holds the open HTTP backend connections (*deadlineConn).
+	backendConns sync.Map
 
 	mu        sync.Mutex
 	listeners map[listenKey]*listener
@@ -315,6 +317,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			se.close()
 		}
 		s.mu.Unlock()
+		// HTTP requests waiting on a backend: their pooled connections
+		// are not tied to a session.
+		s.backendConns.Range(func(c, _ any) bool {
+			c.(*deadlineConn).c.Close()
+			return true
+		})
 		<-done
 	}
 	s.clients.Range(func(_, c any) bool {
