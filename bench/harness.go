@@ -499,9 +499,16 @@ func (h *harness) runMatrix(ctx context.Context) ([]Row, error) {
 					continue
 				}
 			}
+		cells:
 			for _, size := range h.opts.Sizes {
 				for _, conns := range h.opts.Conns {
 					row, err := h.cell(ctx, target, mode, addr, p, size, conns)
+					if errors.Is(err, errProxyDied) && ctx.Err() == nil {
+						// A crashed proxy is a result, not a reason to lose the other targets.
+						h.skipped = append(h.skipped, fmt.Sprintf("%s %s: from %s c=%d on: %v", target, mode, sizeName(size), conns, err))
+						h.logf("  %-8s %-4s %-7s c=%-4d %v", target, mode, sizeName(size), conns, err)
+						break cells
+					}
 					if err != nil {
 						return rows, err
 					}
@@ -518,6 +525,9 @@ func (h *harness) runMatrix(ctx context.Context) ([]Row, error) {
 	}
 	return rows, nil
 }
+
+// errProxyDied reports that the proxy under test exited while it was being measured.
+var errProxyDied = errors.New("proxy exited")
 
 // loadSummary is what both load generators report for one run.
 type loadSummary struct {
@@ -554,8 +564,8 @@ func (h *harness) cell(ctx context.Context, target, mode string, addr netip.Addr
 	stopSampler := func() {}
 	if p != nil {
 		var err error
-		if s0, err = sampleGroup(p.pgid()); err != nil {
-			return row, fmt.Errorf("bench: %s %s: %w; log: %s", target, mode, err, p.logTail(600))
+		if s0, err = sampleGroup(p.pgid()); err != nil || p.exited() {
+			return row, fmt.Errorf("bench: %s %s: %w (%v); log: %s", target, mode, errProxyDied, err, p.logTail(600))
 		}
 		maxRSS = s0.rssKiB
 		sctx, cancel := context.WithCancel(ctx)
@@ -588,8 +598,8 @@ func (h *harness) cell(ctx context.Context, target, mode string, addr netip.Addr
 	}
 	if p != nil {
 		s1, err := sampleGroup(p.pgid())
-		if err != nil {
-			return row, fmt.Errorf("bench: %s %s died during the run: %w; log: %s", target, mode, err, p.logTail(600))
+		if err != nil || p.exited() {
+			return row, fmt.Errorf("bench: %s %s: %w during the cell (%v); log: %s", target, mode, errProxyDied, err, p.logTail(600))
 		}
 		row.RSSKiB = max(maxRSS, s1.rssKiB)
 		row.CPUSeconds = s1.cpuSecs - s0.cpuSecs

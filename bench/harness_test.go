@@ -3,14 +3,20 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // freePorts picks ports the kernel considers free on 127.0.0.1 right now.
@@ -275,4 +281,61 @@ func TestBuiltinBackend(t *testing.T) {
 	if err := ServeBackend(t.Context(), "198.18.0.1:80"); err == nil {
 		t.Fatal("ServeBackend accepted a non-loopback address")
 	}
+}
+
+func TestRunHalbThatDiesMidRunIsReported(t *testing.T) {
+	// A "halb" that serves (this test binary running TestHelperBackend) and exits 1 s after
+	// the readiness probe, in the middle of the 3 s measured cell: reported under the table,
+	// and the run finishes.
+	opts := testOptions(t)
+	opts.Targets = []string{TargetDirect, TargetHalb}
+	opts.Modes = []string{"http"}
+	opts.Sizes = []int{128}
+	opts.Conns = []int{2}
+	opts.Duration = 3 * time.Second
+	script := filepath.Join(t.TempDir(), "halb")
+	body := fmt.Sprintf("#!/bin/sh\nBENCH_HELPER_ADDR=%s BENCH_HELPER_LIFE=1s exec %s -test.run='^TestHelperBackend$'\n",
+		lo(opts.Ports.Halb), os.Args[0])
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts.HalbBin = script
+	out, _ := runHarness(t, opts)
+	rows := tableRows(out)
+	if len(rows) != 1 || rows[0][0] != "direct" {
+		t.Fatalf("want only the direct row:\n%s", out)
+	}
+	if !strings.Contains(out, "Skipped: halb http: from 128 B c=2 on:") || !strings.Contains(out, "proxy exited during the cell") {
+		t.Fatalf("halb's death during the cell not reported:\n%s", out)
+	}
+}
+
+// TestHelperBackend is not a test: run by TestRunHalbThatDiesMidRunIsReported as a fake
+// proxy process, it serves like a backend until BENCH_HELPER_LIFE after its first request
+// (the harness's readiness probe), then exits with status 3.
+func TestHelperBackend(t *testing.T) {
+	addr := os.Getenv("BENCH_HELPER_ADDR")
+	if addr == "" {
+		t.Skip("helper process only")
+	}
+	life, err := time.ParseDuration(os.Getenv("BENCH_HELPER_LIFE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var once sync.Once
+	b := newBuiltinBackend()
+	serve := b.srv.Handler
+	b.srv.Handler = func(rc *fasthttp.RequestCtx) {
+		once.Do(func() { time.AfterFunc(life, cancel) })
+		serve(rc)
+	}
+	if err := b.serve(ctx, ln); err != nil {
+		t.Fatal(err)
+	}
+	os.Exit(3)
 }
