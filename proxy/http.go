@@ -576,6 +576,10 @@ func (svc *service) newHostClient(b *balance.Backend, se *session) *fasthttp.Hos
 			}
 			dc := &deadlineConn{c: tc, idle: idle, track: &svc.srv.backendConns}
 			svc.srv.backendConns.Store(dc, struct{}{})
+			if svc.srv.aborted.Load() { // a forced shutdown is closing them all
+				dc.Close()
+				return nil, errors.New("proxy: server shut down")
+			}
 			return dc, nil
 		},
 		MaxConns:                      math.MaxInt32,
@@ -598,10 +602,11 @@ func (svc *service) newHostClient(b *balance.Backend, se *session) *fasthttp.Hos
 // (those are redispatched by roundTrip).
 func retryStale(req *fasthttp.Request, attempts int, err error) (bool, bool) {
 	var de *dialError
-	if errors.As(err, &de) || attempts >= 2 {
-		return false, false
+	if errors.As(err, &de) || attempts >= 2 || isTimeout(err) || errors.Is(err, fasthttp.ErrTimeout) {
+		return false, false // a timed-out request is answered 504, not waited for twice
 	}
-	return false, isIdempotent(req.Header.Method()) && req.Header.ContentLength() == 0 && !req.IsBodyStream()
+	cl := req.Header.ContentLength() // -2: no body framing at all
+	return false, isIdempotent(req.Header.Method()) && (cl == 0 || cl == -2) && !req.IsBodyStream()
 }
 
 // respBody streams a backend response body to the client and releases the

@@ -62,3 +62,29 @@ func TestHTTPExpectContinue(t *testing.T) {
 		t.Fatalf("body %q", body)
 	}
 }
+
+// A pooled backend connection that the backend closed is retried for an
+// idempotent request (on a new connection), so the client never notices.
+func TestHTTPStaleKeepAliveRetry(t *testing.T) {
+	be := rawBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") // answers once, then closes
+	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(be)})
+	c := dial(t, s.Addr("h"))
+	br := bufio.NewReader(c)
+	for i := range 4 {
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "ok" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	// A POST may have reached the backend: it is not sent again.
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 502 {
+		t.Fatalf("POST on a stale connection: %v %v, want 502", resp, err)
+	}
+}

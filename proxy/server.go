@@ -46,6 +46,7 @@ type Server struct {
 	sessions  map[*session]struct{}
 	wg        sync.WaitGroup // accept loops and sessions
 	draining  atomic.Bool
+	aborted   atomic.Bool // a forced shutdown closes every connection
 }
 
 type listenKey struct {
@@ -312,6 +313,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		err = fmt.Errorf("proxy: shutdown: %w", ctx.Err())
+		s.aborted.Store(true)
 		s.mu.Lock()
 		for se := range s.sessions {
 			se.close()
