@@ -88,3 +88,33 @@ func TestHTTPStaleKeepAliveRetry(t *testing.T) {
 		t.Fatalf("POST on a stale connection: %v %v, want 502", resp, err)
 	}
 }
+
+// Bodiless responses (HEAD, 204, 304) release the backend slot.
+func TestHTTPBodilessReleaseBackend(t *testing.T) {
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/204":
+			w.WriteHeader(204)
+		case "/304":
+			w.WriteHeader(304)
+		default:
+			io.WriteString(w, "body")
+		}
+	})
+	p := pool(be.addr())
+	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: p})
+	c := dial(t, s.Addr("h"))
+	br := bufio.NewReader(c)
+	for _, r := range []struct{ method, path string }{{"GET", "/204"}, {"GET", "/304"}, {"HEAD", "/"}, {"GET", "/"}} {
+		io.WriteString(c, r.method+" "+r.path+" HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, &http.Request{Method: r.method})
+		if err != nil {
+			t.Fatalf("%v: %v", r, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+	}
+	eventually(t, "backend slots released", func() bool { return p.Views()[0].Active == 0 })
+	if v := p.Views()[0]; v.Total != 4 {
+		t.Fatalf("backend view %+v", v)
+	}
+}
