@@ -48,6 +48,7 @@ func TestHTTPBadRequests(t *testing.T) {
 		{"http/1.2 version", "GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505},
 		{"garbage version", "GET / FOO/1.1\r\nHost: a\r\n\r\n", 400},
 		{"bad method", "G(T / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 501},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

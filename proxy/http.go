@@ -298,6 +298,11 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 		svc.reject(ctx, chk, nil)
 		return
 	}
+	if h.IsConnect() {
+		// A reverse proxy does not open tunnels to arbitrary targets.
+		svc.reject(ctx, headerCheck{fasthttp.StatusNotImplemented, "CONNECT is not supported"}, nil)
+		return
+	}
 	if p := h.Protocol(); string(p) != "HTTP/1.1" && string(p) != "HTTP/1.0" {
 		svc.reject(ctx, headerCheck{fasthttp.StatusHTTPVersionNotSupported, "unsupported HTTP version"}, nil)
 		return
