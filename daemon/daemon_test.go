@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"halb/internal/poll"
 	"io"
 	"net"
 	"net/http"
@@ -59,24 +60,9 @@ func startDaemon(t *testing.T, path string) *Daemon {
 	return d
 }
 
-// eventually polls cond every 10 ms until it holds or the deadline passes.
-func eventually(timeout time.Duration, cond func() bool) bool {
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(timeout)
-	for !cond() {
-		select {
-		case <-deadline:
-			return cond()
-		case <-tick.C:
-		}
-	}
-	return true
-}
-
 func waitHTTP(t *testing.T, url string) {
 	t.Helper()
-	ok := eventually(10*time.Second, func() bool {
+	ok := poll.Until(10*time.Second, 10*time.Millisecond, func() bool {
 		resp, err := http.Get(url)
 		if err != nil {
 			return false
@@ -250,7 +236,7 @@ func TestGracefulStopCompletesInFlight(t *testing.T) {
 	}
 	started.Wait()
 	// Every request in flight, then stop: the listener closes while they are still held.
-	if !eventually(5*time.Second, func() bool {
+	if !poll.Until(5*time.Second, 10*time.Millisecond, func() bool {
 		var active int64
 		for _, s := range d.proxy.Stats() {
 			active += s.Active
@@ -261,7 +247,7 @@ func TestGracefulStopCompletesInFlight(t *testing.T) {
 	}
 	cancel()
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	if !eventually(5*time.Second, func() bool {
+	if !poll.Until(5*time.Second, 10*time.Millisecond, func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()

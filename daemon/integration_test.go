@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"halb/internal/poll"
 	"io"
 	"net"
 	"net/http"
@@ -49,7 +50,7 @@ func TestHealthDrivesPool(t *testing.T) {
 		return "missing"
 	}
 	be1.Close()
-	if !eventually(10*time.Second, func() bool { return strings.HasPrefix(state(be1.Addrs[0]), admin.StateDown) }) {
+	if !poll.Until(10*time.Second, 10*time.Millisecond, func() bool { return strings.HasPrefix(state(be1.Addrs[0]), admin.StateDown) }) {
 		t.Fatalf("dead backend never left the pool: %s", state(be1.Addrs[0]))
 	}
 	if s := state(be1.Addrs[0]); !strings.Contains(s, "refused") {
@@ -67,7 +68,7 @@ func TestHealthDrivesPool(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer be1b.Close()
-	if !eventually(10*time.Second, func() bool { return strings.HasPrefix(state(be1.Addrs[0]), admin.StateUp) }) {
+	if !poll.Until(10*time.Second, 10*time.Millisecond, func() bool { return strings.HasPrefix(state(be1.Addrs[0]), admin.StateUp) }) {
 		t.Fatalf("returning backend never rejoined: %s", state(be1.Addrs[0]))
 	}
 	seen := map[string]bool{}

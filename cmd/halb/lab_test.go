@@ -1,6 +1,7 @@
 package main
 
 import (
+	"halb/internal/poll"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,20 +11,6 @@ import (
 
 	"halb/internal/netlab"
 )
-
-func eventually(timeout time.Duration, cond func() bool) bool {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(timeout)
-	for !cond() {
-		select {
-		case <-deadline:
-			return cond()
-		case <-tick.C:
-		}
-	}
-	return true
-}
 
 // TestLabTwoNodes runs two halb nodes (this test binary standing in for halb) in the lab with
 // dual-active VIPs and checks the VRRP issue's must-holds at the level of the whole daemon: each
@@ -83,7 +70,7 @@ func TestLabTwoNodes(t *testing.T) {
 	}
 	step := func(what string, cond func() bool) {
 		t.Helper()
-		if !eventually(15*time.Second, cond) {
+		if !poll.Until(15*time.Second, 20*time.Millisecond, cond) {
 			dump()
 			t.Fatalf("%s: not within 15 s", what)
 		}
