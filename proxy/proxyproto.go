@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 )
 
 // PROXY protocol codec (versions 1 and 2), written by hand: no maintained
@@ -34,6 +35,19 @@ func (p ProxyProto) String() string {
 	return "ProxyProto(" + strconv.Itoa(int(p)) + ")"
 }
 
+// ParseProxyProto parses "none" (or ""), "v1" or "v2".
+func ParseProxyProto(s string) (ProxyProto, error) {
+	switch strings.ToLower(s) {
+	case "", "none":
+		return ProxyNone, nil
+	case "v1", "1":
+		return ProxyV1, nil
+	case "v2", "2":
+		return ProxyV2, nil
+	}
+	return ProxyNone, fmt.Errorf("proxy: unknown PROXY protocol version %q (want none, v1 or v2)", s)
+}
+
 // ProxyHeader is a parsed PROXY protocol header.
 type ProxyHeader struct {
 	Version int  // 1 or 2
@@ -43,8 +57,8 @@ type ProxyHeader struct {
 }
 
 var (
-	// errProxyIncomplete reports that b is a valid prefix of a header: read more.
-	errProxyIncomplete = errors.New("proxy header: incomplete")
+	// ErrProxyIncomplete reports that the bytes are a valid prefix of a header: read more.
+	ErrProxyIncomplete = errors.New("proxy header: incomplete")
 	// errNotProxy reports that the bytes cannot start a PROXY header.
 	errNotProxy = errors.New("proxy header: missing")
 )
@@ -57,11 +71,11 @@ const (
 )
 
 // ParseProxyHeader parses one PROXY v1 or v2 header at the start of b. It
-// returns the header and its length in bytes. errProxyIncomplete means b is a
+// returns the header and its length in bytes. ErrProxyIncomplete means b is a
 // valid but truncated header; any other error means the peer must be dropped.
 func ParseProxyHeader(b []byte) (ProxyHeader, int, error) {
 	if len(b) == 0 {
-		return ProxyHeader{}, 0, errProxyIncomplete
+		return ProxyHeader{}, 0, ErrProxyIncomplete
 	}
 	if b[0] == 'P' {
 		return parseProxyV1(b)
@@ -86,7 +100,7 @@ func parseProxyV1(b []byte) (ProxyHeader, int, error) {
 		if i := bytes.IndexByte(b, '\r'); i >= 0 && i != len(b)-1 {
 			return ProxyHeader{}, 0, errors.New("proxy v1: bare CR")
 		}
-		return ProxyHeader{}, 0, errProxyIncomplete
+		return ProxyHeader{}, 0, ErrProxyIncomplete
 	}
 	if end == 0 || b[end-1] != '\r' {
 		return ProxyHeader{}, 0, errors.New("proxy v1: line not ended by CRLF")
@@ -164,7 +178,7 @@ func parseProxyV2(b []byte) (ProxyHeader, int, error) {
 		return ProxyHeader{}, 0, errNotProxy
 	}
 	if len(b) < 16 {
-		return ProxyHeader{}, 0, errProxyIncomplete
+		return ProxyHeader{}, 0, ErrProxyIncomplete
 	}
 	verCmd, fam := b[12], b[13]
 	if verCmd>>4 != 2 {
@@ -179,7 +193,7 @@ func parseProxyV2(b []byte) (ProxyHeader, int, error) {
 		return ProxyHeader{}, 0, fmt.Errorf("proxy v2: header too long (%d bytes)", total)
 	}
 	if len(b) < total {
-		return ProxyHeader{}, 0, errProxyIncomplete
+		return ProxyHeader{}, 0, ErrProxyIncomplete
 	}
 	body := b[16:total]
 	h := ProxyHeader{Version: 2, Local: true}

@@ -46,7 +46,7 @@ func ppBackend(t *testing.T) net.Addr {
 						io.Copy(c, c)
 						return
 					}
-					if !errors.Is(perr, errProxyIncomplete) || err != nil {
+					if !errors.Is(perr, ErrProxyIncomplete) || err != nil {
 						fmt.Fprintf(c, "bad %v\n", perr)
 						return
 					}

@@ -31,7 +31,7 @@ func TestProxyHeaderRoundTrip(t *testing.T) {
 			}
 			// Every strict prefix is incomplete, never an error.
 			for i := range n {
-				if _, _, err := ParseProxyHeader(b[:i]); !errors.Is(err, errProxyIncomplete) {
+				if _, _, err := ParseProxyHeader(b[:i]); !errors.Is(err, ErrProxyIncomplete) {
 					t.Fatalf("%v prefix %d: %v", v, i, err)
 				}
 			}
@@ -72,7 +72,7 @@ func TestProxyHeaderRejects(t *testing.T) {
 		"\r\n\r\nX",
 	}
 	for _, s := range bad {
-		if _, _, err := ParseProxyHeader([]byte(s)); err == nil || errors.Is(err, errProxyIncomplete) {
+		if _, _, err := ParseProxyHeader([]byte(s)); err == nil || errors.Is(err, ErrProxyIncomplete) {
 			t.Errorf("%q: got %v, want a rejection", s, err)
 		}
 	}
@@ -119,4 +119,23 @@ func FuzzParseProxyHeader(f *testing.F) {
 			t.Fatalf("re-encode of %+v: %q %+v %v", h, b2, h2, err)
 		}
 	})
+}
+
+func TestParseModeAndProxyProto(t *testing.T) {
+	for _, m := range []Mode{ModeTCP, ModeHTTP, ModeTLS} {
+		if got, err := ParseMode(m.String()); err != nil || got != m {
+			t.Errorf("%v: %v %v", m, got, err)
+		}
+	}
+	for _, p := range []ProxyProto{ProxyNone, ProxyV1, ProxyV2} {
+		if got, err := ParseProxyProto(p.String()); err != nil || got != p {
+			t.Errorf("%v: %v %v", p, got, err)
+		}
+	}
+	if _, err := ParseMode("udp"); err == nil {
+		t.Error("udp accepted")
+	}
+	if _, err := ParseProxyProto("v3"); err == nil {
+		t.Error("v3 accepted")
+	}
 }

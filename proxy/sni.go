@@ -10,8 +10,8 @@ import (
 // bounds checks (golang.org/x/crypto/cryptobyte is not in the module graph).
 // Only what routing needs is decoded; the bytes are forwarded untouched.
 
-// errHelloIncomplete reports that the data is a valid prefix of a ClientHello.
-var errHelloIncomplete = errors.New("tls: client hello incomplete")
+// ErrHelloIncomplete reports that the data is a valid prefix of a ClientHello: read more.
+var ErrHelloIncomplete = errors.New("tls: client hello incomplete")
 
 const (
 	maxTLSRecord = 1 << 14 // plaintext record limit (RFC 8446 §5.1)
@@ -21,7 +21,7 @@ const (
 // ParseClientHello parses the TLS records at the start of data, which must
 // carry a ClientHello handshake message (possibly split across records), and
 // returns the lower-cased host_name of its server_name extension ("" if the
-// client sent none). It returns errHelloIncomplete when more bytes are
+// client sent none). It returns ErrHelloIncomplete when more bytes are
 // needed, and another error when data is not a well-formed ClientHello.
 func ParseClientHello(data []byte) (string, error) {
 	var hs []byte // handshake bytes; aliases data when one record holds the message
@@ -31,7 +31,7 @@ func ParseClientHello(data []byte) (string, error) {
 			if err := checkRecordHeaderPrefix(data[off:]); err != nil {
 				return "", err
 			}
-			return "", errHelloIncomplete
+			return "", ErrHelloIncomplete
 		}
 		h := data[off : off+5]
 		if err := checkRecordHeaderPrefix(h); err != nil {
@@ -42,7 +42,7 @@ func ParseClientHello(data []byte) (string, error) {
 			return "", fmt.Errorf("tls: bad record length %d", rlen)
 		}
 		if len(data)-off-5 < rlen {
-			return "", errHelloIncomplete
+			return "", ErrHelloIncomplete
 		}
 		frag := data[off+5 : off+5+rlen]
 		off += 5 + rlen

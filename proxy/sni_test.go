@@ -25,7 +25,7 @@ func clientHello(t testing.TB, serverName string, alpn ...string) []byte {
 			t.Fatalf("read hello: %v", err)
 		}
 		buf = append(buf, tmp[:n]...)
-		if _, err := ParseClientHello(buf); !errors.Is(err, errHelloIncomplete) {
+		if _, err := ParseClientHello(buf); !errors.Is(err, ErrHelloIncomplete) {
 			break
 		}
 	}
@@ -47,7 +47,7 @@ func TestParseClientHelloReal(t *testing.T) {
 			t.Fatalf("got %q want %q", got, want)
 		}
 		for i := range len(b) - 1 {
-			if _, err := ParseClientHello(b[:i]); !errors.Is(err, errHelloIncomplete) {
+			if _, err := ParseClientHello(b[:i]); !errors.Is(err, ErrHelloIncomplete) {
 				t.Fatalf("prefix %d: %v", i, err)
 			}
 		}
@@ -86,7 +86,7 @@ func TestParseClientHelloRejects(t *testing.T) {
 		"trailing bytes": mut(func(b []byte) []byte { b[4]++; b[8]++; return append(b, 0) }),
 	}
 	for name, b := range cases {
-		if _, err := ParseClientHello(b); err == nil || errors.Is(err, errHelloIncomplete) {
+		if _, err := ParseClientHello(b); err == nil || errors.Is(err, ErrHelloIncomplete) {
 			t.Errorf("%s: got %v, want rejection", name, err)
 		}
 	}

@@ -155,7 +155,7 @@ func (s *Server) readProxyHeader(se *session) error {
 			se.prefix = append(se.prefix, buf[hn:]...)
 			return nil
 		}
-		if !errors.Is(perr, errProxyIncomplete) {
+		if !errors.Is(perr, ErrProxyIncomplete) {
 			return fmt.Errorf("proxy: accept-proxy: %w", perr)
 		}
 		if err != nil {
@@ -439,7 +439,7 @@ func (svc *service) serveTLS(se *session) {
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, errHelloIncomplete) || len(buf) > maxHelloSize+64<<10 {
+		if !errors.Is(err, ErrHelloIncomplete) || len(buf) > maxHelloSize+64<<10 {
 			svc.st.errs.Add(1)
 			c.Close()
 			svc.logSession(se, nil, int64(len(buf)), 0, "bad TLS ClientHello", err)
