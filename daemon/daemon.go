@@ -494,7 +494,7 @@ func (d *Daemon) pushTrackers(cfg *config.Config, svc string, up bool) {
 			ts := vrrp.TrackerState{Reason: "virtual server " + svc + " up"}
 			if !up {
 				ts.Reason = "virtual server " + svc + " lost quorum"
-				if t.HasWeight {
+				if t.HasWeight && in.TrackMode != config.TrackFault {
 					ts.Weight = t.Weight
 				} else {
 					ts.Fault = true

@@ -55,11 +55,21 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 		for _, v := range in.ExcludedVIPs {
 			ic.Excluded = append(ic.Excluded, vrrp.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label, Brd: v.Broadcast, Scope: v.Scope})
 		}
+		// track_mode fault: weight 0 is keepalived's "FAULT while failing" for scripts and interfaces.
+		fault := in.TrackMode == config.TrackFault
 		for _, t := range in.TrackScripts {
-			ic.TrackScripts = append(ic.TrackScripts, vrrp.TrackScriptRef{Name: t.Name, Weight: t.Weight, WeightSet: t.HasWeight})
+			ref := vrrp.TrackScriptRef{Name: t.Name, Weight: t.Weight, WeightSet: t.HasWeight}
+			if fault {
+				ref.Weight, ref.WeightSet = 0, true
+			}
+			ic.TrackScripts = append(ic.TrackScripts, ref)
 		}
 		for _, t := range in.TrackInterfaces {
-			ic.TrackInterfaces = append(ic.TrackInterfaces, vrrp.TrackIf{Name: t.Name, Weight: t.Weight})
+			w := t.Weight
+			if fault {
+				w = 0
+			}
+			ic.TrackInterfaces = append(ic.TrackInterfaces, vrrp.TrackIf{Name: t.Name, Weight: w})
 		}
 		out.Instances = append(out.Instances, ic)
 	}

@@ -1,0 +1,128 @@
+package daemon
+
+import (
+	"testing"
+
+	"halb/config"
+	"halb/proxy"
+)
+
+func mustParse(t *testing.T, src string) *config.Config {
+	t.Helper()
+	cfg, _, err := config.Parse("test.conf", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestVRRPTranslation: the config model reaches the VRRP router with keepalived's meaning,
+// including track_mode fault (weights become "FAULT while failing").
+func TestVRRPTranslation(t *testing.T) {
+	src := `vrrp_script chk {
+    script "/bin/true"
+    weight -20
+}
+vrrp_instance A {
+    state MASTER
+    interface eth0
+    virtual_router_id 51
+    priority 150
+    advert_int 1
+    authentication {
+        auth_type PASS
+        auth_pass secret
+    }
+    virtual_ipaddress {
+        198.18.0.10/24 dev eth0 label eth0:1
+    }
+    track_script {
+        chk
+    }
+    track_interface {
+        eth1 weight -10
+    }
+}
+vrrp_instance B {
+    interface eth0
+    virtual_router_id 52
+    track_mode fault
+    virtual_ipaddress {
+        198.18.0.20/24
+    }
+    track_script {
+        chk weight -30
+    }
+    track_interface {
+        eth1 weight -10
+    }
+}
+`
+	v := vrrpConfig(mustParse(t, src))
+	if len(v.Instances) != 2 || len(v.Scripts) != 1 || v.Scripts[0].Weight != -20 {
+		t.Fatalf("translation: %+v", v)
+	}
+	a, b := v.Instances[0], v.Instances[1]
+	if a.VRID != 51 || a.Priority != 150 || a.AuthPass != "secret" || a.VIPs[0].Label != "eth0:1" || a.VIPs[0].Prefix.Bits() != 24 {
+		t.Fatalf("instance A: %+v", a)
+	}
+	if a.TrackScripts[0].WeightSet || a.TrackInterfaces[0].Weight != -10 {
+		t.Fatalf("A tracking (weight mode): %+v %+v", a.TrackScripts, a.TrackInterfaces)
+	}
+	if !b.TrackScripts[0].WeightSet || b.TrackScripts[0].Weight != 0 || b.TrackInterfaces[0].Weight != 0 {
+		t.Fatalf("B tracking (fault mode): %+v %+v", b.TrackScripts, b.TrackInterfaces)
+	}
+}
+
+// TestProxySpecs: a TLS service with SNI-tagged real servers gets one pool per name plus the
+// default set, and per-server PROXY protocol reaches the pool members.
+func TestProxySpecs(t *testing.T) {
+	src := `virtual_server 198.18.0.10 443 {
+    proxy_mode tls
+    lb_algo sh
+    send_proxy v2
+    real_server 198.18.0.11 443 {
+        sni www.example.com *.example.org
+    }
+    real_server 198.18.0.12 443 {
+        sni www.example.com
+        send_proxy v1
+    }
+    real_server 198.18.0.13 443 {
+    }
+}
+`
+	g, err := buildPools(mustParse(t, src), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := proxySpecs(g, nil)
+	if len(specs) != 1 || specs[0].Pool == nil || len(specs[0].SNI) != 2 {
+		t.Fatalf("specs: %+v", specs)
+	}
+	names := map[string]int{}
+	for _, r := range specs[0].SNI {
+		names[r.Names[0]] = len(r.Pool.Views())
+	}
+	if names["www.example.com"] != 2 || names["*.example.org"] != 1 || len(specs[0].Pool.Views()) != 1 {
+		t.Fatalf("SNI pools: %v, default %d", names, len(specs[0].Pool.Views()))
+	}
+	for _, r := range specs[0].SNI {
+		if b := r.Pool.Backend("198.18.0.12:443"); b != nil {
+			if o, ok := b.Data().(*proxy.BackendOpts); !ok || o.SendProxy != proxy.ProxyV1 {
+				t.Fatalf("per-server send_proxy not carried: %#v", b.Data())
+			}
+		}
+	}
+	if specs[0].SendProxy != proxy.ProxyV2 {
+		t.Fatalf("service send_proxy: %v", specs[0].SendProxy)
+	}
+	// Reload with the same service: the pools are the same objects (backends keep their state).
+	g2, err := buildPools(mustParse(t, src), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g2.services[0].pools[0].pool != g.services[0].pools[0].pool {
+		t.Fatal("reload replaced an unchanged pool")
+	}
+}
