@@ -47,6 +47,9 @@ type Options struct {
 	Timeout      time.Duration // per-request timeout of the load generator
 	WorkDir      string        // parent of the run's temporary directory ("" = os.TempDir())
 	Keep         bool          // keep the temporary directory (configs, logs)
+	// Pin runs the proxy under test on CPU 0 (with taskset) and this process, the backends
+	// and wrk on the other CPUs.
+	Pin bool
 	// SelfExe, when set, runs each built-in backend as `SelfExe bench --serve ADDR` with
 	// GOMAXPROCS=1; when empty they run inside the harness's process.
 	SelfExe string
@@ -107,6 +110,16 @@ func Run(ctx context.Context, opts Options, out, progress io.Writer) (err error)
 	defer h.cleanup()
 	if err := h.checkPorts(); err != nil {
 		return err
+	}
+	if opts.Pin {
+		if _, err := exec.LookPath("taskset"); err != nil {
+			return fmt.Errorf("bench: pin: %w (apt-get install util-linux)", err)
+		}
+		restore, err := pinSelf(numCPU())
+		if err != nil {
+			return err
+		}
+		defer restore()
 	}
 	if err := h.startBackends(ctx); err != nil {
 		return err
@@ -176,6 +189,9 @@ func (o *Options) validate() error {
 	}
 	if o.Backend != "auto" && o.Backend != "nginx" && o.Backend != "builtin" {
 		errs = append(errs, fmt.Errorf("unknown backend %q (auto, nginx, builtin)", o.Backend))
+	}
+	if o.Pin && numCPU() < 2 {
+		errs = append(errs, fmt.Errorf("pin needs at least 2 CPUs"))
 	}
 	if o.Idle < 0 {
 		errs = append(errs, fmt.Errorf("idle connection count must not be negative"))
@@ -453,6 +469,9 @@ func (h *harness) startProxy(ctx context.Context, target, mode string, maxconn i
 		argv = []string{"nginx", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf}
 	default:
 		return nil, addr, "", fmt.Errorf("bench: unknown target %q", target)
+	}
+	if h.opts.Pin {
+		argv = append([]string{"taskset", "-c", proxyCPUs()}, argv...)
 	}
 	p, err = startProc(dir, target, env, argv...)
 	if err != nil {
@@ -740,6 +759,9 @@ func fmtRatio(r float64) string {
 func (h *harness) header(w io.Writer) {
 	o := h.opts
 	fmt.Fprintf(w, "halb bench %s: %d CPUs, proxy threads %d, backends: %s\n", h.started.UTC().Format(time.RFC3339), numCPU(), o.Threads, h.backendDesc)
+	if o.Pin {
+		fmt.Fprintf(w, "pinned: the proxy on CPU %s; load generator and backends on CPU %s ('direct' runs on those only)\n", proxyCPUs(), loadCPUs(numCPU()))
+	}
 	if o.Idle > 0 {
 		fmt.Fprintf(w, "idle memory: %d keep-alive client connections per proxy, one GET /128 each\n", o.Idle)
 	} else {
@@ -751,6 +773,13 @@ func (h *harness) header(w io.Writer) {
 	}
 	for _, v := range versions() {
 		fmt.Fprintf(w, "%s\n", v)
+	}
+	if o.HalbBin != "" && slices.Contains(o.Targets, TargetHalb) {
+		v := "?"
+		if out, err := exec.Command(o.HalbBin, "version").Output(); err == nil {
+			v = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+		}
+		fmt.Fprintf(w, "halb: %s (%s)\n", o.HalbBin, v)
 	}
 	fmt.Fprintln(w)
 }

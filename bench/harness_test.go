@@ -339,3 +339,35 @@ func TestHelperBackend(t *testing.T) {
 	}
 	os.Exit(3)
 }
+
+func TestRunPinned(t *testing.T) {
+	if numCPU() < 2 {
+		t.Skip("pinning needs 2 CPUs")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("taskset not installed")
+	}
+	before := selfAffinity()
+	opts := testOptions(t)
+	opts.Pin = true
+	opts.Modes = []string{"http"}
+	opts.Sizes = []int{128}
+	if _, err := exec.LookPath("haproxy"); err == nil {
+		opts.Targets = []string{TargetDirect, TargetHAProxy}
+	}
+	out, _ := runHarness(t, opts)
+	if !strings.Contains(out, "pinned: the proxy on CPU 0") {
+		t.Errorf("header doesn't say pinned:\n%s", out)
+	}
+	for _, r := range tableRows(out) {
+		if r[4] == "0" || r[7] != "0" {
+			t.Errorf("pinned row %q: no requests or errors", r)
+		}
+	}
+	if after := selfAffinity(); after != before {
+		t.Fatalf("affinity not restored: %d CPUs before, %d after", before, after)
+	}
+	if loadCPUs(2) != "1" || loadCPUs(16) != "1-15" {
+		t.Error("loadCPUs")
+	}
+}

@@ -83,6 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		halbBin  = fs.String("halb", "", "halb executable (default $HALB_BIN, else the halb next to this executable)")
 		timeout  = fs.Duration("timeout", 5*time.Second, "per-request timeout")
 		keep     = fs.Bool("keep", false, "keep the temporary directory with configs and logs")
+		pin      = fs.Bool("pin", false, "pin the proxy to CPU 0 (1 thread unless --threads) and the load generator and backends to the other CPUs")
 		serve    = fs.String("serve", "", "run one built-in backend on this 127.0.0.1 address and nothing else")
 		idle     idleFlag
 	)
@@ -122,7 +123,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := Options{
 		Duration: *duration, Warmup: *warmup, Modes: splitList(*modes), Targets: splitList(*targets),
 		Threads: *threads, LoadgenProcs: *lgProcs, Loadgen: *loadgen, Backend: *backend,
-		Idle: idle.n, Ports: DefaultPorts(), Timeout: *timeout, Keep: *keep,
+		Idle: idle.n, Ports: DefaultPorts(), Timeout: *timeout, Keep: *keep, Pin: *pin,
+	}
+	if opts.Pin && !flagWasSet(fs, "threads") {
+		opts.Threads = 1 // one CPU for the proxy, as anchor-bench.sh's PIN=1
 	}
 	var err error
 	if opts.Conns, err = parseInts(*conns); err != nil {
