@@ -776,9 +776,13 @@ func (h *harness) header(w io.Writer) {
 	}
 	if o.HalbBin != "" && slices.Contains(o.Targets, TargetHalb) {
 		v := "?"
-		if out, err := exec.Command(o.HalbBin, "version").Output(); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		cmd := exec.CommandContext(ctx, o.HalbBin, "version")
+		cmd.WaitDelay = time.Second
+		if out, err := cmd.Output(); err == nil {
 			v = strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
 		}
+		cancel()
 		fmt.Fprintf(w, "halb: %s (%s)\n", o.HalbBin, v)
 	}
 	fmt.Fprintln(w)

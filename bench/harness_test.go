@@ -294,7 +294,7 @@ func TestRunHalbThatDiesMidRunIsReported(t *testing.T) {
 	opts.Conns = []int{2}
 	opts.Duration = 3 * time.Second
 	script := filepath.Join(t.TempDir(), "halb")
-	body := fmt.Sprintf("#!/bin/sh\nBENCH_HELPER_ADDR=%s BENCH_HELPER_LIFE=1s exec %s -test.run='^TestHelperBackend$'\n",
+	body := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = version ] && { echo 'halb fake'; exit 0; }\nBENCH_HELPER_ADDR=%s BENCH_HELPER_LIFE=1s exec %s -test.run='^TestHelperBackend$'\n",
 		lo(opts.Ports.Halb), os.Args[0])
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
@@ -304,6 +304,9 @@ func TestRunHalbThatDiesMidRunIsReported(t *testing.T) {
 	rows := tableRows(out)
 	if len(rows) != 1 || rows[0][0] != "direct" {
 		t.Fatalf("want only the direct row:\n%s", out)
+	}
+	if !strings.Contains(out, "(halb fake)") {
+		t.Errorf("header doesn't name the halb binary and its version:\n%s", out)
 	}
 	if !strings.Contains(out, "Skipped: halb http: from 128 B c=2 on:") || !strings.Contains(out, "proxy exited during the cell") {
 		t.Fatalf("halb's death during the cell not reported:\n%s", out)
