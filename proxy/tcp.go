@@ -10,9 +10,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"halb/proxy/balance"
 )
@@ -395,14 +397,28 @@ func pipeConns(client, backend *net.TCPConn, cIdle, sIdle time.Duration, inCtr, 
 // idle/4: a round that moved bytes, or a session whose other direction did
 // within idle, goes on; a silent session ends between idle and 1.25*idle.
 // A write blocked for idle (the peer does not read) ends the session.
+//
+// Between bursts it waits for src to become readable without holding
+// anything (no buffer, no splice pipe), then splices only what is queued:
+// an idle session costs two sockets, not two more pipes (four fds) as a
+// blocking splice would.
 func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *atomic.Uint64) (int64, error) {
 	tick := max(idle/4, time.Millisecond)
+	rc, rcErr := src.SyscallConn()
 	var total int64
 	for {
 		start := time.Now()
 		src.SetReadDeadline(start.Add(tick))
 		dst.SetWriteDeadline(start.Add(idle))
-		n, err := io.CopyN(dst, src, spliceChunk)
+		chunk := int64(spliceChunk)
+		var err error
+		if rcErr == nil {
+			chunk, err = queued(rc)
+		}
+		var n int64
+		if err == nil {
+			n, err = io.CopyN(dst, src, chunk)
+		}
 		total += n
 		if n > 0 {
 			act.Store(time.Now().UnixNano())
@@ -419,6 +435,31 @@ func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *
 			return total, err
 		}
 	}
+}
+
+// queued waits until src is readable and returns how many bytes to splice:
+// what the receive queue holds (capped at spliceChunk), or spliceChunk at
+// EOF or on a pending error, which io.CopyN then reports without blocking.
+func queued(rc syscall.RawConn) (int64, error) {
+	var n int
+	var peek [1]byte
+	err := rc.Read(func(fd uintptr) bool {
+		m, _, perr := unix.Recvfrom(int(fd), peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		if perr == unix.EAGAIN {
+			return false // nothing yet: park on the poller
+		}
+		if perr != nil || m == 0 {
+			n = spliceChunk // EOF or error: let the copy see it
+			return true
+		}
+		q, qerr := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+		if qerr != nil || q <= 0 {
+			q = spliceChunk
+		}
+		n = min(q, spliceChunk)
+		return true
+	})
+	return int64(n), err
 }
 
 func isTimeout(err error) bool {
