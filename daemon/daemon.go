@@ -59,6 +59,7 @@ type Daemon struct {
 	checks *health.Scheduler
 	router *vrrp.Router
 	lvs    *ipvs.Reconciler
+	lvsTab ipvs.Table // the kernel's table, read for `halb ctl show ipvs`
 	admin  *admin.Server
 
 	started    time.Time
@@ -180,7 +181,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("daemon: ipvs: %w", err)
 		}
-		d.lvs = ipvs.NewReconciler(d.log, t)
+		d.lvs, d.lvsTab = ipvs.NewReconciler(d.log, t), t
 		d.lvs.Adopt(readOwned(d.ownedFile())...) // services a crashed run created
 		if err := d.lvs.SetDesired(ipvsServices(cfg)); err != nil {
 			d.stopParts(context.Background())

@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"halb/config"
+	"halb/ipvs"
 	"halb/proxy"
 )
 
@@ -124,5 +127,35 @@ func TestProxySpecs(t *testing.T) {
 	}
 	if g2.services[0].pools[0].pool != g.services[0].pools[0].pool {
 		t.Fatal("reload replaced an unchanged pool")
+	}
+}
+
+// TestIPVSView: `halb ctl show ipvs` shows halb's desired table next to the kernel's.
+func TestIPVSView(t *testing.T) {
+	cfg := mustParse(t, `virtual_server 198.18.0.10 80 {
+    lb_algo wrr
+    lb_kind DR
+    persistence_timeout 60
+    real_server 198.18.0.11 80 {
+        weight 3
+    }
+}
+`)
+	desired := ipvsServices(cfg)
+	if len(desired) != 1 || desired[0].Scheduler != "wrr" || desired[0].Dests[0].Method != ipvs.DR || desired[0].Timeout != 60*time.Second {
+		t.Fatalf("desired: %+v", desired)
+	}
+	kernel := ipvs.NewFakeTable()
+	if err := kernel.NewService(desired[0]); err != nil {
+		t.Fatal(err)
+	}
+	out, err := formatIPVS(desired, kernel, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	halbPart, kernelPart, ok := strings.Cut(out, "== the kernel's table ==")
+	if !ok || !strings.Contains(halbPart, "TCP  198.18.0.10:80 wrr persistent 60") || !strings.Contains(halbPart, "198.18.0.11:80") ||
+		!strings.Contains(kernelPart, "TCP  198.18.0.10:80 wrr") {
+		t.Fatalf("view:\n%s", out)
 	}
 }

@@ -274,10 +274,30 @@ func (s source) IPVS() (string, error) {
 	if s.d.lvs == nil {
 		return "", errors.New("no service uses IPVS (lb_kind DR/TUN)")
 	}
+	return formatIPVS(s.d.lvs.Desired(), s.d.lvsTab, s.d.lvs.Conflicts())
+}
+
+// formatIPVS renders halb's desired table and the kernel's, as `ipvsadm -Ln` prints them, and the
+// services halb leaves alone because someone else created them.
+func formatIPVS(desired []ipvs.Service, kernel ipvs.Table, conflicts []ipvs.ServiceKey) (string, error) {
 	var b bytes.Buffer
-	b.WriteString("halb's desired table:\n")
-	if err := ipvs.Format(&b, s.d.lvs.Desired()); err != nil {
+	b.WriteString("== halb's view (config + health) ==\n")
+	if err := ipvs.Format(&b, desired); err != nil {
 		return "", err
+	}
+	b.WriteString("\n== the kernel's table ==\n")
+	cur, err := kernel.Services()
+	if err != nil {
+		fmt.Fprintf(&b, "cannot read: %v\n", err)
+	} else if err := ipvs.Format(&b, cur); err != nil {
+		return "", err
+	}
+	if len(conflicts) > 0 {
+		b.WriteString("\nleft alone (not created by halb):")
+		for _, k := range conflicts {
+			b.WriteString(" " + k.String())
+		}
+		b.WriteByte('\n')
 	}
 	return b.String(), nil
 }
