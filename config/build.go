@@ -536,6 +536,7 @@ func instanceTable() table[Instance] {
 			b.integer(n, &in.GarpMasterRefreshRepeat, 0, 1<<20)
 		},
 		"dont_track_primary": func(b *builder, in *Instance, n *node) { b.flag(n, &in.DontTrackPrimary) },
+		"fast_handover":      func(b *builder, in *Instance, n *node) { b.flag(n, &in.FastHandover) },
 		"use_vmac": func(b *builder, in *Instance, n *node) {
 			if b.arity(n, 0, 1) {
 				in.UseVMAC = true

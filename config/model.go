@@ -128,12 +128,14 @@ type Instance struct {
 	GarpMasterRefresh       time.Duration `json:"garp_master_refresh"`
 	GarpMasterRefreshRepeat int           `json:"garp_master_refresh_repeat"`
 
-	DontTrackPrimary bool   `json:"dont_track_primary"`
-	UseVMAC          bool   `json:"use_vmac"`
-	VMACName         string `json:"vmac_name"`
-	VMACXmitBase     bool   `json:"vmac_xmit_base"`
-	SMTPAlert        bool   `json:"smtp_alert"`
-	Accept           bool   `json:"accept"`
+	DontTrackPrimary bool `json:"dont_track_primary"`
+	// FastHandover (halb): take over at once on a priority-0 advert instead of after Skew_Time.
+	FastHandover bool   `json:"fast_handover"`
+	UseVMAC      bool   `json:"use_vmac"`
+	VMACName     string `json:"vmac_name"`
+	VMACXmitBase bool   `json:"vmac_xmit_base"`
+	SMTPAlert    bool   `json:"smtp_alert"`
+	Accept       bool   `json:"accept"`
 	// SyncGroup is the name of the vrrp_sync_group this instance belongs to, if any.
 	SyncGroup string `json:"sync_group"`
 }

@@ -38,7 +38,7 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 			NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay, StartState: vrrp.StateBackup,
 			Notify: in.Notify, NotifyMaster: in.NotifyMaster, NotifyBackup: in.NotifyBackup, NotifyFault: in.NotifyFault, NotifyStop: in.NotifyStop,
 			GARPDelay: in.GarpMasterDelay, GARPRepeat: in.GarpMasterRepeat, GARPRefresh: in.GarpMasterRefresh,
-			GARPRefreshRepeat: in.GarpMasterRefreshRepeat, DontTrackPrimary: in.DontTrackPrimary,
+			GARPRefreshRepeat: in.GarpMasterRefreshRepeat, DontTrackPrimary: in.DontTrackPrimary, FastHandover: in.FastHandover,
 		}
 		if in.State == config.StateMaster && !in.NoPreempt {
 			ic.StartState = vrrp.StateMaster

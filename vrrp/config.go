@@ -62,6 +62,8 @@ type InstanceConfig struct {
 	GARPRefresh       time.Duration // garp_master_refresh (default 0: off)
 	GARPRefreshRepeat int           // garp_master_refresh_repeat (default 1)
 	DontTrackPrimary  bool
+	// FastHandover: take over at once on a priority-0 advert (two-node pairs; see MachineConfig).
+	FastHandover bool
 }
 
 // ScriptConfig is one vrrp_script.

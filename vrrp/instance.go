@@ -182,7 +182,7 @@ func (in *instance) machineConfig(cfg InstanceConfig) MachineConfig {
 	return MachineConfig{
 		Version: cfg.Version, Priority: cfg.Priority, Interval: cfg.AdvertInt, Primary: src,
 		NoPreempt: cfg.NoPreempt, PreemptDelay: cfg.PreemptDelay, StartMaster: cfg.StartState == StateMaster,
-		GARPDelay: cfg.GARPDelay, GARPRefresh: cfg.GARPRefresh,
+		GARPDelay: cfg.GARPDelay, GARPRefresh: cfg.GARPRefresh, FastHandover: cfg.FastHandover,
 	}
 }
 

@@ -554,7 +554,7 @@ func TestMeasureFailover(t *testing.T) {
 		ivl     time.Duration
 	}
 	for _, s := range []setting{{"v2 advert_int 1", 2, time.Second}, {"v3 advert_int 0.1", 3, 100 * time.Millisecond}} {
-		for _, impl := range []string{"halb", "keepalived"} {
+		for _, impl := range []string{"halb", "halb+fast", "keepalived"} {
 			if impl == "keepalived" {
 				if _, err := exec.LookPath("keepalived"); err != nil {
 					t.Log("keepalived not installed")
@@ -562,6 +562,9 @@ func TestMeasureFailover(t *testing.T) {
 				}
 			}
 			for _, how := range []string{"kill -9", "SIGTERM"} {
+				if impl == "halb+fast" && how != "SIGTERM" {
+					continue // fast_handover only changes the planned handover
+				}
 				var ds []time.Duration
 				for range runs {
 					ds = append(ds, measureOnce(t, impl, s.version, s.ivl, how))
@@ -587,9 +590,12 @@ func measureOnce(t *testing.T, impl string, version int, ivl time.Duration, how 
 	}()
 	var master *node
 	var backup *node
-	if impl == "halb" {
-		master = startHalb(t, l, "lb1", halbCfg("lb1", 150, version, ivl, ""))
-		backup = startHalb(t, l, "lb2", halbCfg("lb2", 100, version, ivl, ""))
+	if impl == "halb" || impl == "halb+fast" {
+		mc, bc := halbCfg("lb1", 150, version, ivl, ""), halbCfg("lb2", 100, version, ivl, "")
+		mc.Instances[0].FastHandover = impl == "halb+fast"
+		bc.Instances[0].FastHandover = impl == "halb+fast"
+		master = startHalb(t, l, "lb1", mc)
+		backup = startHalb(t, l, "lb2", bc)
 	} else {
 		master = startKeepalived(t, l, "lb1", kaOpts{version: version, prio: 150, interval: ivl, vrid: 51, vip: netlab.VIP1.String()})
 		backup = startKeepalived(t, l, "lb2", kaOpts{version: version, prio: 100, interval: ivl, vrid: 51, vip: netlab.VIP1.String()})

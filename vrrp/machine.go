@@ -51,6 +51,10 @@ type MachineConfig struct {
 	StartMaster bool
 	GARPDelay   time.Duration // second gratuitous burst after becoming master; 0: none
 	GARPRefresh time.Duration // periodic gratuitous burst while master; 0: none
+	// FastHandover (halb's fast_handover): on a priority-0 advert a backup takes over at once
+	// instead of after Skew_Time. Skew_Time lets the best of several backups win; in a two-node
+	// pair there is only one, and the planned handover drops from Skew_Time to about zero.
+	FastHandover bool
 }
 
 // EventKind says what happened.
@@ -328,6 +332,9 @@ func (m *Machine) advert(now time.Time, ev Event, acts []Action) []Action {
 	case StateBackup:
 		if ev.Priority == 0 {
 			m.downAt = now.Add(m.SkewTime())
+			if m.cfg.FastHandover {
+				m.downAt = now
+			}
 			m.downCause = fmt.Sprintf("master %v stepped down (priority 0)", ev.Src)
 			m.masterAddr, m.masterPrio = netip.Addr{}, 0
 			m.masterSeen = time.Time{}

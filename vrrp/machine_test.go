@@ -193,6 +193,22 @@ func TestBackupAdverts(t *testing.T) {
 	r.wantDeadline(3*time.Second + 300*time.Millisecond + time.Second)
 }
 
+// TestFastHandover: with fast_handover a backup takes over at once on a priority-0 advert
+// instead of after Skew_Time; without it (above) it waits Skew_Time.
+func TestFastHandover(t *testing.T) {
+	r := newRun(t, MachineConfig{Version: 2, Priority: 100, Interval: time.Second, FastHandover: true})
+	r.step(0, Event{Kind: EvStartup})
+	r.step(time.Second, Event{Kind: EvAdvert, Src: peerL, Priority: 150, Interval: time.Second})
+	r.wantDeadline(time.Second + 3*time.Second + 609375*time.Microsecond)
+	want(t, r.step(2*time.Second, Event{Kind: EvAdvert, Src: peerL, Priority: 0, Interval: time.Second}), "")
+	r.wantDeadline(2 * time.Second)
+	at, acts := r.fire()
+	want(t, acts, "BACKUP>MASTER advert:100 garp")
+	if at != 2*time.Second {
+		t.Fatalf("took over at %v, want at once (2s)", at)
+	}
+}
+
 func TestV2DoesNotLearnInterval(t *testing.T) {
 	r := newRun(t, MachineConfig{Version: 2, Priority: 100, Interval: time.Second})
 	r.step(0, Event{Kind: EvStartup})

@@ -234,6 +234,7 @@ vrrp_instance VI_1 {
     virtual_router_id 51
     priority %[4]d
     advert_int 1
+    fast_handover
     authentication {
         auth_type PASS
         auth_pass halblab1
@@ -251,6 +252,7 @@ vrrp_instance VI_2 {
     virtual_router_id 52
     priority %[5]d
     advert_int 1
+    fast_handover
     authentication {
         auth_type PASS
         auth_pass halblab2
