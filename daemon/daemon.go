@@ -179,6 +179,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if len(cfg.NeedsIPVS()) > 0 {
 		t, err := ipvs.OpenNetlink()
 		if err != nil {
+			d.stopParts(context.Background())
 			return fmt.Errorf("daemon: ipvs: %w", err)
 		}
 		d.lvs, d.lvsTab = ipvs.NewReconciler(d.log, t), t
@@ -190,12 +191,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() { _ = d.lvs.Run(runCtx, 5*time.Second) }()
 		go d.saveOwned(runCtx)
 	}
-	targets, services := healthTargets(cfg, scriptOptions(cfg))
-	d.mu.Lock()
-	d.checks.Set(targets, services...)
-	d.mu.Unlock()
-	d.checks.Start(runCtx)
-
+	// VRRP before the health checks: quorum changes (from the checks' goroutine) go to the router.
 	if len(cfg.Instances) > 0 {
 		r, err := vrrp.NewRouter(d.log, vrrpConfig(cfg))
 		if err != nil {
@@ -210,6 +206,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 		d.pushAllTrackers()
 	}
+	targets, services := healthTargets(cfg, scriptOptions(cfg))
+	d.mu.Lock()
+	d.checks.Set(targets, services...)
+	d.mu.Unlock()
+	d.checks.Start(runCtx)
+
 	if err := d.startAdmin(runCtx, cfg); err != nil {
 		d.stopParts(context.Background())
 		return err
@@ -462,7 +464,11 @@ func (d *Daemon) onHealth(tr health.Transition) {
 
 // onPassive takes a backend out after PassiveFail consecutive connect failures on live traffic.
 func (d *Daemon) onPassive(svc string, b *balance.Backend) {
-	d.checks.PassiveFail(targetID(svc, b.Name()), d.gen.Load().byName[svc].vs.PassiveFail)
+	s := d.gen.Load().byName[svc]
+	if s == nil { // the service left the config since the connection started
+		return
+	}
+	d.checks.PassiveFail(targetID(svc, b.Name()), s.vs.PassiveFail)
 }
 
 // onQuorum feeds a service's quorum to the VRRP instances that track it.

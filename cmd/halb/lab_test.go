@@ -98,4 +98,13 @@ func TestLabTwoNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	step("lb1 takes VIP2 after lb2's graceful stop", func() bool { return holds("lb1", 1) && !holds("lb2", 1) && serves(1) })
+
+	// The nodes are this (race-enabled, under make test) binary: a race inside them fails the test.
+	for _, h := range []string{"lb1", "lb2", "web1", "web2"} {
+		b, _ := os.ReadFile(filepath.Join(dir, h+".log"))
+		if strings.Contains(string(b), "DATA RACE") || strings.Contains(string(b), "panic:") {
+			dump()
+			t.Fatalf("%s: race or panic in the node's log", h)
+		}
+	}
 }
