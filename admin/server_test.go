@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"halb/internal/poll"
 	"io"
 	"net"
 	"os"
@@ -412,14 +413,12 @@ func TestContextCancelStops(t *testing.T) {
 	}
 	cancel()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Lstat(sock); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("socket still there 10s after ctx cancel")
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	gone := poll.Until(time.Until(deadline), 5*time.Millisecond, func() bool {
+		_, err := os.Lstat(sock)
+		return errors.Is(err, os.ErrNotExist)
+	})
+	if !gone {
+		t.Fatal("socket still there 10s after ctx cancel")
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("Close after cancel: %v", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"halb/internal/poll"
 	"math"
 	"net"
 	"net/netip"
@@ -175,12 +176,11 @@ func TestRunCancelled(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, opts, &bytes.Buffer{}, &progress) }()
 	// Cancel once the backends answer, i.e. while the first cell runs.
-	deadline := time.Now().Add(30 * time.Second)
-	for probe(t.Context(), lo(opts.Ports.Backend1), []int{128}) != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("backends never came up")
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	up := poll.Until(30*time.Second, 10*time.Millisecond, func() bool {
+		return probe(t.Context(), lo(opts.Ports.Backend1), []int{128}) == nil
+	})
+	if !up {
+		t.Fatal("backends never came up")
 	}
 	cancel()
 	select {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"halb/internal/poll"
 	"os"
 	"strings"
 	"syscall"
@@ -54,15 +55,11 @@ func TestProcStopEndsWholeGroup(t *testing.T) {
 		t.Fatal("leader still running after stop")
 	}
 	// The group may take a moment to disappear from /proc once killed.
-	for {
-		err := syscall.Kill(-pg, 0)
-		if errors.Is(err, syscall.ESRCH) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process group %d still alive after stop (kill -0: %v)", pg, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	gone := poll.Until(time.Until(deadline), 10*time.Millisecond, func() bool {
+		return errors.Is(syscall.Kill(-pg, 0), syscall.ESRCH)
+	})
+	if !gone {
+		t.Fatalf("process group %d still alive after stop (kill -0: %v)", pg, syscall.Kill(-pg, 0))
 	}
 	if _, err := sampleGroup(pg); !errors.Is(err, errNoProcs) {
 		t.Fatalf("sampleGroup after stop: %v, want errNoProcs", err)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"halb/internal/poll"
 	"io"
 	"net"
 	"net/http"
@@ -158,12 +159,8 @@ func rawRequest(t *testing.T, a net.Addr, raw string) (*http.Response, string) {
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not a wait for a condition
+	if !poll.Until(5*time.Second, time.Millisecond, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

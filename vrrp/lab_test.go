@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"halb/internal/poll"
 	"net"
 	"net/netip"
 	"os"
@@ -271,12 +272,12 @@ func waitAddr(t *testing.T, l *netlab.Lab, vip netip.Addr, want string, exclusiv
 // holdsNot checks over a window that host never gets the VIP.
 func holdsNot(t *testing.T, l *netlab.Lab, host string, window time.Duration) {
 	t.Helper()
-	end := time.Now().Add(window)
-	for time.Now().Before(end) {
-		if ok, _ := l.HasAddr(host, netlab.VIP1); ok {
-			t.Fatalf("%s took the VIP", host)
-		}
-		time.Sleep(20 * time.Millisecond) // sampling interval of the window
+	took := poll.Until(window, 20*time.Millisecond, func() bool {
+		ok, _ := l.HasAddr(host, netlab.VIP1)
+		return ok
+	})
+	if took {
+		t.Fatalf("%s took the VIP", host)
 	}
 }
 

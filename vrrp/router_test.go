@@ -3,6 +3,7 @@ package vrrp
 import (
 	"context"
 	"errors"
+	"halb/internal/poll"
 	"net"
 	"net/netip"
 	"os"
@@ -166,12 +167,8 @@ func (n *fakeNode) state() State { return n.r.Status()[0].State }
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // poll interval
+	if !poll.Until(5*time.Second, 2*time.Millisecond, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
@@ -456,12 +453,11 @@ func TestRouterSyncGroupNoFlap(t *testing.T) {
 	before := count()
 	// 10 advert intervals ≈ 3 master-down intervals: a preempt cycle would
 	// show within one.
-	end := time.Now().Add(2 * time.Second)
-	for time.Now().Before(end) {
-		if !states(m, StateMaster) || !states(bk, StateBackup) {
-			t.Fatalf("group flapped: a %v %v, b %v %v", a.r.Status()[0].State, a.r.Status()[1].State, b.r.Status()[0].State, b.r.Status()[1].State)
-		}
-		time.Sleep(5 * time.Millisecond) // sampling interval
+	flapped := poll.Until(2*time.Second, 5*time.Millisecond, func() bool {
+		return !states(m, StateMaster) || !states(bk, StateBackup)
+	})
+	if flapped {
+		t.Fatalf("group flapped: a %v %v, b %v %v", a.r.Status()[0].State, a.r.Status()[1].State, b.r.Status()[0].State, b.r.Status()[1].State)
 	}
 	if n := count(); n != before {
 		t.Fatalf("%d transitions while stable", n-before)

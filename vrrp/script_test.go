@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"context"
+	"halb/internal/poll"
 	"net"
 	"net/netip"
 	"os"
@@ -98,17 +99,13 @@ func TestRunCommandKillsGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	gone := poll.Until(5*time.Second, 10*time.Millisecond, func() bool {
 		// The child is gone (or a zombie reparented to init: check its state).
 		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil || strings.Contains(string(st), ") Z ") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("grandchild %d survived the timeout", pid)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
+		return err != nil || strings.Contains(string(st), ") Z ")
+	})
+	if !gone {
+		t.Fatalf("grandchild %d survived the timeout", pid)
 	}
 	if err := runCommand(context.Background(), []string{"/bin/false"}, time.Second, nil); err == nil {
 		t.Fatal("false succeeded")
