@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -47,12 +48,25 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	logJSON := fs.Bool("log-json", false, "log as JSON lines (default: human console format)")
 	sock := fs.String("admin-socket", "", "admin socket path, overriding global_defs admin_socket (\"-\" = none)")
 	stats := fs.String("stats", "", "stats listener address, overriding global_defs stats_listen")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until halb stops (for performance work)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "halb run: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "halb run: %v\n", err)
+			return exitFailure
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "halb run: cpu profile: %v\n", err)
+			return exitFailure
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	log, level := newLogger(stderr, *logJSON)
 	defer func() { _ = log.Sync() }()
