@@ -37,18 +37,16 @@ func TestProcStopEndsWholeGroup(t *testing.T) {
 	}
 	pg := p.pgid()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s, err := sampleGroup(pg)
-		if err == nil && s.procs >= 2 {
-			if s.rssKiB <= 0 {
-				t.Fatalf("group RSS %d KiB", s.rssKiB)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the group never had two processes: %+v %v", s, err)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
+	var s groupSample
+	var serr error
+	if !poll.Until(10*time.Second, 10*time.Millisecond, func() bool {
+		s, serr = sampleGroup(pg)
+		return serr == nil && s.procs >= 2
+	}) {
+		t.Fatalf("the group never had two processes: %+v %v", s, serr)
+	}
+	if s.rssKiB <= 0 {
+		t.Fatalf("group RSS %d KiB", s.rssKiB)
 	}
 	p.stop(100 * time.Millisecond)
 	if !p.exited() {

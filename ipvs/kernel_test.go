@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"halb/internal/poll"
 	"io"
 	"net"
 	"net/http"
@@ -441,17 +442,13 @@ func TestKernelDRDataPath(t *testing.T) {
 	// packet out — the replies went from the real servers to the client
 	// directly. (Some kernels fold the per-CPU counters in every 2 s: poll.)
 	var all []Service
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	poll.Until(15*time.Second, 100*time.Millisecond, func() bool {
 		var err error
 		if all, err = tb.Services(); err != nil {
 			t.Fatal(err)
 		}
-		if len(all) == 1 && all[0].Stats.Conns >= 9 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Millisecond) // polling the kernel's counters, with a deadline
-	}
+		return len(all) == 1 && all[0].Stats.Conns >= 9
+	})
 	if len(all) != 1 {
 		t.Fatalf("director has %d services", len(all))
 	}

@@ -241,8 +241,7 @@ func waitVIP(t *testing.T, l *netlab.Lab, want string, exclusive bool, within ti
 func waitAddr(t *testing.T, l *netlab.Lab, vip netip.Addr, want string, exclusive bool, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	deadline := start.Add(within)
-	for {
+	placed := poll.Until(within, 10*time.Millisecond, func() bool {
 		ok, err := l.HasAddr(want, vip)
 		if err != nil {
 			t.Fatal(err)
@@ -257,16 +256,14 @@ func waitAddr(t *testing.T, l *netlab.Lab, vip netip.Addr, want string, exclusiv
 				}
 			}
 		}
-		if ok {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			a, _ := l.IP("lb1", "-o", "addr", "show", "eth0")
-			b, _ := l.IP("lb2", "-o", "addr", "show", "eth0")
-			t.Fatalf("VIP not on %s (exclusive %v) within %v\nlb1: %s\nlb2: %s", want, exclusive, within, a, b)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval against a deadline
+		return ok
+	})
+	if !placed {
+		a, _ := l.IP("lb1", "-o", "addr", "show", "eth0")
+		b, _ := l.IP("lb2", "-o", "addr", "show", "eth0")
+		t.Fatalf("VIP not on %s (exclusive %v) within %v\nlb1: %s\nlb2: %s", want, exclusive, within, a, b)
 	}
+	return time.Since(start)
 }
 
 // holdsNot checks over a window that host never gets the VIP.
@@ -447,12 +444,14 @@ func watchDual(l *netlab.Lab) func() time.Duration {
 	go func() {
 		var longest time.Duration
 		var since time.Time
+		tick := time.NewTicker(10 * time.Millisecond) // sampling interval
+		defer tick.Stop()
 		for {
 			select {
 			case <-stop:
 				res <- longest
 				return
-			default:
+			case <-tick.C:
 			}
 			a, _ := l.HasAddr("lb1", netlab.VIP1)
 			b, _ := l.HasAddr("lb2", netlab.VIP1)
@@ -465,7 +464,6 @@ func watchDual(l *netlab.Lab) func() time.Duration {
 			} else {
 				since = time.Time{}
 			}
-			time.Sleep(10 * time.Millisecond) // sampling interval
 		}
 	}()
 	return func() time.Duration { close(stop); return <-res }
@@ -514,8 +512,8 @@ func (p *probe) until(t *testing.T, start time.Time, host string, within time.Du
 
 func (p *probe) untilAddr(t *testing.T, vip netip.Addr, start time.Time, host string, within time.Duration) time.Duration {
 	t.Helper()
-	deadline := start.Add(within)
-	for time.Now().Before(deadline) {
+	var took time.Duration
+	answered := poll.Until(time.Until(start.Add(within)), 5*time.Millisecond, func() bool {
 		var got string
 		p.l.Do("client", func() error {
 			c, err := net.DialTimeout("tcp", net.JoinHostPort(vip.String(), "8080"), 20*time.Millisecond)
@@ -529,13 +527,13 @@ func (p *probe) untilAddr(t *testing.T, vip netip.Addr, start time.Time, host st
 			got = string(b[:n])
 			return nil
 		})
-		if got == host {
-			return time.Since(start)
-		}
-		time.Sleep(5 * time.Millisecond) // probe interval
+		took = time.Since(start)
+		return got == host
+	})
+	if !answered {
+		t.Fatalf("VIP not answered by %s within %v", host, within)
 	}
-	t.Fatalf("VIP not answered by %s within %v", host, within)
-	return 0
+	return took
 }
 
 // TestMeasureFailover measures failover in the lab, halb next to keepalived
