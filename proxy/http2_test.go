@@ -219,35 +219,24 @@ func rawBackend(t *testing.T, reply string) net.Addr {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	acceptLoop(t, ln, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+			l, err := br.ReadString('\n')
+			if err != nil || l == "\r\n" {
+				break
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					l, err := br.ReadString('\n')
-					if err != nil || l == "\r\n" {
-						break
-					}
-				}
-				switch reply {
-				case "":
-				case "-":
-					c.SetReadDeadline(time.Now().Add(5 * time.Second))
-					io.Copy(io.Discard, c)
-				default:
-					io.WriteString(c, reply)
-				}
-			}()
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+		switch reply {
+		case "":
+		case "-":
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			io.Copy(io.Discard, c)
+		default:
+			io.WriteString(c, reply)
+		}
+	})
 	return ln.Addr()
 }
 

@@ -165,3 +165,20 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func mustAP(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+// acceptLoop serves every connection ln accepts with handle, each on its own goroutine, until the
+// test ends: tb.Cleanup closes ln and waits for the loop.
+func acceptLoop(tb testing.TB, ln net.Listener, handle func(c net.Conn)) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	tb.Cleanup(func() { ln.Close(); <-done })
+}

@@ -23,38 +23,27 @@ func ppBackend(t *testing.T) net.Addr {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	acceptLoop(t, ln, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		var buf []byte
+		tmp := make([]byte, 512)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			n, err := c.Read(tmp)
+			buf = append(buf, tmp[:n]...)
+			h, hn, perr := ParseProxyHeader(buf)
+			if perr == nil {
+				fmt.Fprintf(c, "v%d %v %v\n", h.Version, h.Src, h.Dst)
+				c.Write(buf[hn:])
+				io.Copy(c, c)
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				var buf []byte
-				tmp := make([]byte, 512)
-				for {
-					n, err := c.Read(tmp)
-					buf = append(buf, tmp[:n]...)
-					h, hn, perr := ParseProxyHeader(buf)
-					if perr == nil {
-						fmt.Fprintf(c, "v%d %v %v\n", h.Version, h.Src, h.Dst)
-						c.Write(buf[hn:])
-						io.Copy(c, c)
-						return
-					}
-					if !errors.Is(perr, ErrProxyIncomplete) || err != nil {
-						fmt.Fprintf(c, "bad %v\n", perr)
-						return
-					}
-				}
-			}()
+			if !errors.Is(perr, ErrProxyIncomplete) || err != nil {
+				fmt.Fprintf(c, "bad %v\n", perr)
+				return
+			}
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	})
 	return ln.Addr()
 }
 
@@ -133,35 +122,24 @@ func TestSendProxyHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	acceptLoop(t, ln, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		h, _, perr := ParseProxyHeader([]byte(line))
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				h, _, perr := ParseProxyHeader([]byte(line))
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					body := fmt.Sprintf("%v %v", h.Src, perr)
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				}
-			}()
+			io.Copy(io.Discard, req.Body)
+			body := fmt.Sprintf("%v %v", h.Src, perr)
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+	})
 	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(ln.Addr()), SendProxy: ProxyV1})
 	for range 2 {
 		c := dial(t, s.Addr("h"))

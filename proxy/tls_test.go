@@ -38,26 +38,15 @@ func tlsBackend(t *testing.T, cert tls.Certificate, name string) net.Addr {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := c.(*tls.Conn)
-				tc.SetDeadline(time.Now().Add(5 * time.Second))
-				if tc.Handshake() != nil {
-					return
-				}
-				io.WriteString(tc, name+" "+tc.ConnectionState().NegotiatedProtocol)
-			}()
+	acceptLoop(t, ln, func(c net.Conn) {
+		defer c.Close()
+		tc := c.(*tls.Conn)
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		if tc.Handshake() != nil {
+			return
 		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+		io.WriteString(tc, name+" "+tc.ConnectionState().NegotiatedProtocol)
+	})
 	return ln.Addr()
 }
 
