@@ -101,7 +101,7 @@ halb demo is running (Ctrl-C stops it). Try:
   curl http://127.0.0.1:8080/          # HTTP mode, wrr over web1 (weight 2) and web2 (weight 1)
   curl http://127.0.0.1:8081/          # TCP mode, least connections
   open http://127.0.0.1:8404/          # the stats page; /metrics for Prometheus
-  go run ./cmd/halb ctl -s %s show backends
+  bin/halb ctl -s %s show backends   # runtime API (make build puts halb in bin/)
 `, opts.AdminSocket)
 	}
 	if err := d.Run(context.Background()); err != nil {
