@@ -151,3 +151,34 @@ func TestSystemdNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBackendBytesCounted: per-backend traffic reaches the admin views (stats page, metrics).
+func TestBackendBytesCounted(t *testing.T) {
+	be, err := demo.Start([]string{"127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer be.Close()
+	port := freePort(t)
+	path := filepath.Join(t.TempDir(), "halb.conf")
+	if err := os.WriteFile(path, []byte(configFor(port, be.Addrs, "rr", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, path)
+	url := fmt.Sprintf("http://127.0.0.1:%d/big", port)
+	waitHTTP(t, url)
+	for i := 0; i < 3; i++ {
+		if n := len(get(t, url)); n != 64<<10 {
+			t.Fatalf("body %d bytes", n)
+		}
+	}
+	var in, out uint64
+	ok := poll.Until(5*time.Second, 10*time.Millisecond, func() bool {
+		b := (source{d}).Services()[0].Backends[0]
+		in, out = b.BytesIn, b.BytesOut
+		return out >= 4*64<<10 // waitHTTP's request and the three above
+	})
+	if !ok || in == 0 {
+		t.Fatalf("backend bytes in %d, out %d", in, out)
+	}
+}

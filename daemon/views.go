@@ -217,10 +217,13 @@ func (s source) Services() []admin.Service {
 				if i, ok := seen[v.Name]; ok {
 					as.Backends[i].Active += v.Active
 					as.Backends[i].Total += v.Total
+					as.Backends[i].BytesIn += v.BytesIn
+					as.Backends[i].BytesOut += v.BytesOut
 					continue
 				}
 				b := admin.Backend{Name: v.Name, Addr: v.Addr.String(), State: backendState(v), Weight: v.Weight,
-					ConfiguredWeight: v.ConfiguredWeight, Active: v.Active, Total: v.Total, Backup: v.Backup, Sorry: v.Sorry}
+					ConfiguredWeight: v.ConfiguredWeight, Active: v.Active, Total: v.Total, BytesIn: v.BytesIn, BytesOut: v.BytesOut,
+					Backup: v.Backup, Sorry: v.Sorry}
 				fillCheck(&b, checks[targetID(name, v.Name)])
 				seen[v.Name] = len(as.Backends)
 				as.Backends = append(as.Backends, b)

@@ -650,6 +650,8 @@ func (rb *respBody) Close() error {
 		cause = "server error during body"
 	}
 	svc := rb.svc
+	// Per-backend traffic: the request head and body sent, the response body received.
+	rb.b.AddBytes(int64(len(rb.ctx.Request.Header.RawHeaders()))+max(int64(rb.ctx.Request.Header.ContentLength()), 0), rb.n)
 	svc.logRequest(rb.ctx, rb.b, status, rb.n, cause, rb.err)
 	*rb = respBody{}
 	svc.srv.respBodies.Put(rb)

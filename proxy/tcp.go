@@ -332,6 +332,7 @@ func (svc *service) serveTCP(se *session, pool *balance.Pool, sni string) {
 	}
 	in, out, cause, err := svc.pipe(se.client, bc)
 	in += int64(len(se.prefix))
+	b.AddBytes(in, out)
 	if err != nil {
 		st.errs.Add(1)
 	}

@@ -25,6 +25,8 @@ type Backend struct {
 	maxConn atomic.Int64
 	_       [40]byte // keep other backends' counters off this cache line
 
+	bytesIn, bytesOut atomic.Uint64 // traffic to and from this backend, added when a session or request ends
+
 	name  string
 	addr  netip.AddrPort
 	data  atomic.Pointer[dataBox]
@@ -86,6 +88,20 @@ func (b *Backend) Active() int64 { return b.active.Load() }
 // created.
 func (b *Backend) Total() uint64 { return b.total.Load() }
 
+// AddBytes counts traffic of one finished session or request: in = sent to
+// the backend, out = received from it.
+func (b *Backend) AddBytes(in, out int64) {
+	if in > 0 {
+		b.bytesIn.Add(uint64(in))
+	}
+	if out > 0 {
+		b.bytesOut.Add(uint64(out))
+	}
+}
+
+// Bytes returns the traffic counted by AddBytes.
+func (b *Backend) Bytes() (in, out uint64) { return b.bytesIn.Load(), b.bytesOut.Load() }
+
 // full reports whether b is at its connection limit right now.
 func (b *Backend) full() bool {
 	limit := b.maxConn.Load()
@@ -105,6 +121,8 @@ type BackendView struct {
 	Eligible         bool // up, Ready and Weight > 0
 	Active           int64
 	Total            uint64
+	BytesIn          uint64 // sent to the backend (AddBytes)
+	BytesOut         uint64 // received from the backend
 	Backup           bool
 	Sorry            bool // the sorry server (always Up and Ready; Eligible false)
 }

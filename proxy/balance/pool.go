@@ -276,19 +276,23 @@ func (p *Pool) Views() []BackendView {
 			Eligible:         m.eligible(),
 			Active:           m.b.Active(),
 			Total:            m.b.Total(),
+			BytesIn:          m.b.bytesIn.Load(),
+			BytesOut:         m.b.bytesOut.Load(),
 			Backup:           m.cfg.Backup,
 		})
 	}
 	if b := p.sorry; b != nil {
 		out = append(out, BackendView{
-			Name:    b.name,
-			Addr:    b.addr,
-			MaxConn: b.MaxConn(),
-			Up:      true,
-			Admin:   Ready,
-			Active:  b.Active(),
-			Total:   b.Total(),
-			Sorry:   true,
+			Name:     b.name,
+			Addr:     b.addr,
+			MaxConn:  b.MaxConn(),
+			Up:       true,
+			Admin:    Ready,
+			Active:   b.Active(),
+			Total:    b.Total(),
+			BytesIn:  b.bytesIn.Load(),
+			BytesOut: b.bytesOut.Load(),
+			Sorry:    true,
 		})
 	}
 	return out
