@@ -19,35 +19,24 @@ func fastBackend(b *testing.B, body []byte) net.Addr {
 		b.Fatal(err)
 	}
 	resp := append([]byte("HTTP/1.1 200 OK\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"), body...)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	acceptLoop(b, ln, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReaderSize(c, 16<<10)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(line) <= 2 {
+					break
+				}
+			}
+			if _, err := c.Write(resp); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReaderSize(c, 16<<10)
-				for {
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(line) <= 2 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	b.Cleanup(func() { ln.Close(); <-done })
+	})
 	return ln.Addr()
 }
 
@@ -85,18 +74,7 @@ func BenchmarkTCPProxy(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
-	defer func() { ln.Close(); <-done }()
+	acceptLoop(b, ln, func(c net.Conn) { io.Copy(io.Discard, c); c.Close() })
 	s := NewServer(zap.NewNop(), Global{})
 	if err := s.Apply([]ServiceSpec{{Name: "t", Listen: lo4, Mode: ModeTCP, Pool: pool(ln.Addr())}}); err != nil {
 		b.Fatal(err)
