@@ -472,8 +472,9 @@ func watchDual(l *netlab.Lab) func() time.Duration {
 // probe measures, from the client namespace, the time until a TCP connect to
 // the VIP reaches the listener of host (which writes its name).
 type probe struct {
-	l   *netlab.Lab
-	lns []net.Listener
+	l     *netlab.Lab
+	lns   []net.Listener
+	fails int // attempts of the last until that got no answer at all
 }
 
 func newProbe(t *testing.T, l *netlab.Lab) *probe {
@@ -513,8 +514,14 @@ func (p *probe) until(t *testing.T, start time.Time, host string, within time.Du
 func (p *probe) untilAddr(t *testing.T, vip netip.Addr, start time.Time, host string, within time.Duration) time.Duration {
 	t.Helper()
 	var took time.Duration
+	p.fails = 0
 	answered := poll.Until(time.Until(start.Add(within)), 5*time.Millisecond, func() bool {
 		var got string
+		defer func() {
+			if got == "" {
+				p.fails++
+			}
+		}()
 		p.l.Do("client", func() error {
 			c, err := net.DialTimeout("tcp", net.JoinHostPort(vip.String(), "8080"), 20*time.Millisecond)
 			if err != nil {
@@ -565,16 +572,22 @@ func TestMeasureFailover(t *testing.T) {
 					continue // fast_handover only changes the planned handover
 				}
 				var ds []time.Duration
+				var fails []int
 				for range runs {
-					ds = append(ds, measureOnce(t, impl, s.version, s.ivl, how))
+					d, f := measureOnce(t, impl, s.version, s.ivl, how)
+					ds, fails = append(ds, d), append(fails, f)
 				}
-				t.Logf("MEASURE %-10s %-18s %-8s: %v", impl, s.name, how, ds)
+				t.Logf("MEASURE %-10s %-18s %-8s: %v failed attempts %v", impl, s.name, how, ds, fails)
 			}
 		}
 	}
 }
 
-func measureOnce(t *testing.T, impl string, version int, ivl time.Duration, how string) time.Duration {
+// measureOnce returns the time to failover and the probe's attempts that got
+// no answer meanwhile. The master's listener closes with the signal, as the
+// proxy of a killed or stopping node does, so an attempt that still reaches the
+// old master fails (refused or timed out) instead of being answered.
+func measureOnce(t *testing.T, impl string, version int, ivl time.Duration, how string) (time.Duration, int) {
 	t.Helper()
 	l, err := netlab.New()
 	if err != nil {
@@ -607,12 +620,14 @@ func measureOnce(t *testing.T, impl string, version int, ivl time.Duration, how 
 	} else {
 		master.kill(syscall.SIGTERM)
 	}
+	p.lns[0].Close()
 	d := p.until(t, start, "lb2", 10*ivl+5*time.Second)
+	fails := p.fails
 	master.kill(syscall.SIGKILL)
 	backup.kill(syscall.SIGTERM)
 	master.wait(5 * time.Second)
 	backup.wait(5 * time.Second)
-	return d.Round(time.Millisecond)
+	return d.Round(time.Millisecond), fails
 }
 
 // TestLabAddresser exercises the netlink VIP code and the AF_PACKET
