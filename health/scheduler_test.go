@@ -117,11 +117,11 @@ func TestSchedulerDownAndUpOnce(t *testing.T) {
 		if got := rec.kinds(); !slices.Equal(got, []string{"rs1:initial"}) {
 			t.Fatalf("after start: %v", got)
 		}
-		time.Sleep(3 * time.Second) // checks at 0 and 2s pass
+		advance(3 * time.Second) // checks at 0 and 2s pass
 		death := time.Now()
 		fc.set(false, "connection refused")
 		// Checks at 4s (fail), 5s (retry fails) -> DOWN at 5s.
-		time.Sleep(10 * time.Second)
+		advance(10 * time.Second)
 		synctest.Wait()
 		if got := rec.kinds(); !slices.Equal(got, []string{"rs1:initial", "rs1:down"}) {
 			t.Fatalf("after death: %v", got)
@@ -134,7 +134,7 @@ func TestSchedulerDownAndUpOnce(t *testing.T) {
 			t.Fatalf("detected %v after death, want 2s (bound %v)", d, tm.DetectionBound(0))
 		}
 		fc.set(true, "")
-		time.Sleep(2 * time.Second)
+		advance(2 * time.Second)
 		synctest.Wait()
 		if got := rec.kinds(); !slices.Equal(got, []string{"rs1:initial", "rs1:down", "rs1:up"}) {
 			t.Fatalf("after recovery: %v", got)
@@ -153,7 +153,7 @@ func TestSchedulerHungCheckEndsAtTimeout(t *testing.T) {
 		fc := &fakeChecker{name: "hang", hang: true}
 		s.Set([]Target{{ID: "rs", Checkers: []Checker{fc}, Timing: Timing{DelayLoop: time.Second, ConnectTimeout: 3 * time.Second}}})
 		s.Start(t.Context())
-		time.Sleep(20 * time.Second)
+		advance(20 * time.Second)
 		synctest.Wait()
 		s.Stop()
 		fc.mu.Lock()
@@ -192,7 +192,7 @@ func TestSchedulerSpreadsFirstChecks(t *testing.T) {
 		begin := time.Now()
 		s.Set(targets)
 		s.Start(t.Context())
-		time.Sleep(15 * time.Second)
+		advance(15 * time.Second)
 		synctest.Wait()
 		s.Stop()
 		for i, fc := range fcs {
@@ -219,7 +219,7 @@ func TestSchedulerReload(t *testing.T) {
 		})
 		s.Start(t.Context())
 		defer s.Stop()
-		time.Sleep(5 * time.Second)
+		advance(5 * time.Second)
 		synctest.Wait()
 		nextA := s.Status()[0].Next
 		// Reload: a unchanged (down, schedule kept), b's checker replaced,
@@ -243,13 +243,13 @@ func TestSchedulerReload(t *testing.T) {
 		if st[1].ID != "b" || !st[1].Up {
 			t.Fatalf("b after reload: %+v", st[1])
 		}
-		time.Sleep(5 * time.Second)
+		advance(5 * time.Second)
 		synctest.Wait()
 		if len(b2.startTimes()) == 0 {
 			t.Fatal("replaced checker never ran")
 		}
 		n := len(b.startTimes())
-		time.Sleep(10 * time.Second)
+		advance(10 * time.Second)
 		synctest.Wait()
 		if len(b.startTimes()) != n {
 			t.Fatal("old checker still runs after reload")
@@ -268,7 +268,7 @@ func TestSchedulerPassiveFail(t *testing.T) {
 		s.Set([]Target{{ID: "rs", Checkers: []Checker{fc}, Timing: Timing{DelayLoop: 10 * time.Second}}})
 		s.Start(t.Context())
 		defer s.Stop()
-		time.Sleep(time.Second)
+		advance(time.Second)
 		if !s.PassiveFail("rs", 3) {
 			t.Fatal("PassiveFail of an up target returned false")
 		}
@@ -279,7 +279,7 @@ func TestSchedulerPassiveFail(t *testing.T) {
 		if tr := rec.last(); tr.Kind != KindDown || tr.Reason != "passive: 3 consecutive connect failures" {
 			t.Fatalf("passive: %+v", tr)
 		}
-		time.Sleep(9*time.Second + time.Millisecond)
+		advance(9*time.Second + time.Millisecond)
 		synctest.Wait()
 		if tr := rec.last(); tr.Kind != KindUp {
 			t.Fatalf("next passing check must bring it up: %+v", tr)
@@ -307,13 +307,13 @@ func TestSchedulerQuorumAndWeights(t *testing.T) {
 			t.Fatalf("initial quorum: %+v", rec.quorum)
 		}
 		fcs[0].set(false, "timeout")
-		time.Sleep(2 * time.Second)
+		advance(2 * time.Second)
 		synctest.Wait()
 		if len(rec.quorum) != 1 {
 			t.Fatalf("live 2 >= quorum 2: no change expected: %+v", rec.quorum)
 		}
 		fcs[1].set(false, "timeout")
-		time.Sleep(2 * time.Second)
+		advance(2 * time.Second)
 		synctest.Wait()
 		if len(rec.quorum) != 2 || rec.quorum[1].Up || rec.quorum[1].LiveWeight != 1 {
 			t.Fatalf("quorum lost: %+v", rec.quorum)
@@ -322,7 +322,7 @@ func TestSchedulerQuorumAndWeights(t *testing.T) {
 		fcs[2].mu.Lock()
 		fcs[2].weight, fcs[2].hasWeight = 5, true
 		fcs[2].mu.Unlock()
-		time.Sleep(2 * time.Second)
+		advance(2 * time.Second)
 		synctest.Wait()
 		if len(rec.quorum) != 3 || !rec.quorum[2].Up || rec.quorum[2].LiveWeight != 5 {
 			t.Fatalf("quorum from dynamic weight: %+v", rec.quorum)
@@ -345,7 +345,7 @@ func TestSchedulerAllCheckersMustPass(t *testing.T) {
 		s.Set([]Target{{ID: "rs", Checkers: []Checker{ok, bad}, Timing: Timing{DelayLoop: time.Second}}})
 		s.Start(t.Context())
 		defer s.Stop()
-		time.Sleep(time.Second)
+		advance(time.Second)
 		synctest.Wait()
 		if tr := rec.last(); tr.Kind != KindDown || tr.Reason != "FAKE: script exit 1" {
 			t.Fatalf("got %+v", tr)
@@ -403,10 +403,10 @@ func TestSchedulerSpreadSurvivesLateStart(t *testing.T) {
 			{ID: "a", Checkers: []Checker{a}, Timing: Timing{DelayLoop: 10 * time.Second}},
 			{ID: "b", Checkers: []Checker{b}, Timing: Timing{DelayLoop: 10 * time.Second}},
 		})
-		time.Sleep(time.Minute) // the daemon was slow to start
+		advance(time.Minute) // the daemon was slow to start
 		begin := time.Now()
 		s.Start(t.Context())
-		time.Sleep(6 * time.Second)
+		advance(6 * time.Second)
 		synctest.Wait()
 		s.Stop()
 		if got := b.startTimes()[0].Sub(begin); got != 5*time.Second {
@@ -437,3 +437,9 @@ func TestSchedulerQuorumReload(t *testing.T) {
 		}
 	})
 }
+
+// advance moves the fake clock of the synctest bubble it is called in by d:
+// it returns, without any real waiting, once every goroutine of the bubble is
+// blocked and fake time has reached now+d (timers due meanwhile have fired).
+// Only for use inside synctest.Test.
+func advance(d time.Duration) { <-time.After(d) }

@@ -421,7 +421,7 @@ func TestRunLoop(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Calls()
-		time.Sleep(time.Hour) // synctest's fake clock: returns at once
+		advance(time.Hour)
 		synctest.Wait()
 		wantCalls(t, f,
 			"NewService TCP 198.18.0.100:80",
@@ -507,3 +507,9 @@ func FuzzServiceKeyText(f *testing.F) {
 		}
 	})
 }
+
+// advance moves the fake clock of the synctest bubble it is called in by d:
+// it returns, without any real waiting, once every goroutine of the bubble is
+// blocked and fake time has reached now+d (timers due meanwhile have fired).
+// Only for use inside synctest.Test.
+func advance(d time.Duration) { <-time.After(d) }
