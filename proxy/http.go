@@ -659,7 +659,7 @@ func (rb *respBody) Close() error {
 }
 
 func (svc *service) logRequest(ctx *fasthttp.RequestCtx, b *balance.Backend, status int, n int64, cause string, err error) {
-	if !svc.srv.shouldLog(err != nil) {
+	if !svc.srv.shouldLog(svc.log, err != nil) {
 		return
 	}
 	backend := "-"

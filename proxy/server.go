@@ -467,10 +467,15 @@ func (svc *service) passiveResult(b *balance.Backend, ok bool) {
 	}
 }
 
-// shouldLog applies Global.LogSample to successful sessions.
-func (s *Server) shouldLog(failed bool) bool {
+// shouldLog applies Global.LogSample to successful sessions, after l's level
+// (info for a success, warn for a failure), so that nothing is built for a
+// line that would be dropped.
+func (s *Server) shouldLog(l *zap.Logger, failed bool) bool {
 	if failed {
-		return true
+		return l.Core().Enabled(zap.WarnLevel)
+	}
+	if !l.Core().Enabled(zap.InfoLevel) {
+		return false
 	}
 	n := s.global.Load().LogSample
 	return n <= 1 || s.logN.Add(1)%uint64(n) == 0

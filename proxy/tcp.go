@@ -540,7 +540,7 @@ func sniField(sni string) []zap.Field {
 
 // logSession writes the one line per TCP/TLS session.
 func (svc *service) logSession(se *session, b *balance.Backend, in, out int64, cause string, err error, extra ...zap.Field) {
-	if !svc.srv.shouldLog(err != nil) {
+	if !svc.srv.shouldLog(svc.log, err != nil) {
 		return
 	}
 	backend := "-"
