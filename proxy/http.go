@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -42,22 +43,46 @@ func (e *dialError) Error() string { return "connect: " + e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
 // deadlineConn applies an inactivity timeout to each Read and Write, bounded
-// by any deadline its user sets, and counts bytes.
+// by any deadline its user sets, counts bytes, and folds small writes into the
+// next read (fold.go).
 type deadlineConn struct {
 	c       *net.TCPConn
 	idle    time.Duration
 	rd, wd  time.Time
 	in, out *atomic.Uint64
 	track   *sync.Map // backend connections: the server's set, for a forced shutdown
+
+	raw      syscall.RawConn // nil: no folding
+	foldAll  bool            // fold every small write (backend connections)
+	foldOnce bool            // fold the next write (client connections, set per response)
+	noFold   bool            // a folded read missed its reply once: fold no more
+	mayHold  bool            // owner's view: bytes may be held back
+	wrote    bool            // a write since the last read
+	fmu      sync.Mutex      // guards pending against a flush from another goroutine
+	pending  []byte
+	pbuf     []byte
 }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
-	t := time.Now().Add(d.idle)
+	now := time.Now()
+	t := now.Add(d.idle)
 	if !d.rd.IsZero() && d.rd.Before(t) {
 		t = d.rd
 	}
-	d.c.SetReadDeadline(t)
-	n, err := d.c.Read(p)
+	var n int
+	var err error
+	d.wrote = false
+	if d.mayHold {
+		d.mayHold = false
+		var done bool
+		if n, err, done = d.foldRead(p, now, t); !done {
+			d.c.SetReadDeadline(t)
+			n, err = d.readAfterFold(p)
+		}
+	} else {
+		d.c.SetReadDeadline(t)
+		n, err = d.c.Read(p)
+	}
 	if d.in != nil && n > 0 {
 		d.in.Add(uint64(n))
 	}
@@ -65,6 +90,17 @@ func (d *deadlineConn) Read(p []byte) (int, error) {
 }
 
 func (d *deadlineConn) Write(p []byte) (int, error) {
+	if d.mayHold {
+		d.mayHold = false
+		if err := d.flushPending(); err != nil {
+			return 0, err
+		}
+	}
+	if d.foldable(len(p)) {
+		d.hold(p)
+		d.mayHold = true
+		return len(p), nil
+	}
 	t := time.Now().Add(d.idle)
 	if !d.wd.IsZero() && d.wd.Before(t) {
 		t = d.wd
@@ -78,6 +114,11 @@ func (d *deadlineConn) Write(p []byte) (int, error) {
 }
 
 func (d *deadlineConn) Close() error {
+	if d.foldAll {
+		d.dropPending() // a request whose response nobody will read is not sent
+	} else {
+		d.flushPending()
+	}
 	if d.track != nil {
 		d.track.Delete(d)
 	}
@@ -110,6 +151,7 @@ type httpConn struct {
 // what the client still sends, briefly, so that the close does not reset
 // the connection before the client has read the response.
 func (h *httpConn) Close() error {
+	h.flushPending()
 	if h.linger {
 		h.linger = false
 		h.c.CloseWrite()
@@ -169,6 +211,7 @@ func (svc *service) connState(c net.Conn, state fasthttp.ConnState) {
 	case fasthttp.StateNew, fasthttp.StateIdle:
 		hc.se.setIdle(true)
 		if svc.srv.draining.Load() {
+			hc.flushPending()
 			hc.se.client.Close()
 		}
 	case fasthttp.StateActive:
@@ -183,8 +226,10 @@ func (svc *service) serveHTTP(se *session) {
 		remote:       net.TCPAddrFromAddrPort(se.src),
 		local:        net.TCPAddrFromAddrPort(se.dst),
 	}
+	hc.raw, _ = se.client.SyscallConn()
 	se.mu.Lock()
 	se.http = true
+	se.hc = hc
 	se.mu.Unlock()
 	_ = svc.http.ServeConn(hc)
 	if hc.tunnel != nil {
@@ -288,6 +333,7 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 		ctx.SetStatusCode(fasthttp.StatusInternalServerError)
 		return
 	}
+	hc.foldOnce = false
 	h := &ctx.Request.Header
 	uri := h.RequestURI()
 	if len(uri) > maxURI {
@@ -417,8 +463,12 @@ func (svc *service) handle(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		ctx.Response.SetBodyStream(rb, size)
+		// A small response of known length goes out in one write, and the
+		// next thing fasthttp does is read the next request: fold them.
+		hc.foldOnce = size >= 0 && size <= foldMax/2
 		return
 	}
+	hc.foldOnce = len(resp.Body()) <= foldMax/2
 	ctx.Response.SetBody(resp.Body())
 	n := len(resp.Body())
 	fasthttp.ReleaseResponse(resp)
@@ -579,7 +629,8 @@ func (svc *service) newHostClient(b *balance.Backend, se *session) *fasthttp.Hos
 					return nil, &dialError{err}
 				}
 			}
-			dc := &deadlineConn{c: tc, idle: idle, track: &svc.srv.backendConns}
+			dc := &deadlineConn{c: tc, idle: idle, track: &svc.srv.backendConns, foldAll: true}
+			dc.raw, _ = tc.SyscallConn()
 			svc.srv.backendConns.Store(dc, struct{}{})
 			if svc.srv.aborted.Load() { // a forced shutdown is closing them all
 				dc.Close()
@@ -699,6 +750,7 @@ func (svc *service) sendUnframed(ctx *fasthttp.RequestCtx, hc *httpConn, rb *res
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		defer close(done)
+		hc.flushPending()
 		if _, err := c.Write(head); err == nil {
 			if _, err := io.Copy(c, rb); err != nil && rb.err == nil {
 				rb.err = err
@@ -756,6 +808,7 @@ func (svc *service) tunnel(ctx *fasthttp.RequestCtx, hc *httpConn) {
 	ctx.Hijack(func(c net.Conn) {
 		defer close(done)
 		defer svc.releaseBackend(b)
+		hc.flushPending() // the raw socket is used below
 		var act atomic.Int64
 		act.Store(time.Now().UnixNano())
 		errc := make(chan error, 1)

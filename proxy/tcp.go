@@ -38,6 +38,7 @@ type session struct {
 	backend net.Conn
 	idle    bool // HTTP: waiting for the next request on a keep-alive connection
 	http    bool
+	hc      *httpConn // http mode: its client connection, for drain
 }
 
 // close aborts the session (forced shutdown).
@@ -56,6 +57,9 @@ func (se *session) drain() {
 	se.mu.Lock()
 	defer se.mu.Unlock()
 	if se.http && se.idle {
+		if se.hc != nil {
+			se.hc.flushPending() // a response held back for the next read
+		}
 		se.client.Close()
 	}
 }
