@@ -404,9 +404,8 @@ func pipeConns(client, backend *net.TCPConn, cIdle, sIdle time.Duration, inCtr, 
 // A write blocked for idle (the peer does not read) ends the session.
 //
 // Between bursts it waits for src to become readable without holding
-// anything (no buffer, no splice pipe), then splices only what is queued:
-// an idle session costs two sockets, not two more pipes (four fds) as a
-// blocking splice would.
+// anything (no buffer, no splice pipe): an idle session costs two sockets.
+// Each burst is moved by copyBurst.
 func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *atomic.Uint64) (int64, error) {
 	tick := max(idle/4, time.Millisecond)
 	rc, rcErr := src.SyscallConn()
@@ -415,14 +414,12 @@ func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *
 		start := time.Now()
 		src.SetReadDeadline(start.Add(tick))
 		dst.SetWriteDeadline(start.Add(idle))
-		chunk := int64(spliceChunk)
+		var n int64
 		var err error
 		if rcErr == nil {
-			chunk, err = queued(rc)
-		}
-		var n int64
-		if err == nil {
-			n, err = io.CopyN(dst, src, chunk)
+			n, err = copyBurst(dst, src, rc)
+		} else {
+			n, err = io.CopyN(dst, src, spliceChunk)
 		}
 		total += n
 		if n > 0 {
@@ -442,29 +439,52 @@ func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *
 	}
 }
 
-// queued waits until src is readable and returns how many bytes to splice:
-// what the receive queue holds (capped at spliceChunk), or spliceChunk at
-// EOF or on a pending error, which io.CopyN then reports without blocking.
-func queued(rc syscall.RawConn) (int64, error) {
+// smallCopy is the buffer of one burst: a request or a small response goes
+// through it with one read(2) and one write(2), as HAProxy moves it; what is
+// queued beyond it is spliced (zero copy for bulk transfers).
+const smallCopy = 16 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, smallCopy); return &b }}
+
+// copyBurst waits until src is readable, then moves what it holds: up to
+// smallCopy bytes through a pooled buffer (taken only once data is there),
+// and when that filled, the rest of the receive queue, up to spliceChunk,
+// by splice. io.EOF when src is at its end.
+func copyBurst(dst, src *net.TCPConn, rc syscall.RawConn) (int64, error) {
+	var bp *[]byte
 	var n int
-	var peek [1]byte
+	var rerr error
 	err := rc.Read(func(fd uintptr) bool {
-		m, _, perr := unix.Recvfrom(int(fd), peek[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		if perr == unix.EAGAIN {
-			return false // nothing yet: park on the poller
+		bp = copyBufs.Get().(*[]byte)
+		n, rerr = ignoringEINTR(func() (int, error) { return unix.Read(int(fd), *bp) })
+		if rerr == unix.EAGAIN {
+			copyBufs.Put(bp) // hold nothing while waiting
+			bp = nil
+			return false
 		}
-		if perr != nil || m == 0 {
-			n = spliceChunk // EOF or error: let the copy see it
-			return true
-		}
-		q, qerr := unix.IoctlGetInt(int(fd), unix.SIOCINQ)
-		if qerr != nil || q <= 0 {
-			q = spliceChunk
-		}
-		n = min(q, spliceChunk)
 		return true
 	})
-	return int64(n), err
+	if err != nil {
+		return 0, err
+	}
+	defer copyBufs.Put(bp)
+	switch {
+	case rerr != nil:
+		return 0, os.NewSyscallError("read", rerr)
+	case n <= 0:
+		return 0, io.EOF
+	}
+	w, err := dst.Write((*bp)[:n])
+	if err != nil || n < len(*bp) {
+		return int64(w), err
+	}
+	q := 0
+	rc.Control(func(fd uintptr) { q, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	if q <= 0 {
+		return int64(n), nil
+	}
+	m, err := io.CopyN(dst, src, int64(min(q, spliceChunk)))
+	return int64(n) + m, err
 }
 
 func isTimeout(err error) bool {
