@@ -666,14 +666,14 @@ func (b *builder) tracks(n *node, script bool) []Track {
 				t.Weight, t.HasWeight = v, true
 			}
 			args = args[2:]
-			if script && len(args) > 0 && args[0] == "reverse" {
-				t.Reverse = true
+			if script && len(args) > 0 && (args[0] == "reverse" || args[0] == "noreverse") {
+				t.Reverse = args[0] == "reverse"
 				args = args[1:]
 			}
 		}
 		if len(args) > 0 {
 			b.d.errorf(c.pos, c.kw, "unexpected %q (expected NAME [weight N%s])", strings.Join(args, " "),
-				map[bool]string{true: " [reverse]", false: ""}[script])
+				map[bool]string{true: " [reverse|noreverse]", false: ""}[script])
 			continue
 		}
 		out = append(out, t)

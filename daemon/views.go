@@ -28,7 +28,7 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 	out := vrrp.Config{ScriptUser: g.ScriptUser, ScriptSecurity: g.EnableScriptSecurity}
 	for _, s := range cfg.Scripts {
 		out.Scripts = append(out.Scripts, vrrp.ScriptConfig{Name: s.Name, Script: s.Script, Interval: s.Interval, Timeout: s.Timeout,
-			Weight: s.Weight, Rise: s.Rise, Fall: s.Fall, User: s.User, InitFail: s.InitFail})
+			Weight: s.Weight, Reverse: s.WeightReverse, Rise: s.Rise, Fall: s.Fall, User: s.User, InitFail: s.InitFail})
 	}
 	for _, in := range cfg.Instances {
 		ic := vrrp.InstanceConfig{
@@ -58,7 +58,7 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 		// track_mode fault: weight 0 is keepalived's "FAULT while failing" for scripts and interfaces.
 		fault := in.TrackMode == config.TrackFault
 		for _, t := range in.TrackScripts {
-			ref := vrrp.TrackScriptRef{Name: t.Name, Weight: t.Weight, WeightSet: t.HasWeight}
+			ref := vrrp.TrackScriptRef{Name: t.Name, Weight: t.Weight, WeightSet: t.HasWeight, Reverse: t.Reverse}
 			if fault {
 				ref.Weight, ref.WeightSet = 0, true
 			}

@@ -20,7 +20,8 @@ type VIP struct {
 type TrackScriptRef struct {
 	Name      string
 	Weight    int
-	WeightSet bool // Weight overrides the script's weight
+	WeightSet bool // Weight and Reverse override the script's
+	Reverse   bool
 }
 
 // TrackIf is a track_interface entry. Weight 0: the instance goes FAULT
@@ -73,6 +74,7 @@ type ScriptConfig struct {
 	Interval time.Duration
 	Timeout  time.Duration
 	Weight   int
+	Reverse  bool // weight ... reverse: see scriptState
 	Rise     int
 	Fall     int
 	User     string

@@ -247,7 +247,15 @@ func (r *Router) scriptChanged(name string, ok bool, reason string) {
 
 // scriptState applies keepalived's weight rule: a negative weight applies
 // while failing, a positive one while succeeding, weight 0 → FAULT on failure.
-func scriptState(name string, weight int, res scriptResult) TrackerState {
+// reverse turns it around, as keepalived's table says: a positive weight is
+// subtracted while succeeding, a negative one added while failing, and weight
+// 0 means FAULT while succeeding.
+func scriptState(name string, weight int, reverse bool, res scriptResult) TrackerState {
+	if reverse {
+		st := scriptState(name, -weight, false, scriptResult{ok: !res.ok, reason: res.reason})
+		st.Reason += " (reverse)"
+		return st
+	}
 	ts := TrackerState{Reason: fmt.Sprintf("script %s %s", name, res.reason)}
 	switch {
 	case weight == 0 && !res.ok:
@@ -295,13 +303,13 @@ func (r *Router) pushTrackers(in *instance) {
 		if !known {
 			res = scriptResult{ok: !sc.InitFail, reason: "not run yet"}
 		}
-		w := sc.Weight
+		w, rev := sc.Weight, sc.Reverse
 		if ref.WeightSet {
-			w = ref.Weight
+			w, rev = ref.Weight, ref.Reverse
 		}
 		name := trackScriptPrefix + ref.Name
 		want[name] = true
-		in.setTracker(name, scriptState(ref.Name, w, res))
+		in.setTracker(name, scriptState(ref.Name, w, rev, res))
 	}
 	ifs := slices.Clone(cfg.TrackInterfaces)
 	if !cfg.DontTrackPrimary && !slices.ContainsFunc(ifs, func(t TrackIf) bool { return t.Name == cfg.Interface }) {

@@ -63,12 +63,30 @@ func TestScriptWeights(t *testing.T) {
 		{0, bad, 0, true}, {0, ok, 0, false},
 	}
 	for _, c := range cases {
-		ts := scriptState("chk", c.w, c.res)
+		ts := scriptState("chk", c.w, false, c.res)
 		if ts.Weight != c.want || ts.Fault != c.fault {
 			t.Errorf("weight %d ok %v: %+v", c.w, c.res.ok, ts)
 		}
 	}
-	if r := scriptState("chk_haproxy", -20, bad).Reason; r != "script chk_haproxy failed (weight -20)" {
+	// keepalived's table for "weight N reverse": +ve subtracts while up, -ve adds while down,
+	// 0 is FAULT while up.
+	rev := []struct {
+		w     int
+		res   scriptResult
+		want  int
+		fault bool
+	}{
+		{10, ok, -10, false}, {10, bad, 0, false},
+		{-20, bad, 20, false}, {-20, ok, 0, false},
+		{0, ok, 0, true}, {0, bad, 0, false},
+	}
+	for _, c := range rev {
+		ts := scriptState("chk", c.w, true, c.res)
+		if ts.Weight != c.want || ts.Fault != c.fault {
+			t.Errorf("weight %d reverse ok %v: %+v", c.w, c.res.ok, ts)
+		}
+	}
+	if r := scriptState("chk_haproxy", -20, false, bad).Reason; r != "script chk_haproxy failed (weight -20)" {
 		t.Errorf("reason %q", r)
 	}
 	if ts := ifState("eth1", 0, false); !ts.Fault || ts.Reason != "interface eth1 down" {
