@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"net/netip"
 	"sort"
 	"strconv"
@@ -59,6 +60,7 @@ type builder struct {
 
 	global   blockSpec[Global]
 	script   blockSpec[Script]
+	tfile    blockSpec[TrackFile]
 	instance blockSpec[Instance]
 	auth     blockSpec[Instance]
 	sync     blockSpec[SyncGroup]
@@ -101,6 +103,7 @@ func newBuilder(d *diags) *builder {
 	}
 	b.global = blockSpec[Global]{"global_defs", globalTable()}
 	b.script = blockSpec[Script]{"vrrp_script", scriptTable()}
+	b.tfile = blockSpec[TrackFile]{"vrrp_track_file", trackFileTable()}
 	b.instance = blockSpec[Instance]{"vrrp_instance", instanceTable()}
 	b.auth = blockSpec[Instance]{"authentication", authTable()}
 	b.sync = blockSpec[SyncGroup]{"vrrp_sync_group", syncTable()}
@@ -151,7 +154,7 @@ func keys[T any](t table[T]) []string {
 }
 
 func topKeywords() []string {
-	return []string{"global_defs", "vrrp_script", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group"}
+	return []string{"global_defs", "vrrp_script", "vrrp_track_file", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group"}
 }
 
 // dispatch applies every statement of a block through spec's table.
@@ -174,7 +177,7 @@ func takesBlock(kw string) bool {
 	switch kw {
 	case "global_defs", "vrrp_script", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group",
 		"notification_email", "authentication", "virtual_ipaddress", "virtual_ipaddress_excluded", "unicast_peer",
-		"track_script", "track_interface", "track_virtual_server", "group", "real_server",
+		"track_script", "track_file", "vrrp_track_file", "track_interface", "track_virtual_server", "group", "real_server",
 		"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "PING_CHECK", "url":
 		return true
 	}
@@ -226,6 +229,8 @@ func (b *builder) build(top []*node) {
 			}
 		case "vrrp_script":
 			b.buildScript(n)
+		case "vrrp_track_file", "track_file":
+			b.buildTrackFile(n)
 		case "vrrp_instance":
 			b.buildInstance(n)
 		case "vrrp_sync_group":
@@ -408,6 +413,62 @@ func (b *builder) buildScript(n *node) {
 	}
 }
 
+func (b *builder) buildTrackFile(n *node) {
+	name, valid := b.named(n)
+	if !n.block {
+		return
+	}
+	f := &TrackFile{Pos: n.pos, Name: name, Weight: 1}
+	dispatch(b, &b.tfile, f, n.children)
+	if f.File == "" {
+		b.d.errorf(n.pos, n.kw, "%s: no file", name)
+		valid = false
+	}
+	if valid {
+		b.cfg.TrackFiles = append(b.cfg.TrackFiles, f)
+	}
+}
+
+func trackFileTable() table[TrackFile] {
+	return table[TrackFile]{
+		"file": func(b *builder, f *TrackFile, n *node) {
+			if b.arity(n, 1, 1) {
+				f.File = n.args[0]
+			}
+		},
+		"weight": func(b *builder, f *TrackFile, n *node) {
+			if !b.arity(n, 1, 2) {
+				return
+			}
+			if v, ok := b.parseInt(n, n.args[0], -254, 254); ok {
+				f.Weight = v
+			}
+			if len(n.args) == 2 {
+				if n.args[1] != "reverse" {
+					b.d.errorf(n.pos, n.kw, "expects \"reverse\" after the weight, got %q", n.args[1])
+					return
+				}
+				f.Reverse = true
+			}
+		},
+		"init_file": func(b *builder, f *TrackFile, n *node) {
+			if !b.arity(n, 0, 2) {
+				return
+			}
+			f.Init = true
+			for _, a := range n.args {
+				if a == "overwrite" {
+					f.Overwrite = true
+					continue
+				}
+				if v, ok := b.parseInt(n, a, math.MinInt32, math.MaxInt32); ok {
+					f.InitValue = v
+				}
+			}
+		},
+	}
+}
+
 func scriptTable() table[Script] {
 	return table[Script]{
 		"script":   func(b *builder, s *Script, n *node) { b.command(n, &s.Script) },
@@ -506,6 +567,11 @@ func instanceTable() table[Instance] {
 		"track_script": func(b *builder, in *Instance, n *node) {
 			if b.needBlock(n) {
 				in.TrackScripts = append(in.TrackScripts, b.tracks(n, true)...)
+			}
+		},
+		"track_file": func(b *builder, in *Instance, n *node) {
+			if b.needBlock(n) {
+				in.TrackFiles = append(in.TrackFiles, b.tracks(n, true)...)
 			}
 		},
 		"track_interface": func(b *builder, in *Instance, n *node) {

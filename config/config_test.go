@@ -289,6 +289,15 @@ vrrp_script chk {
   script "/bin/check arg"
   weight -20 reverse
 }
+vrrp_track_file maint {
+  file /run/maint
+  init_file
+}
+track_file prio {
+  file "/run/prio"
+  weight 0
+  init_file 7 overwrite
+}
 vrrp_instance V {
   interface eth0
   virtual_router_id 7
@@ -303,6 +312,10 @@ vrrp_instance V {
   }
   virtual_ipaddress_excluded { 2001:db8::1/64 }
   track_script { chk weight 5 }
+  track_file {
+    maint
+    prio weight -3 reverse
+  }
   track_interface {
     eth1 weight -10
     eth2
@@ -328,6 +341,13 @@ virtual_server 198.18.0.10 80 { real_server 198.18.1.1 80 { } }
 	}
 	if len(in.UnicastPeers) != 2 || in.ExcludedVIPs[0].Prefix.Bits() != 64 {
 		t.Errorf("peers/excluded = %v %v", in.UnicastPeers, in.ExcludedVIPs)
+	}
+	if tf := in.TrackFiles; len(tf) != 2 || tf[0].Name != "maint" || tf[0].HasWeight || tf[1].Weight != -3 || !tf[1].Reverse {
+		t.Errorf("track_file = %+v", tf)
+	}
+	if f := cfg.TrackFiles; len(f) != 2 || f[0].File != "/run/maint" || f[0].Weight != 1 || !f[0].Init || f[0].Overwrite ||
+		f[1].Weight != 0 || f[1].InitValue != 7 || !f[1].Overwrite {
+		t.Errorf("vrrp_track_file = %+v", f)
 	}
 	if ts := in.TrackScripts[0]; ts.Name != "chk" || ts.Weight != 5 || !ts.HasWeight {
 		t.Errorf("track_script = %+v", ts)
@@ -471,6 +491,9 @@ func TestDiagnostics(t *testing.T) {
 		{"unimplemented", "global_defs {\n enable_snmp_vrrp\n}", "t.conf:2: warning: enable_snmp_vrrp: keepalived keyword not implemented by halb; ignored", false},
 		{"unimplemented block", "static_ipaddress {\n 198.18.0.9/24 dev eth0\n}", "t.conf:1: warning: static_ipaddress: keepalived keyword not implemented", false},
 		{"no block", "global_defs", "global_defs: expects a block", true},
+		{"track_file unknown", inst + " track_file { maint }\n}", `track_file: no vrrp_track_file named "maint"`, true},
+		{"track_file no file", "vrrp_track_file maint {\n weight 2\n}", "t.conf:1: vrrp_track_file: maint: no file", true},
+		{"track_file weight", "vrrp_track_file maint {\n file /x\n weight 300\n}", "t.conf:3: weight:", true},
 		{"block on plain kw", inst + " priority 100 { }\n}", "priority: does not take a block", true},
 		{"arity", inst + " interface\n}", "interface: expects 1 argument(s), got 0", true},
 		{"instance no name", "vrrp_instance {\n}", "expects a name", true},

@@ -34,7 +34,8 @@ func unimplemented(kw string) bool {
 		return true
 	// top-level blocks halb does not implement
 	case "static_ipaddress", "static_routes", "static_rules", "garp_group", "bfd_instance",
-		"vrrp_track_file", "track_file", "track_process", "vrrp_track_bfd", "linkbeat_interface":
+		"track_file", // in vrrp_sync_group; vrrp_instance and top level implement it
+		"track_process", "vrrp_track_bfd", "linkbeat_interface":
 		return true
 	// vrrp_instance
 	case "garp_lower_prio_delay", "garp_lower_prio_repeat", "lower_prio_no_advert", "higher_prio_send_advert",

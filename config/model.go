@@ -26,6 +26,7 @@ func (p Pos) String() string {
 type Config struct {
 	Global         Global           `json:"global"`
 	Scripts        []*Script        `json:"scripts"`
+	TrackFiles     []*TrackFile     `json:"track_files"`
 	Instances      []*Instance      `json:"instances"`
 	SyncGroups     []*SyncGroup     `json:"sync_groups"`
 	VirtualServers []*VirtualServer `json:"virtual_servers"`
@@ -34,6 +35,19 @@ type Config struct {
 	Files []string `json:"files"`
 	// Hash is the hex SHA-256 over the contents of Files, in order.
 	Hash string `json:"hash"`
+}
+
+// TrackFile is a vrrp_track_file (or top-level track_file) block: a file
+// holding a number that adjusts the priority of the instances tracking it.
+type TrackFile struct {
+	Pos       Pos    `json:"pos"`
+	Name      string `json:"name"`
+	File      string `json:"file"`
+	Weight    int    `json:"weight"` // default 1; 0: a non-zero value means FAULT
+	Reverse   bool   `json:"reverse"`
+	Init      bool   `json:"init"` // init_file: write InitValue at start when the file is missing
+	InitValue int    `json:"init_value"`
+	Overwrite bool   `json:"init_overwrite"` // init_file ... overwrite: also when it exists
 }
 
 // Global is the global_defs block.
@@ -115,6 +129,7 @@ type Instance struct {
 	PreemptDelay     time.Duration `json:"preempt_delay"`
 	TrackMode        TrackMode     `json:"track_mode"`
 	TrackScripts     []Track       `json:"track_script"`
+	TrackFiles       []Track       `json:"track_file"`
 	TrackInterfaces  []Track       `json:"track_interface"`
 	TrackVirtServers []TrackVS     `json:"track_virtual_server"`
 	Notify           string        `json:"notify"`

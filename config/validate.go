@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -236,6 +237,11 @@ func (b *builder) validateInstance(in *Instance, scripts map[string]*Script) {
 	for _, t := range in.TrackScripts {
 		if _, ok := scripts[t.Name]; !ok {
 			b.d.errorf(t.Pos, "track_script", "no vrrp_script named %q", t.Name)
+		}
+	}
+	for _, t := range in.TrackFiles {
+		if !slices.ContainsFunc(b.cfg.TrackFiles, func(f *TrackFile) bool { return f.Name == t.Name }) {
+			b.d.errorf(t.Pos, "track_file", "no vrrp_track_file named %q", t.Name)
 		}
 	}
 	for _, p := range in.UnicastPeers {

@@ -24,7 +24,12 @@ func mustParse(t *testing.T, src string) *config.Config {
 func TestVRRPTranslation(t *testing.T) {
 	src := `vrrp_script chk {
     script "/bin/true"
-    weight -20
+    weight -20 reverse
+}
+vrrp_track_file maint {
+    file /run/halb-maint
+    weight -5
+    init_file 3
 }
 vrrp_instance A {
     state MASTER
@@ -42,6 +47,9 @@ vrrp_instance A {
     track_script {
         chk
     }
+    track_file {
+        maint
+    }
     track_interface {
         eth1 weight -10
     }
@@ -56,13 +64,16 @@ vrrp_instance B {
     track_script {
         chk weight -30
     }
+    track_file {
+        maint weight 2 reverse
+    }
     track_interface {
         eth1 weight -10
     }
 }
 `
 	v := vrrpConfig(mustParse(t, src))
-	if len(v.Instances) != 2 || len(v.Scripts) != 1 || v.Scripts[0].Weight != -20 {
+	if len(v.Instances) != 2 || len(v.Scripts) != 1 || v.Scripts[0].Weight != -20 || !v.Scripts[0].Reverse {
 		t.Fatalf("translation: %+v", v)
 	}
 	a, b := v.Instances[0], v.Instances[1]
@@ -71,6 +82,12 @@ vrrp_instance B {
 	}
 	if a.TrackScripts[0].WeightSet || a.TrackInterfaces[0].Weight != -10 {
 		t.Fatalf("A tracking (weight mode): %+v %+v", a.TrackScripts, a.TrackInterfaces)
+	}
+	if f := v.Files; len(f) != 1 || f[0].Path != "/run/halb-maint" || f[0].Weight != -5 || !f[0].Init || f[0].InitValue != 3 {
+		t.Fatalf("track files: %+v", f)
+	}
+	if len(a.TrackFiles) != 1 || a.TrackFiles[0].WeightSet || !b.TrackFiles[0].WeightSet || b.TrackFiles[0].Weight != 0 || !b.TrackFiles[0].Reverse {
+		t.Fatalf("track_file refs: %+v %+v", a.TrackFiles, b.TrackFiles)
 	}
 	if !b.TrackScripts[0].WeightSet || b.TrackScripts[0].Weight != 0 || b.TrackInterfaces[0].Weight != 0 {
 		t.Fatalf("B tracking (fault mode): %+v %+v", b.TrackScripts, b.TrackInterfaces)

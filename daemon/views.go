@@ -30,6 +30,10 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 		out.Scripts = append(out.Scripts, vrrp.ScriptConfig{Name: s.Name, Script: s.Script, Interval: s.Interval, Timeout: s.Timeout,
 			Weight: s.Weight, Reverse: s.WeightReverse, Rise: s.Rise, Fall: s.Fall, User: s.User, InitFail: s.InitFail})
 	}
+	for _, f := range cfg.TrackFiles {
+		out.Files = append(out.Files, vrrp.FileConfig{Name: f.Name, Path: f.File, Weight: f.Weight, Reverse: f.Reverse,
+			Init: f.Init, InitValue: f.InitValue, Overwrite: f.Overwrite})
+	}
 	for _, in := range cfg.Instances {
 		ic := vrrp.InstanceConfig{
 			Name: in.Name, Interface: in.Interface, VRID: uint8(in.VRID), Priority: uint8(in.Priority), AdvertInt: in.AdvertInt,
@@ -63,6 +67,13 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 				ref.Weight, ref.WeightSet = 0, true
 			}
 			ic.TrackScripts = append(ic.TrackScripts, ref)
+		}
+		for _, t := range in.TrackFiles {
+			ref := vrrp.TrackFileRef{Name: t.Name, Weight: t.Weight, WeightSet: t.HasWeight, Reverse: t.Reverse}
+			if fault {
+				ref.Weight, ref.WeightSet = 0, true
+			}
+			ic.TrackFiles = append(ic.TrackFiles, ref)
 		}
 		for _, t := range in.TrackInterfaces {
 			w := t.Weight

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -54,6 +55,7 @@ type InstanceConfig struct {
 	StartState   State // StateMaster or StateBackup (keepalived "state")
 
 	TrackScripts    []TrackScriptRef
+	TrackFiles      []TrackFileRef
 	TrackInterfaces []TrackIf
 
 	Notify, NotifyMaster, NotifyBackup, NotifyFault, NotifyStop string
@@ -92,6 +94,8 @@ type SyncGroupConfig struct {
 type Config struct {
 	Instances      []InstanceConfig
 	Scripts        []ScriptConfig
+	Files          []FileConfig
+	FilePoll       time.Duration // how often tracked files are looked at (0: 1 s)
 	SyncGroups     []SyncGroupConfig
 	ScriptUser     string // default user of scripts (global_defs script_user)
 	ScriptSecurity bool   // enable_script_security: refuse scripts writable by others
@@ -194,6 +198,11 @@ func (c *Config) validate() error {
 		for _, ts := range in.TrackScripts {
 			if !scripts[ts.Name] {
 				e("track_script %s: no such vrrp_script", ts.Name)
+			}
+		}
+		for _, tf := range in.TrackFiles {
+			if !slices.ContainsFunc(c.Files, func(f FileConfig) bool { return f.Name == tf.Name }) {
+				e("track_file %s: no such vrrp_track_file", tf.Name)
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package vrrp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,6 +72,9 @@ type Router struct {
 	cfgOf     map[*instance]InstanceConfig // the router's view of each instance's config
 	scripts   map[string]*scriptRunner
 	scriptOK  map[string]scriptResult
+	fileVals  map[string]fileValue
+	fileDone  chan struct{}
+	fileWG    sync.WaitGroup
 	linkUp    map[string]bool
 	groupOf   map[string]*SyncGroupConfig // member name → group
 	ownFault  map[string]bool
@@ -104,6 +108,7 @@ func newRouter(log *zap.Logger, cfg Config, d deps) (*Router, error) {
 		cfgOf:     map[*instance]InstanceConfig{},
 		scripts:   map[string]*scriptRunner{},
 		scriptOK:  map[string]scriptResult{},
+		fileVals:  map[string]fileValue{},
 		linkUp:    map[string]bool{},
 		ownFault:  map[string]bool{},
 	}
@@ -148,6 +153,10 @@ func (r *Router) Start(ctx context.Context) error {
 		opened = append(opened, in)
 	}
 	r.started = true
+	r.readFilesLocked(nil)
+	r.fileDone = make(chan struct{})
+	r.fileWG.Add(1)
+	go r.watchFiles(r.fileDone, cmp.Or(r.cfg.FilePoll, defaultFilePoll))
 	r.rebuildGroups()
 	if r.deps.watchLinks != nil {
 		r.linkDone = make(chan struct{})
@@ -315,6 +324,7 @@ func (r *Router) pushTrackers(in *instance) {
 	if !cfg.DontTrackPrimary && !slices.ContainsFunc(ifs, func(t TrackIf) bool { return t.Name == cfg.Interface }) {
 		ifs = append(ifs, TrackIf{Name: cfg.Interface})
 	}
+	r.pushFileTrackers(in, cfg, want)
 	for _, ti := range ifs {
 		up, known := r.linkUp[ti.Name]
 		if !known {
@@ -325,7 +335,7 @@ func (r *Router) pushTrackers(in *instance) {
 		in.setTracker(name, ifState(ti.Name, ti.Weight, up))
 	}
 	for _, name := range in.trackerNames() {
-		if (hasPrefix(name, trackScriptPrefix) || hasPrefix(name, trackIfPrefix)) && !want[name] {
+		if (hasPrefix(name, trackScriptPrefix) || hasPrefix(name, trackIfPrefix) || hasPrefix(name, trackFilePrefix)) && !want[name] {
 			in.removeTracker(name)
 		}
 	}
@@ -590,7 +600,9 @@ func (r *Router) Apply(cfg Config) error {
 	var errs []error
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	oldFiles := r.cfg.Files
 	r.cfg = cfg
+	r.readFilesLocked(oldFiles)
 	r.instances = map[string]*instance{}
 	r.cfgOf = map[*instance]InstanceConfig{}
 	for name := range r.ownFault {
@@ -652,10 +664,14 @@ func (r *Router) Stop(ctx context.Context) error {
 	r.scripts = map[string]*scriptRunner{}
 	started := r.started
 	r.started = false
+	fileDone := r.fileDone
+	r.fileDone = nil
 	r.mu.Unlock()
 	if !started {
 		return nil
 	}
+	close(fileDone)
+	r.fileWG.Wait()
 	for _, sr := range scripts {
 		sr.stop()
 	}
