@@ -87,7 +87,10 @@ func (d *deadlineConn) writeHeld(fd int) error {
 	p := d.pending
 	d.pending = nil
 	for len(p) > 0 {
-		n, err := ignoringEINTR(func() (int, error) { return syscall.Write(fd, p) })
+		n, err := syscall.Write(fd, p)
+		if err == syscall.EINTR {
+			continue
+		}
 		if n > 0 {
 			if d.out != nil {
 				d.out.Add(uint64(n))
@@ -112,6 +115,73 @@ func (d *deadlineConn) writeHeld(fd int) error {
 	return err
 }
 
+// foldOp is the state of a folded read, kept with the connection so that the
+// callbacks handed to RawConn.Read allocate nothing per call.
+type foldOp struct {
+	d            *deadlineConn
+	p            []byte
+	n            int
+	wrote, first bool
+	werr, errno  error
+	foldFn       func(uintptr) bool // o.fold
+	afterFn      func(uintptr) bool // o.after
+}
+
+func (d *deadlineConn) foldOp(p []byte) *foldOp {
+	o := d.op
+	if o == nil {
+		o = &foldOp{d: d}
+		o.foldFn, o.afterFn = o.fold, o.after
+		d.op = o
+	}
+	o.p, o.n, o.wrote, o.first, o.werr, o.errno = p, 0, false, true, nil, nil
+	return o
+}
+
+// fold: the first call writes the held bytes and asks to wait for the poller;
+// the next ones read.
+func (o *foldOp) fold(fd uintptr) bool {
+	if !o.wrote {
+		o.wrote = true
+		o.werr = o.d.writeHeld(int(fd))
+		return o.werr != nil // else the reply can't be there yet: wait for the poller
+	}
+	return o.read(fd)
+}
+
+// after reads at once, and notes whether the first try found data.
+func (o *foldOp) after(fd uintptr) bool {
+	done := o.read(fd)
+	if !done {
+		o.first = false
+	}
+	return done
+}
+
+func (o *foldOp) read(fd uintptr) bool {
+	for {
+		o.n, o.errno = syscall.Read(int(fd), o.p)
+		if o.errno != syscall.EINTR {
+			return o.errno != syscall.EAGAIN
+		}
+	}
+}
+
+// result maps the outcome of a raw read to Read's.
+func (o *foldOp) result(rerr error) (int, error) {
+	switch {
+	case o.werr != nil:
+		return 0, o.werr
+	case rerr != nil:
+		return 0, rerr
+	case o.errno != nil:
+		return 0, os.NewSyscallError("read", o.errno)
+	case o.n <= 0 && len(o.p) > 0:
+		return 0, io.EOF
+	}
+	return o.n, nil
+}
+
 // foldRead sends the held-back bytes and waits for the reply. deadline is
 // the read's own deadline. done is false when the reply did not come within
 // foldWait: nothing was read, and the caller reads as usual.
@@ -122,66 +192,23 @@ func (d *deadlineConn) foldRead(p []byte, now, deadline time.Time) (n int, err e
 		w = deadline
 	}
 	d.c.SetReadDeadline(w)
-	wrote := false
-	var werr, errno error
-	rerr := d.raw.Read(func(fd uintptr) bool {
-		if !wrote {
-			wrote = true
-			werr = d.writeHeld(int(fd))
-			return werr != nil // else the reply can't be there yet: wait for the poller
-		}
-		n, errno = ignoringEINTR(func() (int, error) { return syscall.Read(int(fd), p) })
-		return errno != syscall.EAGAIN
-	})
-	switch {
-	case werr != nil:
-		return 0, werr, true
-	case rerr != nil:
-		if isTimeout(rerr) && !final && wrote {
-			return 0, nil, false
-		}
-		return 0, rerr, true
-	case errno != nil:
-		return 0, os.NewSyscallError("read", errno), true
-	case n == 0 && len(p) > 0:
-		return 0, io.EOF, true
+	o := d.foldOp(p)
+	rerr := d.raw.Read(o.foldFn)
+	if rerr != nil && isTimeout(rerr) && !final && o.wrote && o.werr == nil {
+		return 0, nil, false
 	}
-	return n, nil, true
+	n, err = o.result(rerr)
+	return n, err, true
 }
 
 // readAfterFold is the usual read after a folded read waited foldWait in
 // vain: if data is there at the first try, its notification was missed and
 // the connection stops folding.
-func (d *deadlineConn) readAfterFold(p []byte) (n int, err error) {
-	first := true
-	rerr := d.raw.Read(func(fd uintptr) bool {
-		n, err = ignoringEINTR(func() (int, error) { return syscall.Read(int(fd), p) })
-		if err == syscall.EAGAIN {
-			first = false
-			return false
-		}
-		return true
-	})
-	if rerr != nil {
-		return 0, rerr
-	}
-	if first && n > 0 {
+func (d *deadlineConn) readAfterFold(p []byte) (int, error) {
+	o := d.foldOp(p)
+	rerr := d.raw.Read(o.afterFn)
+	if rerr == nil && o.first && o.n > 0 {
 		d.noFold = true
 	}
-	if err != nil {
-		return 0, os.NewSyscallError("read", err)
-	}
-	if n == 0 && len(p) > 0 {
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-func ignoringEINTR(f func() (int, error)) (int, error) {
-	for {
-		n, err := f()
-		if err != syscall.EINTR {
-			return n, err
-		}
-	}
+	return o.result(rerr)
 }

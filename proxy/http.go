@@ -58,6 +58,7 @@ type deadlineConn struct {
 	noFold   bool            // a folded read missed its reply once: fold no more
 	mayHold  bool            // owner's view: bytes may be held back
 	wrote    bool            // a write since the last read
+	op       *foldOp         // allocated at the first folded read
 	fmu      sync.Mutex      // guards pending against a flush from another goroutine
 	pending  []byte
 	pbuf     []byte

@@ -409,6 +409,7 @@ func pipeConns(client, backend *net.TCPConn, cIdle, sIdle time.Duration, inCtr, 
 func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *atomic.Uint64) (int64, error) {
 	tick := max(idle/4, time.Millisecond)
 	rc, rcErr := src.SyscallConn()
+	b := newBurst()
 	var total int64
 	for {
 		start := time.Now()
@@ -417,7 +418,7 @@ func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *
 		var n int64
 		var err error
 		if rcErr == nil {
-			n, err = copyBurst(dst, src, rc)
+			n, err = copyBurst(dst, src, rc, b)
 		} else {
 			n, err = io.CopyN(dst, src, spliceChunk)
 		}
@@ -446,31 +447,55 @@ const smallCopy = 16 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, smallCopy); return &b }}
 
-// copyBurst waits until src is readable, then moves what it holds: up to
-// smallCopy bytes through a pooled buffer (taken only once data is there),
-// and when that filled, the rest of the receive queue, up to spliceChunk,
-// by splice. io.EOF when src is at its end.
-func copyBurst(dst, src *net.TCPConn, rc syscall.RawConn) (int64, error) {
-	var bp *[]byte
-	var n int
-	var rerr error
-	err := rc.Read(func(fd uintptr) bool {
-		bp = copyBufs.Get().(*[]byte)
-		n, rerr = ignoringEINTR(func() (int, error) { return unix.Read(int(fd), *bp) })
-		if rerr == unix.EAGAIN {
-			copyBufs.Put(bp) // hold nothing while waiting
-			bp = nil
-			return false
+// burst is copyBurst's state, one per direction of a session, so that the
+// callback handed to RawConn.Read allocates nothing per burst.
+type burst struct {
+	bp     *[]byte
+	n      int
+	errno  error
+	readFn func(uintptr) bool // b.read
+}
+
+func newBurst() *burst {
+	b := &burst{}
+	b.readFn = b.read
+	return b
+}
+
+// read takes a buffer only once data is there: nothing is held while waiting.
+func (b *burst) read(fd uintptr) bool {
+	b.bp = copyBufs.Get().(*[]byte)
+	for {
+		b.n, b.errno = unix.Read(int(fd), *b.bp)
+		if b.errno != unix.EINTR {
+			break
 		}
-		return true
-	})
-	if err != nil {
+	}
+	if b.errno == unix.EAGAIN {
+		copyBufs.Put(b.bp)
+		b.bp = nil
+		return false
+	}
+	return true
+}
+
+// copyBurst waits until src is readable, then moves what it holds: up to
+// smallCopy bytes through a pooled buffer, and when that filled, the rest of
+// the receive queue, up to spliceChunk, by splice. io.EOF when src is at its
+// end.
+func copyBurst(dst, src *net.TCPConn, rc syscall.RawConn, b *burst) (int64, error) {
+	b.bp, b.n, b.errno = nil, 0, nil
+	if err := rc.Read(b.readFn); err != nil {
+		if b.bp != nil {
+			copyBufs.Put(b.bp)
+		}
 		return 0, err
 	}
+	bp, n := b.bp, b.n
 	defer copyBufs.Put(bp)
 	switch {
-	case rerr != nil:
-		return 0, os.NewSyscallError("read", rerr)
+	case b.errno != nil:
+		return 0, os.NewSyscallError("read", b.errno)
 	case n <= 0:
 		return 0, io.EOF
 	}
