@@ -3,6 +3,7 @@ package config
 import (
 	"math"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,6 +62,7 @@ type builder struct {
 	global   blockSpec[Global]
 	script   blockSpec[Script]
 	tfile    blockSpec[TrackFile]
+	tproc    blockSpec[TrackProcess]
 	instance blockSpec[Instance]
 	auth     blockSpec[Instance]
 	sync     blockSpec[SyncGroup]
@@ -104,6 +106,7 @@ func newBuilder(d *diags) *builder {
 	b.global = blockSpec[Global]{"global_defs", globalTable()}
 	b.script = blockSpec[Script]{"vrrp_script", scriptTable()}
 	b.tfile = blockSpec[TrackFile]{"vrrp_track_file", trackFileTable()}
+	b.tproc = blockSpec[TrackProcess]{"vrrp_track_process", trackProcTable()}
 	b.instance = blockSpec[Instance]{"vrrp_instance", instanceTable()}
 	b.auth = blockSpec[Instance]{"authentication", authTable()}
 	b.sync = blockSpec[SyncGroup]{"vrrp_sync_group", syncTable()}
@@ -154,7 +157,7 @@ func keys[T any](t table[T]) []string {
 }
 
 func topKeywords() []string {
-	return []string{"global_defs", "vrrp_script", "vrrp_track_file", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group"}
+	return []string{"global_defs", "vrrp_script", "vrrp_track_file", "vrrp_track_process", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group"}
 }
 
 // dispatch applies every statement of a block through spec's table.
@@ -177,7 +180,7 @@ func takesBlock(kw string) bool {
 	switch kw {
 	case "global_defs", "vrrp_script", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group",
 		"notification_email", "authentication", "virtual_ipaddress", "virtual_ipaddress_excluded", "unicast_peer",
-		"track_script", "track_file", "vrrp_track_file", "track_interface", "track_virtual_server", "group", "real_server",
+		"track_script", "track_file", "vrrp_track_file", "track_process", "vrrp_track_process", "track_interface", "track_virtual_server", "group", "real_server",
 		"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "PING_CHECK", "url":
 		return true
 	}
@@ -231,6 +234,8 @@ func (b *builder) build(top []*node) {
 			b.buildScript(n)
 		case "vrrp_track_file", "track_file":
 			b.buildTrackFile(n)
+		case "vrrp_track_process":
+			b.buildTrackProc(n)
 		case "vrrp_instance":
 			b.buildInstance(n)
 		case "vrrp_sync_group":
@@ -469,6 +474,73 @@ func trackFileTable() table[TrackFile] {
 	}
 }
 
+func (b *builder) buildTrackProc(n *node) {
+	name, valid := b.named(n)
+	if !n.block {
+		return
+	}
+	p := &TrackProcess{Pos: n.pos, Name: name, Quorum: 1, QuorumMax: -1}
+	dispatch(b, &b.tproc, p, n.children)
+	if p.Process == "" {
+		b.d.errorf(n.pos, n.kw, "%s: no process", name)
+		valid = false
+	}
+	if p.QuorumMax >= 0 && p.QuorumMax < p.Quorum {
+		b.d.errorf(n.pos, "quorum_max", "%s: quorum_max %d is below quorum %d", name, p.QuorumMax, p.Quorum)
+		valid = false
+	}
+	if valid {
+		b.cfg.TrackProcs = append(b.cfg.TrackProcs, p)
+	}
+}
+
+func trackProcTable() table[TrackProcess] {
+	return table[TrackProcess]{
+		"process": func(b *builder, p *TrackProcess, n *node) {
+			if b.arity(n, 1, 64) {
+				p.Process, p.Params = n.args[0], slices.Clone(n.args[1:])
+			}
+		},
+		"param_match": func(b *builder, p *TrackProcess, n *node) {
+			if !b.arity(n, 0, 1) {
+				return
+			}
+			p.ParamsSet = true
+			if len(n.args) == 1 {
+				if n.args[0] != "initial" && n.args[0] != "partial" {
+					b.d.errorf(n.pos, n.kw, "%q is not initial or partial", n.args[0])
+					return
+				}
+				p.ParamMatch = n.args[0]
+			}
+		},
+		"weight": func(b *builder, p *TrackProcess, n *node) {
+			if !b.arity(n, 1, 2) {
+				return
+			}
+			if v, ok := b.parseInt(n, n.args[0], -254, 254); ok {
+				p.Weight = v
+			}
+			if len(n.args) == 2 {
+				if n.args[1] != "reverse" {
+					b.d.errorf(n.pos, n.kw, "expects \"reverse\" after the weight, got %q", n.args[1])
+					return
+				}
+				p.Reverse = true
+			}
+		},
+		"quorum":          func(b *builder, p *TrackProcess, n *node) { b.integer(n, &p.Quorum, 0, 1<<16) },
+		"quorum_max":      func(b *builder, p *TrackProcess, n *node) { b.integer(n, &p.QuorumMax, 0, 1<<16) },
+		"fork_delay":      func(b *builder, p *TrackProcess, n *node) { b.seconds(n, &p.ForkDelay) },
+		"terminate_delay": func(b *builder, p *TrackProcess, n *node) { b.seconds(n, &p.TerminateDelay) },
+		"delay": func(b *builder, p *TrackProcess, n *node) {
+			b.seconds(n, &p.ForkDelay)
+			p.TerminateDelay = p.ForkDelay
+		},
+		"full_command": func(b *builder, p *TrackProcess, n *node) { b.flag(n, &p.FullCommand) },
+	}
+}
+
 func scriptTable() table[Script] {
 	return table[Script]{
 		"script":   func(b *builder, s *Script, n *node) { b.command(n, &s.Script) },
@@ -572,6 +644,11 @@ func instanceTable() table[Instance] {
 		"track_file": func(b *builder, in *Instance, n *node) {
 			if b.needBlock(n) {
 				in.TrackFiles = append(in.TrackFiles, b.tracks(n, true)...)
+			}
+		},
+		"track_process": func(b *builder, in *Instance, n *node) {
+			if b.needBlock(n) {
+				in.TrackProcs = append(in.TrackProcs, b.tracks(n, true)...)
 			}
 		},
 		"track_interface": func(b *builder, in *Instance, n *node) {

@@ -293,6 +293,14 @@ vrrp_track_file maint {
   file /run/maint
   init_file
 }
+vrrp_track_process chk_haproxy {
+  process /usr/sbin/haproxy -Ws
+  param_match partial
+  weight -20 reverse
+  quorum 2
+  quorum_max 4
+  delay 1.5
+}
 track_file prio {
   file "/run/prio"
   weight 0
@@ -316,6 +324,7 @@ vrrp_instance V {
     maint
     prio weight -3 reverse
   }
+  track_process { chk_haproxy weight 5 }
   track_interface {
     eth1 weight -10
     eth2
@@ -348,6 +357,11 @@ virtual_server 198.18.0.10 80 { real_server 198.18.1.1 80 { } }
 	if f := cfg.TrackFiles; len(f) != 2 || f[0].File != "/run/maint" || f[0].Weight != 1 || !f[0].Init || f[0].Overwrite ||
 		f[1].Weight != 0 || f[1].InitValue != 7 || !f[1].Overwrite {
 		t.Errorf("vrrp_track_file = %+v", f)
+	}
+	if p := cfg.TrackProcs; len(p) != 1 || p[0].Process != "/usr/sbin/haproxy" || len(p[0].Params) != 1 || p[0].ParamMatch != "partial" ||
+		p[0].Weight != -20 || !p[0].Reverse || p[0].Quorum != 2 || p[0].QuorumMax != 4 || p[0].ForkDelay != 1500*time.Millisecond ||
+		p[0].TerminateDelay != 1500*time.Millisecond || in.TrackProcs[0].Weight != 5 {
+		t.Errorf("vrrp_track_process = %+v %+v", p, in.TrackProcs)
 	}
 	if ts := in.TrackScripts[0]; ts.Name != "chk" || ts.Weight != 5 || !ts.HasWeight {
 		t.Errorf("track_script = %+v", ts)
@@ -491,6 +505,9 @@ func TestDiagnostics(t *testing.T) {
 		{"unimplemented", "global_defs {\n enable_snmp_vrrp\n}", "t.conf:2: warning: enable_snmp_vrrp: keepalived keyword not implemented by halb; ignored", false},
 		{"unimplemented block", "static_ipaddress {\n 198.18.0.9/24 dev eth0\n}", "t.conf:1: warning: static_ipaddress: keepalived keyword not implemented", false},
 		{"no block", "global_defs", "global_defs: expects a block", true},
+		{"track_process unknown", inst + " track_process { chk }\n}", `track_process: no vrrp_track_process named "chk"`, true},
+		{"track_process quorum", "vrrp_track_process p {\n process x\n quorum 3\n quorum_max 2\n}", "quorum_max 2 is below quorum 3", true},
+		{"track_process param_match", "vrrp_track_process p {\n process x\n param_match some\n}", `t.conf:3: param_match: "some" is not initial or partial`, true},
 		{"track_file unknown", inst + " track_file { maint }\n}", `track_file: no vrrp_track_file named "maint"`, true},
 		{"track_file no file", "vrrp_track_file maint {\n weight 2\n}", "t.conf:1: vrrp_track_file: maint: no file", true},
 		{"track_file weight", "vrrp_track_file maint {\n file /x\n weight 300\n}", "t.conf:3: weight:", true},

@@ -28,14 +28,15 @@ func unimplemented(kw string) bool {
 		"no_email_faults", "startup_script", "startup_script_timeout", "shutdown_script", "shutdown_script_timeout",
 		"vrrp_skip_check_adv_addr_all", "umask", "random_seed", "reload_time_file", "reload_repeat", "reload_file",
 		"fifo_write_vrrp_states_on_reload", "rs_init_notifies", "no_checker_emails", "vrrp_owner_ignore_adverts",
-		"child_wait_time", "disable_local_igmp", "data_use_instance", "config_save_dir", "vrrp_track_process",
+		"child_wait_time", "disable_local_igmp", "data_use_instance", "config_save_dir",
 		"checker_log_all_failures", "vrrp_garp_extra_if", "vrrp_gna_extra_if", "vrrp_nftables_priority",
 		"include_check", "includer", "includem", "includew", "includeb", "includea":
 		return true
 	// top-level blocks halb does not implement
 	case "static_ipaddress", "static_routes", "static_rules", "garp_group", "bfd_instance",
-		"track_file", // in vrrp_sync_group; vrrp_instance and top level implement it
-		"track_process", "vrrp_track_bfd", "linkbeat_interface":
+		"track_file",    // in vrrp_sync_group; vrrp_instance and top level implement it
+		"track_process", // in vrrp_sync_group
+		"vrrp_track_bfd", "linkbeat_interface":
 		return true
 	// vrrp_instance
 	case "garp_lower_prio_delay", "garp_lower_prio_repeat", "lower_prio_no_advert", "higher_prio_send_advert",

@@ -27,6 +27,7 @@ type Config struct {
 	Global         Global           `json:"global"`
 	Scripts        []*Script        `json:"scripts"`
 	TrackFiles     []*TrackFile     `json:"track_files"`
+	TrackProcs     []*TrackProcess  `json:"track_processes"`
 	Instances      []*Instance      `json:"instances"`
 	SyncGroups     []*SyncGroup     `json:"sync_groups"`
 	VirtualServers []*VirtualServer `json:"virtual_servers"`
@@ -48,6 +49,23 @@ type TrackFile struct {
 	Init      bool   `json:"init"` // init_file: write InitValue at start when the file is missing
 	InitValue int    `json:"init_value"`
 	Overwrite bool   `json:"init_overwrite"` // init_file ... overwrite: also when it exists
+}
+
+// TrackProcess is a vrrp_track_process block: how many processes match.
+type TrackProcess struct {
+	Pos            Pos           `json:"pos"`
+	Name           string        `json:"name"`
+	Process        string        `json:"process"`         // the command name (or, with FullCommand, the whole command line)
+	Params         []string      `json:"params"`          // arguments to match after the command
+	ParamMatch     string        `json:"param_match"`     // "", "initial" or "partial"
+	ParamsSet      bool          `json:"params_set"`      // param_match given: parameters are matched even if none
+	Weight         int           `json:"weight"`          // 0: FAULT while the quorum is not met
+	Reverse        bool          `json:"reverse"`         //
+	Quorum         int           `json:"quorum"`          // default 1
+	QuorumMax      int           `json:"quorum_max"`      // -1: unlimited
+	ForkDelay      time.Duration `json:"fork_delay"`      // quorum gained: wait this long before OK
+	TerminateDelay time.Duration `json:"terminate_delay"` // quorum lost: wait this long before failed
+	FullCommand    bool          `json:"full_command"`
 }
 
 // Global is the global_defs block.
@@ -130,6 +148,7 @@ type Instance struct {
 	TrackMode        TrackMode     `json:"track_mode"`
 	TrackScripts     []Track       `json:"track_script"`
 	TrackFiles       []Track       `json:"track_file"`
+	TrackProcs       []Track       `json:"track_process"`
 	TrackInterfaces  []Track       `json:"track_interface"`
 	TrackVirtServers []TrackVS     `json:"track_virtual_server"`
 	Notify           string        `json:"notify"`

@@ -239,6 +239,11 @@ func (b *builder) validateInstance(in *Instance, scripts map[string]*Script) {
 			b.d.errorf(t.Pos, "track_script", "no vrrp_script named %q", t.Name)
 		}
 	}
+	for _, t := range in.TrackProcs {
+		if !slices.ContainsFunc(b.cfg.TrackProcs, func(p *TrackProcess) bool { return p.Name == t.Name }) {
+			b.d.errorf(t.Pos, "track_process", "no vrrp_track_process named %q", t.Name)
+		}
+	}
 	for _, t := range in.TrackFiles {
 		if !slices.ContainsFunc(b.cfg.TrackFiles, func(f *TrackFile) bool { return f.Name == t.Name }) {
 			b.d.errorf(t.Pos, "track_file", "no vrrp_track_file named %q", t.Name)

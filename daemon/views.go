@@ -34,6 +34,11 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 		out.Files = append(out.Files, vrrp.FileConfig{Name: f.Name, Path: f.File, Weight: f.Weight, Reverse: f.Reverse,
 			Init: f.Init, InitValue: f.InitValue, Overwrite: f.Overwrite})
 	}
+	for _, p := range cfg.TrackProcs {
+		out.Procs = append(out.Procs, vrrp.ProcConfig{Name: p.Name, Process: p.Process, Params: p.Params, ParamMatch: p.ParamMatch,
+			ParamsSet: p.ParamsSet, FullCommand: p.FullCommand, Weight: p.Weight, Reverse: p.Reverse, Quorum: p.Quorum,
+			QuorumMax: p.QuorumMax, ForkDelay: p.ForkDelay, TerminateDelay: p.TerminateDelay})
+	}
 	for _, in := range cfg.Instances {
 		ic := vrrp.InstanceConfig{
 			Name: in.Name, Interface: in.Interface, VRID: uint8(in.VRID), Priority: uint8(in.Priority), AdvertInt: in.AdvertInt,
@@ -62,18 +67,16 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 		// track_mode fault: weight 0 is keepalived's "FAULT while failing" for scripts and interfaces.
 		fault := in.TrackMode == config.TrackFault
 		for _, t := range in.TrackScripts {
-			ref := vrrp.TrackScriptRef{Name: t.Name, Weight: t.Weight, WeightSet: t.HasWeight, Reverse: t.Reverse}
-			if fault {
-				ref.Weight, ref.WeightSet = 0, true
-			}
-			ic.TrackScripts = append(ic.TrackScripts, ref)
+			w, set, rev := trackRef(t, fault)
+			ic.TrackScripts = append(ic.TrackScripts, vrrp.TrackScriptRef{Name: t.Name, Weight: w, WeightSet: set, Reverse: rev})
 		}
 		for _, t := range in.TrackFiles {
-			ref := vrrp.TrackFileRef{Name: t.Name, Weight: t.Weight, WeightSet: t.HasWeight, Reverse: t.Reverse}
-			if fault {
-				ref.Weight, ref.WeightSet = 0, true
-			}
-			ic.TrackFiles = append(ic.TrackFiles, ref)
+			w, set, rev := trackRef(t, fault)
+			ic.TrackFiles = append(ic.TrackFiles, vrrp.TrackFileRef{Name: t.Name, Weight: w, WeightSet: set, Reverse: rev})
+		}
+		for _, t := range in.TrackProcs {
+			w, set, rev := trackRef(t, fault)
+			ic.TrackProcs = append(ic.TrackProcs, vrrp.TrackProcRef{Name: t.Name, Weight: w, WeightSet: set, Reverse: rev})
 		}
 		for _, t := range in.TrackInterfaces {
 			w := t.Weight
@@ -89,6 +92,15 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 			NotifyMaster: sg.NotifyMaster, NotifyBackup: sg.NotifyBackup, NotifyFault: sg.NotifyFault})
 	}
 	return out
+}
+
+// trackRef is a tracker reference's weight as the VRRP router takes it: with
+// track_mode fault every weight becomes 0, keepalived's "FAULT while failing".
+func trackRef(t config.Track, fault bool) (weight int, set, reverse bool) {
+	if fault {
+		return 0, true, t.Reverse
+	}
+	return t.Weight, t.HasWeight, t.Reverse
 }
 
 func ipvsProto(p config.Protocol) ipvs.Proto {

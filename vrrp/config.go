@@ -56,6 +56,7 @@ type InstanceConfig struct {
 
 	TrackScripts    []TrackScriptRef
 	TrackFiles      []TrackFileRef
+	TrackProcs      []TrackProcRef
 	TrackInterfaces []TrackIf
 
 	Notify, NotifyMaster, NotifyBackup, NotifyFault, NotifyStop string
@@ -95,7 +96,8 @@ type Config struct {
 	Instances      []InstanceConfig
 	Scripts        []ScriptConfig
 	Files          []FileConfig
-	FilePoll       time.Duration // how often tracked files are looked at (0: 1 s)
+	Procs          []ProcConfig
+	TrackPoll      time.Duration // how often tracked files and processes are looked at (0: 1 s)
 	SyncGroups     []SyncGroupConfig
 	ScriptUser     string // default user of scripts (global_defs script_user)
 	ScriptSecurity bool   // enable_script_security: refuse scripts writable by others
@@ -198,6 +200,11 @@ func (c *Config) validate() error {
 		for _, ts := range in.TrackScripts {
 			if !scripts[ts.Name] {
 				e("track_script %s: no such vrrp_script", ts.Name)
+			}
+		}
+		for _, tp := range in.TrackProcs {
+			if !slices.ContainsFunc(c.Procs, func(p ProcConfig) bool { return p.Name == tp.Name }) {
+				e("track_process %s: no such vrrp_track_process", tp.Name)
 			}
 		}
 		for _, tf := range in.TrackFiles {

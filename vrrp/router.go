@@ -25,6 +25,8 @@ type deps struct {
 	watchLinks func(done <-chan struct{}, update func(name string, up bool)) error
 	// localAddrs lists the node's own addresses; nil: only each Conn's source.
 	localAddrs func() map[netip.Addr]bool
+	// procRoot is where track_process looks for processes ("": /proc).
+	procRoot string
 }
 
 func realDeps() deps {
@@ -73,6 +75,8 @@ type Router struct {
 	scripts   map[string]*scriptRunner
 	scriptOK  map[string]scriptResult
 	fileVals  map[string]fileValue
+	procVals  map[string]procValue
+	procRoot  string
 	fileDone  chan struct{}
 	fileWG    sync.WaitGroup
 	linkUp    map[string]bool
@@ -109,6 +113,8 @@ func newRouter(log *zap.Logger, cfg Config, d deps) (*Router, error) {
 		scripts:   map[string]*scriptRunner{},
 		scriptOK:  map[string]scriptResult{},
 		fileVals:  map[string]fileValue{},
+		procVals:  map[string]procValue{},
+		procRoot:  cmp.Or(d.procRoot, "/proc"),
 		linkUp:    map[string]bool{},
 		ownFault:  map[string]bool{},
 	}
@@ -154,9 +160,11 @@ func (r *Router) Start(ctx context.Context) error {
 	}
 	r.started = true
 	r.readFilesLocked(nil)
+	r.procVals = map[string]procValue{}
+	r.scanProcsLocked(time.Now(), true)
 	r.fileDone = make(chan struct{})
 	r.fileWG.Add(1)
-	go r.watchFiles(r.fileDone, cmp.Or(r.cfg.FilePoll, defaultFilePoll))
+	go r.watchTracked(r.fileDone, cmp.Or(r.cfg.TrackPoll, defaultTrackPoll))
 	r.rebuildGroups()
 	if r.deps.watchLinks != nil {
 		r.linkDone = make(chan struct{})
@@ -325,6 +333,7 @@ func (r *Router) pushTrackers(in *instance) {
 		ifs = append(ifs, TrackIf{Name: cfg.Interface})
 	}
 	r.pushFileTrackers(in, cfg, want)
+	r.pushProcTrackers(in, cfg, want)
 	for _, ti := range ifs {
 		up, known := r.linkUp[ti.Name]
 		if !known {
@@ -335,7 +344,8 @@ func (r *Router) pushTrackers(in *instance) {
 		in.setTracker(name, ifState(ti.Name, ti.Weight, up))
 	}
 	for _, name := range in.trackerNames() {
-		if (hasPrefix(name, trackScriptPrefix) || hasPrefix(name, trackIfPrefix) || hasPrefix(name, trackFilePrefix)) && !want[name] {
+		if (hasPrefix(name, trackScriptPrefix) || hasPrefix(name, trackIfPrefix) || hasPrefix(name, trackFilePrefix) ||
+			hasPrefix(name, trackProcPrefix)) && !want[name] {
 			in.removeTracker(name)
 		}
 	}
@@ -603,6 +613,7 @@ func (r *Router) Apply(cfg Config) error {
 	oldFiles := r.cfg.Files
 	r.cfg = cfg
 	r.readFilesLocked(oldFiles)
+	r.scanProcsLocked(time.Now(), true)
 	r.instances = map[string]*instance{}
 	r.cfgOf = map[*instance]InstanceConfig{}
 	for name := range r.ownFault {

@@ -37,10 +37,11 @@ type TrackFileRef struct {
 
 const (
 	trackFilePrefix = "file "
-	// defaultFilePoll is how often tracked files are looked at (a stat; the
-	// file is read only when its size, time or inode changed).
-	defaultFilePoll = time.Second
-	maxTrackFile    = 4096 // bytes read from a tracked file
+	// defaultTrackPoll is how often tracked files are looked at (a stat; the
+	// file is read only when its size, time or inode changed) and processes
+	// counted.
+	defaultTrackPoll = time.Second
+	maxTrackFile     = 4096 // bytes read from a tracked file
 )
 
 // fileValue is what a tracked file said last.
@@ -165,9 +166,9 @@ func stampOf(path string) fileStamp {
 	return st
 }
 
-// watchFiles looks at the tracked files every interval until done closes,
-// and reports changed values to the router.
-func (r *Router) watchFiles(done <-chan struct{}, every time.Duration) {
+// watchTracked looks at the tracked files and processes every interval until
+// done closes, and reports changed values to the router.
+func (r *Router) watchTracked(done <-chan struct{}, every time.Duration) {
 	defer r.fileWG.Done()
 	last := map[string]fileStamp{}
 	t := time.NewTicker(every)
@@ -196,6 +197,13 @@ func (r *Router) watchFiles(done <-chan struct{}, every time.Duration) {
 				delete(last, name)
 			}
 		}
+		r.mu.Lock()
+		if r.started && r.scanProcsLocked(time.Now(), false) {
+			for _, in := range r.instances {
+				r.pushTrackers(in)
+			}
+		}
+		r.mu.Unlock()
 	}
 }
 

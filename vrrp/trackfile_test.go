@@ -101,7 +101,7 @@ func TestRouterTrackFile(t *testing.T) {
 	prio := filepath.Join(dir, "prio")
 	w := &wire{}
 	cfg := fakeCfg(150)
-	cfg.FilePoll = 5 * time.Millisecond
+	cfg.TrackPoll = 5 * time.Millisecond
 	cfg.Files = []FileConfig{
 		{Name: "maint", Path: maint, Weight: 0, Init: true}, // created with 0
 		{Name: "prio", Path: prio, Weight: 1},
