@@ -1,15 +1,19 @@
 package main
 
 import (
-	"halb/internal/poll"
+	"bufio"
+	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"halb/internal/netlab"
+	"halb/internal/poll"
 )
 
 // TestLabTwoNodes runs two halb nodes (this test binary standing in for halb) in the lab with
@@ -107,4 +111,113 @@ func TestLabTwoNodes(t *testing.T) {
 			t.Fatalf("%s: race or panic in the node's log", h)
 		}
 	}
+}
+
+// TestMeasureHTTPFailover measures, for the whole daemon, what a client of the VIP sees when its
+// master dies (kill -9) or stops (SIGTERM): the longest time without an answered HTTP request
+// (from the last answer before the gap, or the signal, to the first after it) until the peer
+// holds the VIP and has answered, and the requests that failed. Requests are sent one after
+// another, each with a 20 ms connect timeout. Run with
+// HALB_MEASURE=1 go test -count=1 -run TestMeasureHTTPFailover -v ./cmd/halb
+func TestMeasureHTTPFailover(t *testing.T) {
+	if os.Getenv("HALB_MEASURE") == "" {
+		t.Skip("set HALB_MEASURE=1 to measure")
+	}
+	runs := 3
+	if s := os.Getenv("HALB_MEASURE_RUNS"); s != "" {
+		runs, _ = strconv.Atoi(s)
+	}
+	for _, c := range []struct {
+		sig  syscall.Signal
+		fast bool
+	}{{syscall.SIGKILL, true}, {syscall.SIGTERM, false}, {syscall.SIGTERM, true}} {
+		var gaps []time.Duration
+		var failed []int
+		for range runs {
+			d, f := measureHTTPOnce(t, c.sig, c.fast)
+			gaps, failed = append(gaps, d.Round(time.Millisecond)), append(failed, f)
+		}
+		t.Logf("MEASURE %v fast_handover=%v: longest gap %v, failed requests %v", c.sig, c.fast, gaps, failed)
+	}
+}
+
+func measureHTTPOnce(t *testing.T, sig syscall.Signal, fast bool) (time.Duration, int) {
+	l, err := netlab.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	t.Setenv("HALB_MAIN", "1")
+	dir := t.TempDir()
+	self, _ := os.Executable()
+	var pids []int
+	defer func() {
+		for _, p := range pids {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+	}()
+	spawn := func(host string, argv ...string) int {
+		pid, err := labSpawn(l, dir, host, append([]string{self}, argv...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, pid)
+		return pid
+	}
+	spawn("web1", "lab", "web", "web1", "198.18.0.11:80")
+	spawn("web2", "lab", "web", "web2", "198.18.0.12:80")
+	lbs := map[string]int{}
+	for _, lb := range []string{"lb1", "lb2"} {
+		conf := filepath.Join(dir, lb+".conf")
+		text := labNodeConfig(dir, lb)
+		if !fast {
+			text = strings.ReplaceAll(text, "    fast_handover\n", "")
+		}
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		lbs[lb] = spawn(lb, "run", "-f", conf)
+	}
+	vip := netipPort(labVIPs[0], 80)
+	quick := func() bool {
+		var conn net.Conn
+		if l.Do("client", func() (err error) {
+			conn, err = (&net.Dialer{Timeout: 20 * time.Millisecond}).Dial("tcp", vip.String())
+			return err
+		}) != nil {
+			return false
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+		line, err := bufio.NewReader(conn).ReadString('\n')
+		return err == nil && strings.HasPrefix(line, "HTTP/1.1 200")
+	}
+	if !poll.Until(15*time.Second, 20*time.Millisecond, func() bool {
+		ok, err := l.HasAddr("lb1", labVIPs[0])
+		return err == nil && ok && quick()
+	}) {
+		t.Fatal("lb1 never served VIP1")
+	}
+	lastOK := time.Now()
+	_ = syscall.Kill(lbs["lb1"], sig)
+	failed, streak := 0, 0
+	var gap time.Duration
+	if !poll.Until(15*time.Second, time.Millisecond, func() bool {
+		moved, _ := l.HasAddr("lb2", labVIPs[0])
+		if !quick() {
+			failed++
+			streak++
+			return false
+		}
+		now := time.Now()
+		if streak > 0 {
+			gap = max(gap, now.Sub(lastOK))
+		}
+		lastOK, streak = now, 0
+		return moved
+	}) {
+		t.Fatalf("%v: VIP1 not served by lb2 within 15 s", sig)
+	}
+	return gap, failed
 }
