@@ -238,7 +238,9 @@ func healthTargets(cfg *config.Config, script health.ScriptOptions) ([]health.Ta
 				Timing:     health.Timing{DelayLoop: vs.DelayLoop, Rise: vs.Rise, Fall: vs.Fall, Alpha: vs.Alpha, Omega: vs.Omega},
 			}
 			for i, c := range rs.Checkers {
-				if i == 0 { // keepalived times each checker alone; halb runs a server's checkers together on the first one's timing
+				// keepalived times each checker alone; halb runs a server's checkers together, each attempt
+				// within the checker's own connect_timeout, on the first one's delay_loop and retries.
+				if i == 0 {
 					t.Timing.DelayLoop = c.DelayLoop
 					t.Timing.ConnectTimeout = c.ConnectTimeout
 					t.Timing.Retry = c.Retry
@@ -271,9 +273,10 @@ func checker(rs *config.RealServer, c *config.Checker, script health.ScriptOptio
 	}
 	switch c.Kind {
 	case config.CheckTCP:
-		return &health.TCPChecker{Addr: addr, BindTo: bind}
+		return &health.TCPChecker{Addr: addr, BindTo: bind, ConnectTimeout: c.ConnectTimeout}
 	case config.CheckHTTP, config.CheckSSL:
-		hc := &health.HTTPChecker{TLS: c.Kind == config.CheckSSL, Addr: addr, BindTo: bind, VirtualHost: c.VirtualHost}
+		hc := &health.HTTPChecker{TLS: c.Kind == config.CheckSSL, Addr: addr, BindTo: bind, VirtualHost: c.VirtualHost,
+			ConnectTimeout: c.ConnectTimeout}
 		for _, u := range c.URLs {
 			hu := health.URL{Path: u.Path, Digest: strings.ToLower(u.Digest), VirtualHost: u.VirtualHost}
 			for _, r := range u.StatusCodes {
@@ -283,7 +286,7 @@ func checker(rs *config.RealServer, c *config.Checker, script health.ScriptOptio
 		}
 		return hc
 	case config.CheckPing:
-		return &health.PingChecker{Addr: ip, Source: c.BindTo}
+		return &health.PingChecker{Addr: ip, Source: c.BindTo, ConnectTimeout: c.ConnectTimeout}
 	case config.CheckMisc:
 		s := script
 		if c.User != "" {

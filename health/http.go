@@ -66,7 +66,13 @@ type HTTPChecker struct {
 	CAFile      string
 	MaxBody     int64
 	UserAgent   string
+	// ConnectTimeout is this checker's connect_timeout (the whole attempt);
+	// zero: the target's.
+	ConnectTimeout time.Duration
 }
+
+// OwnConnectTimeout implements connectTimeouter.
+func (c *HTTPChecker) OwnConnectTimeout() time.Duration { return c.ConnectTimeout }
 
 // Check implements Checker.
 func (c *HTTPChecker) Check(ctx context.Context) Result {
@@ -307,7 +313,8 @@ func (c *HTTPChecker) sameConfig(o Checker) bool {
 		return false
 	}
 	if c.TLS != oc.TLS || c.Addr != oc.Addr || c.BindTo != oc.BindTo || c.VirtualHost != oc.VirtualHost ||
-		c.Verify != oc.Verify || c.CAFile != oc.CAFile || c.MaxBody != oc.MaxBody || c.UserAgent != oc.UserAgent {
+		c.Verify != oc.Verify || c.CAFile != oc.CAFile || c.MaxBody != oc.MaxBody || c.UserAgent != oc.UserAgent ||
+		c.ConnectTimeout != oc.ConnectTimeout {
 		return false
 	}
 	return slices.EqualFunc(c.URLs, oc.URLs, func(a, b URL) bool {

@@ -31,7 +31,13 @@ type PingChecker struct {
 	Source netip.Addr
 	// Unprivileged skips the raw socket and uses the datagram socket.
 	Unprivileged bool
+	// ConnectTimeout is this checker's connect_timeout (the wait for the
+	// reply); zero: the target's.
+	ConnectTimeout time.Duration
 }
+
+// OwnConnectTimeout implements connectTimeouter.
+func (c *PingChecker) OwnConnectTimeout() time.Duration { return c.ConnectTimeout }
 
 const (
 	protoICMP   = 1

@@ -37,6 +37,12 @@ type timeouter interface {
 	AttemptTimeout() time.Duration
 }
 
+// connectTimeouter is implemented by checkers that carry their own
+// connect_timeout: keepalived times each checker of a server alone.
+type connectTimeouter interface {
+	OwnConnectTimeout() time.Duration
+}
+
 // configEqualer is implemented by the package's checkers: it reports whether
 // two checkers have the same configuration, so a reload keeps the state of
 // unchanged targets.

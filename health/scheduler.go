@@ -422,6 +422,9 @@ func runChecks(ctx context.Context, checkers []Checker, t Timing) Result {
 	one := func(i int) {
 		c := checkers[i]
 		timeout := t.ConnectTimeout
+		if ct, ok := c.(connectTimeouter); ok && ct.OwnConnectTimeout() > 0 {
+			timeout = ct.OwnConnectTimeout()
+		}
 		if to, ok := c.(timeouter); ok {
 			timeout = to.AttemptTimeout()
 			if timeout <= 0 {

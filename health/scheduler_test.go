@@ -443,3 +443,30 @@ func TestSchedulerQuorumReload(t *testing.T) {
 // blocked and fake time has reached now+d (timers due meanwhile have fired).
 // Only for use inside synctest.Test.
 func advance(d time.Duration) { <-time.After(d) }
+
+// budgetChecker records the time its attempt was given.
+type budgetChecker struct {
+	own time.Duration
+	got time.Duration
+}
+
+func (c *budgetChecker) Check(ctx context.Context) Result {
+	if dl, ok := ctx.Deadline(); ok {
+		c.got = time.Until(dl)
+	}
+	return Result{OK: true}
+}
+func (c *budgetChecker) String() string                   { return "FAKE_CHECK" }
+func (c *budgetChecker) OwnConnectTimeout() time.Duration { return c.own }
+
+// TestRunChecksOwnTimeouts: each checker of a server gets its own connect_timeout, as in
+// keepalived; a checker without one gets the target's.
+func TestRunChecksOwnTimeouts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b, c := &budgetChecker{}, &budgetChecker{own: 7 * time.Second}, &budgetChecker{own: 500 * time.Millisecond}
+		res := runChecks(t.Context(), []Checker{a, b, c}, Timing{ConnectTimeout: 2 * time.Second, DelayLoop: 10 * time.Second})
+		if !res.OK || a.got != 2*time.Second || b.got != 7*time.Second || c.got != 500*time.Millisecond {
+			t.Fatalf("budgets %v %v %v (%+v)", a.got, b.got, c.got, res)
+		}
+	})
+}

@@ -15,7 +15,12 @@ type TCPChecker struct {
 	Addr netip.AddrPort
 	// BindTo is the local source address (bindto, bind_port); zero: any.
 	BindTo netip.AddrPort
+	// ConnectTimeout is this checker's connect_timeout; zero: the target's.
+	ConnectTimeout time.Duration
 }
+
+// OwnConnectTimeout implements connectTimeouter.
+func (c *TCPChecker) OwnConnectTimeout() time.Duration { return c.ConnectTimeout }
 
 // Check implements Checker.
 func (c *TCPChecker) Check(ctx context.Context) Result {
