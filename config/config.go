@@ -17,20 +17,39 @@ import (
 // order read) and line. The error is non-nil iff there is at least one Error diagnostic: it is the
 // errors.Join of the error diagnostics (each a Diagnostic, so errors.As works), and the *Config is
 // then nil.
-func Load(path string) (*Config, []Diagnostic, error) {
+func Load(path string) (*Config, []Diagnostic, error) { return LoadWith(path, Options{}) }
+
+// Options changes how a file is read.
+type Options struct {
+	// ConfigID selects keepalived's conditional lines ("@ID ..."); empty: the host name up to
+	// its first dot, as keepalived's default.
+	ConfigID string
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o Options) (*Config, []Diagnostic, error) {
 	src, err := readRegularFile(path)
 	if err != nil {
 		d := Diagnostic{Pos: Pos{File: path}, Msg: unwrapPathErr(err, path).Error(), Severity: Error}
 		return nil, []Diagnostic{d}, d
 	}
-	return Parse(path, src)
+	return ParseWith(path, src, o)
 }
 
 // Parse is Load on src as the contents of the file name. Includes are resolved relative to
 // filepath.Dir(name) and read from the OS filesystem.
 func Parse(name string, src []byte) (*Config, []Diagnostic, error) {
+	return ParseWith(name, src, Options{})
+}
+
+// ParseWith is Parse with options.
+func ParseWith(name string, src []byte, o Options) (*Config, []Diagnostic, error) {
 	d := &diags{}
-	return parse(newReader(d), name, src)
+	r := newReader(d)
+	if o.ConfigID != "" {
+		r.configID = o.ConfigID
+	}
+	return parse(r, name, src)
 }
 
 func parse(r *reader, name string, src []byte) (*Config, []Diagnostic, error) {

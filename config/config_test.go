@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -857,5 +858,61 @@ func TestManyWarningsStayWarnings(t *testing.T) {
 	last := diags[len(diags)-1]
 	if last.Severity != Warning || !strings.Contains(last.Msg, "more diagnostics not shown") {
 		t.Errorf("last = %v", last)
+	}
+}
+
+// TestConditionalsAndParams: keepalived's "@ID" lines and "$NAME=value" parameters, so that one
+// file serves both nodes of a pair.
+func TestConditionalsAndParams(t *testing.T) {
+	src := `$VIP=198.18.0.10
+$IF=eth0
+$INST=VI_1 \
+    weight 2
+@lb1 $PRIO=150
+@^lb1 $PRIO=100
+vrrp_instance ${INST} {
+    interface $IF
+    virtual_router_id 51
+    priority $PRIO
+    @lb2 nopreempt
+    notify "/bin/sh -c 'echo $1 $UNDEFINED'"
+    virtual_ipaddress {
+        $VIP/24
+    }
+}
+`
+	for _, c := range []struct {
+		id        string
+		prio      int
+		nopreempt bool
+	}{{"lb1", 150, false}, {"lb2", 100, true}, {"other", 100, false}} {
+		cfg, diags, err := ParseWith("t.conf", []byte(strings.Replace(src, "${INST} {", "VI_1 {", 1)), Options{ConfigID: c.id})
+		if err != nil {
+			t.Fatalf("%s: %v %v", c.id, err, diags)
+		}
+		in := cfg.Instances[0]
+		if in.Priority != c.prio || in.NoPreempt != c.nopreempt || in.Interface != "eth0" ||
+			in.VIPs[0].Prefix.String() != "198.18.0.10/24" || in.Notify != "/bin/sh -c 'echo $1 $UNDEFINED'" {
+			t.Errorf("%s: %+v", c.id, in)
+		}
+	}
+	// A multi-line parameter expands to several lines: "${INST} {" becomes "VI_1" then "weight 2 {",
+	// which is an error that names the line of the use.
+	_, diags, err := ParseWith("t.conf", []byte(src), Options{ConfigID: "lb1"})
+	if err == nil || !strings.Contains(fmt.Sprint(diags), "t.conf:7:") {
+		t.Fatalf("multi-line parameter: %v %v", err, diags)
+	}
+	if _, _, err := ParseWith("t.conf", []byte("@ vrrp_instance X {\n}\n"), Options{}); err == nil ||
+		!strings.Contains(err.Error(), "t.conf:1: @: a conditional line needs a config id") {
+		t.Fatalf("empty id: %v", err)
+	}
+	// Expansion is bounded: doubling a parameter 20 times would reach 1 MiB per line.
+	var b strings.Builder
+	b.WriteString("$A0=xxxxxxxxxxxxxxxx\n")
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&b, "$A%d=$A%d$A%d\n", i, i-1, i-1)
+	}
+	if _, diags, err := ParseWith("t.conf", []byte(b.String()), Options{}); err == nil || !strings.Contains(fmt.Sprint(diags), "KiB") {
+		t.Fatalf("unbounded expansion: %v", diags)
 	}
 }

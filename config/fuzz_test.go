@@ -32,6 +32,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("include a.conf\ninclude *.conf\n"))
 	f.Add([]byte("virtual_server_group G {\n 198.18.0.1-255 80\n 2001:db8::1-ffff 80\n}\nvirtual_server group G {\n}\n"))
 	f.Add([]byte("a \"b\nc { } } {\r\n\u00a0d"))
+	f.Add([]byte("$A=1 \\\n b\n@x $B=${A}$A\n@^x vrrp_instance $B {\n}\n$C={$\n${}\n"))
+	f.Add([]byte("vrrp_track_file f {\n file /x\n init_file 3 overwrite\n}\nvrrp_track_process p {\n process a b\n param_match initial\n}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		d := &diags{}
 		r := newReader(d)

@@ -45,10 +45,14 @@ type reader struct {
 	// readFile and glob reach the filesystem for includes; the fuzz test replaces them.
 	readFile func(string) ([]byte, error)
 	glob     func(string) ([]string, error)
+	// configID selects keepalived's conditional lines ("@ID ..."); params holds "$NAME=value"
+	// definitions, substituted in the lines that follow (params.go).
+	configID string
+	params   map[string]string
 }
 
 func newReader(d *diags) *reader {
-	return &reader{d: d, sum: sha256.New(), readFile: readRegularFile, glob: filepath.Glob}
+	return &reader{d: d, sum: sha256.New(), readFile: readRegularFile, glob: filepath.Glob, configID: defaultConfigID()}
 }
 
 // maxFileSize bounds one configuration file.
@@ -101,12 +105,34 @@ func (r *reader) lex(name string, fi int32, src string) {
 		} else {
 			l, src = src, ""
 		}
-		r.lexLine(Pos{File: name, Line: line}, fi, l)
+		pos := Pos{File: name, Line: line}
+		// A parameter definition ending in a backslash goes on on the next line.
+		for strings.HasSuffix(l, "\\") && len(src) > 0 && isParamDef(l) {
+			var next string
+			if i := strings.IndexByte(src, '\n'); i >= 0 {
+				next, src = src[:i], src[i+1:]
+			} else {
+				next, src = src, ""
+			}
+			line++
+			l = l[:len(l)-1] + "\n" + next
+		}
+		r.lexLine(pos, fi, l)
 	}
 }
 
 // lexLine appends the tokens of one line; an `include` line is replaced by the included files' tokens.
 func (r *reader) lexLine(pos Pos, fi int32, l string) {
+	l, ok := r.preprocess(pos, l)
+	if !ok {
+		return
+	}
+	if strings.IndexByte(l, '\n') >= 0 { // a multi-line parameter: each of its lines is a line
+		for part := range strings.SplitSeq(l, "\n") {
+			r.lexLine(pos, fi, part)
+		}
+		return
+	}
 	start := len(r.toks)
 	bol := true
 	nbspWarned := false

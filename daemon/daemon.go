@@ -33,7 +33,9 @@ type Options struct {
 	ConfigPath string
 	// Source, when set, is parsed instead of reading ConfigPath (the embedded demo config).
 	Source []byte
-	Log    *zap.Logger
+	// ConfigID selects keepalived's conditional lines ("@ID ..."); empty: the host name's first label.
+	ConfigID string
+	Log      *zap.Logger
 	// Level is the logger's level, changed by log_level and `halb ctl set loglevel`.
 	Level zap.AtomicLevel
 	// AdminSocket and StatsListen override global_defs when set ("-" turns the socket off).
@@ -91,10 +93,11 @@ func (d *Daemon) load() (*config.Config, []config.Diagnostic, error) {
 		diags []config.Diagnostic
 		err   error
 	)
+	o := config.Options{ConfigID: d.opts.ConfigID}
 	if d.opts.Source != nil {
-		cfg, diags, err = config.Parse(d.opts.ConfigPath, d.opts.Source)
+		cfg, diags, err = config.ParseWith(d.opts.ConfigPath, d.opts.Source, o)
 	} else {
-		cfg, diags, err = config.Load(d.opts.ConfigPath)
+		cfg, diags, err = config.LoadWith(d.opts.ConfigPath, o)
 	}
 	if err != nil {
 		if hasErrorDiag(diags) {

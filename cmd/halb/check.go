@@ -17,6 +17,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	file := fs.String("f", defaultConfigPath, "config file to check")
 	dump := fs.Bool("dump", false, "print the normalized model as JSON")
 	quiet := fs.Bool("q", false, "print errors only")
+	configID := fs.String("config-id", "", "config id for keepalived's conditional lines (@ID ...); default: the host name up to its first dot")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
 	}
@@ -24,7 +25,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "halb check: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	cfg, diags, err := config.Load(*file)
+	cfg, diags, err := config.LoadWith(*file, config.Options{ConfigID: *configID})
 	if !*quiet {
 		for _, d := range diags {
 			if d.Severity == config.Warning {

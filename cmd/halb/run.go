@@ -48,6 +48,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	logJSON := fs.Bool("log-json", false, "log as JSON lines (default: human console format)")
 	sock := fs.String("admin-socket", "", "admin socket path, overriding global_defs admin_socket (\"-\" = none)")
 	stats := fs.String("stats", "", "stats listener address, overriding global_defs stats_listen")
+	configID := fs.String("config-id", "", "config id for keepalived's conditional lines (@ID ...); default: the host name up to its first dot")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until halb stops (for performance work)")
 	if err := fs.Parse(args); err != nil {
 		return exitUsage
@@ -70,7 +71,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log, level := newLogger(stderr, *logJSON)
 	defer func() { _ = log.Sync() }()
-	opts := daemon.Options{ConfigPath: *file, Log: log, Level: level, AdminSocket: *sock, StatsListen: *stats, Signals: true}
+	opts := daemon.Options{ConfigPath: *file, ConfigID: *configID, Log: log, Level: level, AdminSocket: *sock, StatsListen: *stats, Signals: true}
 	if *demoMode {
 		opts.ConfigPath = "demo.conf (embedded)"
 		opts.Source = demoConfig
