@@ -433,3 +433,29 @@ func TestEncodeSyncDaemon(t *testing.T) {
 		t.Errorf("decoded %+v, %v", d, err)
 	}
 }
+
+// TestEncodeTimeouts: IPVS_CMD_SET_CONFIG with the IPVS_CMD_ATTR_TIMEOUT_* u32 seconds, as
+// ipvsadm --set sends them; zero fields are left out.
+func TestEncodeTimeouts(t *testing.T) {
+	littleEndianOnly(t)
+	m, err := setTimeoutsReq(Timeouts{TCP: 900 * time.Second, UDP: 300 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMsg(t, m, hx(t, `
+0c 01 00 00                  # IPVS_CMD_SET_CONFIG (12)
+08 00 04 00  84 03 00 00     # IPVS_CMD_ATTR_TIMEOUT_TCP 900
+08 00 06 00  2c 01 00 00     # IPVS_CMD_ATTR_TIMEOUT_UDP 300
+`))
+	to, err := decodeTimeouts(hx(t, `
+08 00 04 00  84 03 00 00
+08 00 05 00  78 00 00 00     # TCP_FIN 120
+08 00 06 00  2c 01 00 00
+`))
+	if err != nil || to != (Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second}) {
+		t.Errorf("decoded %+v, %v", to, err)
+	}
+	if _, err := decodeTimeouts([]byte{8, 0, 4}); err == nil {
+		t.Error("truncated attribute decoded")
+	}
+}
