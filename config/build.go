@@ -268,10 +268,76 @@ func defaultGlobal() Global {
 	}
 }
 
+// lvsSync parses lvs_sync_daemon INTERFACE [[inst] VRRP_INSTANCE] [id N] [maxlen N] [port N]
+// [ttl N] [group ADDR]. The multicast options are warned about and ignored: the kernel's defaults
+// apply.
+func (b *builder) lvsSync(n *node, g *Global) {
+	if !b.arity(n, 1, 14) {
+		return
+	}
+	s := &LVSSync{Pos: n.pos, Interface: n.args[0], SyncID: -1}
+	args := n.args[1:]
+	for len(args) > 0 {
+		switch a := args[0]; a {
+		case "inst", "id", "maxlen", "port", "ttl", "group":
+			if len(args) < 2 {
+				b.d.errorf(n.pos, n.kw, "%s needs a value", a)
+				return
+			}
+			switch a {
+			case "inst":
+				s.Instance = args[1]
+			case "id":
+				if v, ok := b.parseInt(n, args[1], 0, 255); ok {
+					s.SyncID = v
+				}
+			default:
+				b.d.warnf(n.pos, n.kw, "%s %s not implemented by halb; the kernel's default applies", a, args[1])
+			}
+			args = args[2:]
+		default:
+			if s.Instance != "" {
+				b.d.errorf(n.pos, n.kw, "unexpected %q", a)
+				return
+			}
+			s.Instance = a
+			args = args[1:]
+		}
+	}
+	g.LVSSync = s
+}
+
+// lvsTimeouts parses lvs_timeouts [tcp SECS] [tcpfin SECS] [udp SECS].
+func (b *builder) lvsTimeouts(n *node, g *Global) {
+	if len(n.args) == 0 || len(n.args)%2 != 0 {
+		b.d.errorf(n.pos, n.kw, "expects [tcp SECS] [tcpfin SECS] [udp SECS]")
+		return
+	}
+	for i := 0; i < len(n.args); i += 2 {
+		v, ok := b.parseInt(n, n.args[i+1], 1, 86400*31)
+		if !ok {
+			continue
+		}
+		d := time.Duration(v) * time.Second
+		switch n.args[i] {
+		case "tcp":
+			g.LVSTimeouts.TCP = d
+		case "tcpfin":
+			g.LVSTimeouts.TCPFin = d
+		case "udp":
+			g.LVSTimeouts.UDP = d
+		default:
+			b.d.errorf(n.pos, n.kw, "%q is not tcp, tcpfin or udp", n.args[i])
+		}
+	}
+}
+
 func globalTable() table[Global] {
 	return table[Global]{
 		"router_id":               func(b *builder, g *Global, n *node) { b.str(n, &g.RouterID) },
 		"lvs_id":                  func(b *builder, g *Global, n *node) { b.str(n, &g.LVSID) },
+		"lvs_sync_daemon":         func(b *builder, g *Global, n *node) { b.lvsSync(n, g) },
+		"lvs_timeouts":            func(b *builder, g *Global, n *node) { b.lvsTimeouts(n, g) },
 		"notification_email_from": func(b *builder, g *Global, n *node) { b.str(n, &g.NotificationEmailFrom) },
 		"notification_email": func(b *builder, g *Global, n *node) {
 			if b.needBlock(n) {

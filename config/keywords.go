@@ -11,7 +11,7 @@ func unimplemented(kw string) bool {
 		"bfd_rlimit_rtime", "vrrp_cpu_affinity", "checker_cpu_affinity", "bfd_cpu_affinity",
 		"snmp_socket", "enable_snmp_vrrp", "enable_snmp_keepalived", "enable_snmp_checker", "enable_snmp_rfc",
 		"enable_snmp_rfcv2", "enable_snmp_rfcv3", "enable_traps", "enable_dbus", "dbus_service_name",
-		"lvs_sync_daemon", "lvs_sync_daemon_interface", "lvs_flush", "lvs_flush_on_stop", "lvs_timeouts",
+		"lvs_sync_daemon_interface", "lvs_flush", "lvs_flush_on_stop",
 		"vrrp_iptables", "vrrp_ipsets", "nftables", "nftables_priority", "nftables_ifindex", "nftables_counters",
 		"vrrp_check_unicast_src", "vrrp_lower_prio_no_advert", "vrrp_higher_prio_send_advert",
 		"vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat", "vrrp_min_garp", "vrrp_startup_delay",

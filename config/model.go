@@ -68,6 +68,21 @@ type TrackProcess struct {
 	FullCommand    bool          `json:"full_command"`
 }
 
+// LVSSync is lvs_sync_daemon: the kernel's IPVS connection synchronisation between directors.
+type LVSSync struct {
+	Pos       Pos    `json:"pos"`
+	Interface string `json:"interface"`
+	Instance  string `json:"instance"` // the VRRP instance whose state picks master or backup; "": both run
+	SyncID    int    `json:"sync_id"`  // default: the instance's VRID, or 0
+}
+
+// LVSTimeouts is lvs_timeouts: IPVS connection timeouts; zero leaves the kernel's value.
+type LVSTimeouts struct {
+	TCP    time.Duration `json:"tcp"`
+	TCPFin time.Duration `json:"tcpfin"`
+	UDP    time.Duration `json:"udp"`
+}
+
 // Global is the global_defs block.
 type Global struct {
 	Pos Pos `json:"pos"`
@@ -82,6 +97,8 @@ type Global struct {
 	ScriptUser            string        `json:"script_user"`
 	ScriptGroup           string        `json:"script_group"`
 	LVSID                 string        `json:"lvs_id"`
+	LVSSync               *LVSSync      `json:"lvs_sync_daemon,omitempty"`
+	LVSTimeouts           LVSTimeouts   `json:"lvs_timeouts"`
 
 	// Instance defaults (an instance's own garp_* keywords override them).
 	VRRPGarpMasterDelay         time.Duration `json:"vrrp_garp_master_delay"`

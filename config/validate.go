@@ -17,6 +17,14 @@ const (
 // membership, and the addresses of virtual servers defined by a group.
 func (b *builder) resolve() {
 	g := &b.cfg.Global
+	if s := g.LVSSync; s != nil && s.SyncID < 0 {
+		s.SyncID = 0 // keepalived: the instance's VRID, or 0
+		for _, in := range b.cfg.Instances {
+			if in.Name == s.Instance {
+				s.SyncID = in.VRID
+			}
+		}
+	}
 	for _, in := range b.cfg.Instances {
 		if in.Version == 0 {
 			in.Version = g.VRRPVersion
@@ -127,6 +135,14 @@ func (b *builder) expandGroup(vs *VirtualServer, vg *VSGroup) {
 // validate checks the model as a whole. It reports every problem it finds.
 func (b *builder) validate() {
 	b.validateGlobal()
+	if s := b.cfg.Global.LVSSync; s != nil {
+		switch {
+		case s.Instance != "" && !slices.ContainsFunc(b.cfg.Instances, func(in *Instance) bool { return in.Name == s.Instance }):
+			b.d.errorf(s.Pos, "lvs_sync_daemon", "no vrrp_instance named %q", s.Instance)
+		case len(s.Interface) > 15:
+			b.d.errorf(s.Pos, "lvs_sync_daemon", "interface name %q longer than 15 bytes", s.Interface)
+		}
+	}
 	scripts := map[string]*Script{}
 	for _, s := range b.cfg.Scripts {
 		if prev, ok := scripts[s.Name]; ok {

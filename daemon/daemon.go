@@ -62,6 +62,8 @@ type Daemon struct {
 	router *vrrp.Router
 	lvs    *ipvs.Reconciler
 	lvsTab ipvs.Table // the kernel's table, read for `halb ctl show ipvs`
+	lvsNL  *ipvs.NetlinkTable
+	syncd  *syncFollower // lvs_sync_daemon; nil without IPVS
 	admin  *admin.Server
 
 	started    time.Time
@@ -185,8 +187,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.stopParts(context.Background())
 			return fmt.Errorf("daemon: ipvs: %w", err)
 		}
-		d.lvs, d.lvsTab = ipvs.NewReconciler(d.log, t), t
+		d.lvs, d.lvsTab, d.lvsNL = ipvs.NewReconciler(d.log, t), t, t
 		d.lvs.Adopt(readOwned(d.ownedFile())...) // services a crashed run created
+		d.applyLVSGlobals(nil, cfg)
 		if err := d.lvs.SetDesired(ipvsServices(cfg)); err != nil {
 			d.stopParts(context.Background())
 			return fmt.Errorf("daemon: ipvs: %w", err)
@@ -196,7 +199,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	// VRRP before the health checks: quorum changes (from the checks' goroutine) go to the router.
 	if len(cfg.Instances) > 0 {
-		r, err := vrrp.NewRouter(d.log, vrrpConfig(cfg))
+		r, err := vrrp.NewRouter(d.log, d.vrrpConfig(cfg))
 		if err != nil {
 			d.stopParts(context.Background())
 			return fmt.Errorf("daemon: vrrp: %w", err)
@@ -342,6 +345,9 @@ func (d *Daemon) stopParts(ctx context.Context) error {
 	if d.checks != nil {
 		d.checks.Stop()
 	}
+	if d.syncd != nil {
+		d.syncd.stop()
+	}
 	if d.lvs != nil {
 		err := d.lvs.RemoveAll()
 		errs = append(errs, err)
@@ -410,11 +416,12 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 	d.mu.Unlock()
 	var errs []error
 	if d.router != nil {
-		errs = append(errs, d.router.Apply(vrrpConfig(cfg)))
+		errs = append(errs, d.router.Apply(d.vrrpConfig(cfg)))
 		d.pushAllTrackers()
 	}
 	if d.lvs != nil {
 		errs = append(errs, d.lvs.SetDesired(ipvsServices(cfg)))
+		d.applyLVSGlobals(old.cfg, cfg)
 	}
 	d.applyLogLevel(cfg)
 	return errors.Join(errs...)

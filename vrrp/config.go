@@ -98,6 +98,9 @@ type Config struct {
 	Files          []FileConfig
 	Procs          []ProcConfig
 	TrackPoll      time.Duration // how often tracked files and processes are looked at (0: 1 s)
+	// OnTransition, when set, is told of every state change of every instance, from the
+	// instance's goroutine; it must return quickly and must not call into the Router.
+	OnTransition func(instance string, to State)
 	SyncGroups     []SyncGroupConfig
 	ScriptUser     string // default user of scripts (global_defs script_user)
 	ScriptSecurity bool   // enable_script_security: refuse scripts writable by others

@@ -426,6 +426,9 @@ func (r *Router) onTransition(in *instance, from, to State, cause string, forced
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	name := r.cfgOf[in].Name
+	if r.cfg.OnTransition != nil {
+		r.cfg.OnTransition(name, to)
+	}
 	g := r.groupOf[name]
 	if g == nil {
 		return

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,4 +141,26 @@ func TestRouterTrackProcess(t *testing.T) {
 	f.add("haproxy", "S", "haproxy")
 	eventually(t, "a master again", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
 	a.r.Stop(context.Background())
+}
+
+// TestRouterOnTransition: the hook hears every state change of every instance.
+func TestRouterOnTransition(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	w := &wire{}
+	cfg := fakeCfg(150)
+	cfg.OnTransition = func(name string, to State) {
+		mu.Lock()
+		seen = append(seen, name+" "+to.String())
+		mu.Unlock()
+	}
+	a := newFakeNode(t, w, "198.18.0.1", cfg)
+	a.start(t)
+	eventually(t, "a master", func() bool { return a.state() == StateMaster })
+	a.r.Stop(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) < 2 || seen[len(seen)-2] != "VI_1 MASTER" || !strings.HasPrefix(seen[len(seen)-1], "VI_1 ") || seen[len(seen)-1] == "VI_1 MASTER" {
+		t.Fatalf("transitions heard: %v", seen)
+	}
 }
