@@ -939,5 +939,26 @@ func syncTable() table[SyncGroup] {
 		"notify_backup": func(b *builder, g *SyncGroup, n *node) { b.command(n, &g.NotifyBackup) },
 		"notify_fault":  func(b *builder, g *SyncGroup, n *node) { b.command(n, &g.NotifyFault) },
 		"smtp_alert":    func(b *builder, g *SyncGroup, n *node) { b.flag(n, &g.SMTPAlert) },
+		"track_script": func(b *builder, g *SyncGroup, n *node) {
+			if b.needBlock(n) {
+				g.TrackScripts = append(g.TrackScripts, b.tracks(n, true)...)
+			}
+		},
+		"track_interface": func(b *builder, g *SyncGroup, n *node) {
+			if b.needBlock(n) {
+				g.TrackInterfaces = append(g.TrackInterfaces, b.tracks(n, false)...)
+			}
+		},
+		"track_file": func(b *builder, g *SyncGroup, n *node) {
+			if b.needBlock(n) {
+				g.TrackFiles = append(g.TrackFiles, b.tracks(n, true)...)
+			}
+		},
+		"track_process": func(b *builder, g *SyncGroup, n *node) {
+			if b.needBlock(n) {
+				g.TrackProcs = append(g.TrackProcs, b.tracks(n, true)...)
+			}
+		},
+		"sync_group_tracking_weight": func(b *builder, g *SyncGroup, n *node) { b.flag(n, &g.TrackingWeight) },
 	}
 }

@@ -916,3 +916,62 @@ vrrp_instance ${INST} {
 		t.Fatalf("unbounded expansion: %v", diags)
 	}
 }
+
+// TestSyncGroupTracking: a sync group's trackers apply to each member; without
+// sync_group_tracking_weight their weights become 0 (FAULT), as keepalived treats them.
+func TestSyncGroupTracking(t *testing.T) {
+	src := `vrrp_script chk {
+    script /bin/true
+}
+vrrp_track_file maint {
+    file /run/maint
+}
+vrrp_instance A {
+    interface eth0
+    virtual_router_id 1
+    virtual_ipaddress { 198.18.0.1 }
+    track_interface { eth1 weight -5 }
+}
+vrrp_instance B {
+    interface eth0
+    virtual_router_id 2
+    virtual_ipaddress { 198.18.0.2 }
+}
+vrrp_sync_group G {
+    group {
+        A
+        B
+    }
+    track_interface { eth1 }
+    track_script { chk weight -20 }
+    track_file { maint }
+}
+`
+	cfg, diags, err := Parse("t.conf", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(fmt.Sprint(diags), "t.conf:24: warning: track_script: weight -20 in vrrp_sync_group G used as 0") {
+		t.Errorf("diags: %v", diags)
+	}
+	a, b := cfg.Instances[0], cfg.Instances[1]
+	if len(a.TrackInterfaces) != 1 || a.TrackInterfaces[0].Weight != -5 { // its own line wins
+		t.Errorf("A interfaces: %+v", a.TrackInterfaces)
+	}
+	for _, in := range []*Instance{a, b} {
+		if len(in.TrackScripts) != 1 || in.TrackScripts[0].Weight != 0 || !in.TrackScripts[0].HasWeight ||
+			len(in.TrackFiles) != 1 || in.TrackFiles[0].Name != "maint" {
+			t.Errorf("%s: scripts %+v files %+v", in.Name, in.TrackScripts, in.TrackFiles)
+		}
+	}
+	if len(b.TrackInterfaces) != 1 || b.TrackInterfaces[0].Name != "eth1" || b.TrackInterfaces[0].Weight != 0 {
+		t.Errorf("B interfaces: %+v", b.TrackInterfaces)
+	}
+	cfg, _, err = Parse("t.conf", []byte(strings.Replace(src, "    track_file { maint }", "    track_file { maint }\n    sync_group_tracking_weight", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Instances[1].TrackScripts[0].Weight; w != -20 {
+		t.Errorf("with sync_group_tracking_weight: weight %d", w)
+	}
+}

@@ -34,8 +34,6 @@ func unimplemented(kw string) bool {
 		return true
 	// top-level blocks halb does not implement
 	case "static_ipaddress", "static_routes", "static_rules", "garp_group", "bfd_instance",
-		"track_file",    // in vrrp_sync_group; vrrp_instance and top level implement it
-		"track_process", // in vrrp_sync_group
 		"vrrp_track_bfd", "linkbeat_interface":
 		return true
 	// vrrp_instance
@@ -47,7 +45,7 @@ func unimplemented(kw string) bool {
 		"unicast_peer_ttl", "use_vmac_addr", "dont_track_primary_rx":
 		return true
 	// vrrp_sync_group
-	case "global_tracking", "sync_group_tracking_weight", "notify_stop":
+	case "global_tracking", "notify_stop":
 		return true
 	// virtual_server / real_server
 	case "ops", "one_packet", "ip_family", "persistence_engine", "sh-port", "sh-fallback", "mh-port", "mh-fallback",

@@ -242,6 +242,14 @@ type SyncGroup struct {
 	NotifyBackup string   `json:"notify_backup"`
 	NotifyFault  string   `json:"notify_fault"`
 	SMTPAlert    bool     `json:"smtp_alert"`
+	// Group-level tracking applies to every member instance. Without TrackingWeight
+	// (sync_group_tracking_weight) weights become 0, keepalived's rule for sync groups: a failing
+	// tracker puts the members in FAULT.
+	TrackScripts    []Track `json:"track_script"`
+	TrackInterfaces []Track `json:"track_interface"`
+	TrackFiles      []Track `json:"track_file"`
+	TrackProcs      []Track `json:"track_process"`
+	TrackingWeight  bool    `json:"sync_group_tracking_weight"`
 }
 
 // VirtualServer is a virtual_server block.

@@ -6,6 +6,28 @@ import (
 	"time"
 )
 
+// groupTracking gives a member instance its sync group's trackers (those it does not track itself).
+func (b *builder) groupTracking(sg *SyncGroup, in *Instance) {
+	add := func(dst *[]Track, src []Track, kw string, weighted bool) {
+		for _, t := range src {
+			if slices.ContainsFunc(*dst, func(o Track) bool { return o.Name == t.Name }) {
+				continue
+			}
+			if !sg.TrackingWeight && weighted {
+				if t.HasWeight && t.Weight != 0 && in.Name == sg.Group[0] {
+					b.d.warnf(t.Pos, kw, "weight %d in vrrp_sync_group %s used as 0 (FAULT while failing) without sync_group_tracking_weight, as keepalived", t.Weight, sg.Name)
+				}
+				t.Weight, t.HasWeight = 0, true
+			}
+			*dst = append(*dst, t)
+		}
+	}
+	add(&in.TrackScripts, sg.TrackScripts, "track_script", true)
+	add(&in.TrackFiles, sg.TrackFiles, "track_file", true)
+	add(&in.TrackProcs, sg.TrackProcs, "track_process", true)
+	add(&in.TrackInterfaces, sg.TrackInterfaces, "track_interface", true)
+}
+
 // maxGroupAddrs bounds how many addresses virtual_server_group references may expand to, for
 // one service and for the whole configuration.
 const (
@@ -76,6 +98,7 @@ func (b *builder) resolve() {
 				continue
 			}
 			in.SyncGroup = sg.Name
+			b.groupTracking(sg, in)
 		}
 	}
 
