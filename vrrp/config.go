@@ -93,14 +93,14 @@ type SyncGroupConfig struct {
 
 // Config is everything the VRRP part of halb runs.
 type Config struct {
-	Instances      []InstanceConfig
-	Scripts        []ScriptConfig
-	Files          []FileConfig
-	Procs          []ProcConfig
-	TrackPoll      time.Duration // how often tracked files and processes are looked at (0: 1 s)
+	Instances []InstanceConfig
+	Scripts   []ScriptConfig
+	Files     []FileConfig
+	Procs     []ProcConfig
+	TrackPoll time.Duration // how often tracked files and processes are looked at (0: 1 s)
 	// OnTransition, when set, is told of every state change of every instance, from the
 	// instance's goroutine; it must return quickly and must not call into the Router.
-	OnTransition func(instance string, to State) `json:"-"`
+	OnTransition   func(instance string, to State) `json:"-"`
 	SyncGroups     []SyncGroupConfig
 	ScriptUser     string // default user of scripts (global_defs script_user)
 	ScriptSecurity bool   // enable_script_security: refuse scripts writable by others
