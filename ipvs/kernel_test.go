@@ -374,6 +374,26 @@ func TestKernelDRDataPath(t *testing.T) {
 		t.Fatalf("director ip_forward = %q, %v; want 0", fwd, err)
 	}
 	tb := openIn(t, dir)
+	// Short connection timeouts, and the test waits for the director's connection entries to
+	// expire before its namespaces go: an entry holds a reference on the route to a real server's
+	// device, and a namespace whose device is still referenced is torn down by the kernel only
+	// when that reference goes, minutes later, holding the RTNL lock the next test needs.
+	if err := tb.SetTimeouts(Timeouts{TCP: 2 * time.Second, TCPFin: time.Second, UDP: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		left := ""
+		if !poll.Until(20*time.Second, 100*time.Millisecond, func() bool {
+			_ = inNetns(dir, func() error {
+				b, err := os.ReadFile("/proc/thread-self/net/ip_vs_conn")
+				left = strings.TrimSpace(string(b))
+				return err
+			})
+			return strings.Count(left, "\n") == 0 // the header line only
+		}) {
+			t.Logf("director connections still there after 20 s:\n%s", left)
+		}
+	})
 	r := NewReconciler(zaptest.NewLogger(t), tb)
 	svc := Service{Addr: netip.AddrPortFrom(vip, 80), Protocol: TCP, Scheduler: "rr",
 		Dests: []Dest{

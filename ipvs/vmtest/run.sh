@@ -17,6 +17,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 timeout_s=${HALB_VM_TIMEOUT:-300}
+# The tests stop (with a goroutine dump naming the call that hung) well before the VM is killed.
+test_timeout_s=$(( timeout_s > 120 ? timeout_s - 60 : timeout_s / 2 ))
 run_pattern=${HALB_VM_RUN:-.}
 marker=HALB-IPVS-VM-RESULT
 
@@ -123,9 +125,9 @@ mount -t tmpfs tmp /tmp
 for m in \$(cat /modules.order); do insmod /modules/\$m || { echo "test-ipvs: insmod \$m failed"; dmesg | tail -n 3; }; done
 echo "test-ipvs: kernel \$(uname -r), \$(wc -l </proc/modules) modules loaded"
 cd /
-HALB_IPVS_VM=1 TMPDIR=/tmp HOME=/tmp ./ipvs.test -test.v -test.count=1 -test.timeout=${timeout_s}s -test.run '$run_pattern'
+HALB_IPVS_VM=1 TMPDIR=/tmp HOME=/tmp ./ipvs.test -test.v -test.count=1 -test.timeout=${test_timeout_s}s -test.run '$run_pattern'
 rc=\$?
-if [ \$rc = 0 ]; then echo "$marker: PASS"; else echo "$marker: FAIL rc=\$rc"; fi
+if [ \$rc = 0 ]; then echo "$marker: PASS"; else dmesg | tail -n 40; echo "$marker: FAIL rc=\$rc"; fi
 sync
 poweroff -f
 EOF
