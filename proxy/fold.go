@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -45,18 +46,31 @@ func (d *deadlineConn) foldable(n int) bool {
 	return (once || d.foldAll && first) && !d.noFold && n <= foldMax && d.raw != nil
 }
 
+// foldBufs holds the buffers of held-back writes: taken by hold, given back
+// once written, so that an idle connection keeps none.
+var foldBufs = sync.Pool{New: func() any { b := make([]byte, 0, foldMax); return &b }}
+
 // hold keeps p for the next read. The caller has checked foldable.
 func (d *deadlineConn) hold(p []byte) {
 	d.fmu.Lock()
-	d.pending = append(d.pbuf[:0], p...)
-	d.pbuf = d.pending
+	d.pbuf = foldBufs.Get().(*[]byte)
+	d.pending = append((*d.pbuf)[:0], p...)
 	d.fmu.Unlock()
+}
+
+// releaseLocked gives the held buffer back. d.fmu held.
+func (d *deadlineConn) releaseLocked() {
+	d.pending = nil
+	if d.pbuf != nil {
+		foldBufs.Put(d.pbuf)
+		d.pbuf = nil
+	}
 }
 
 // dropPending forgets held-back bytes.
 func (d *deadlineConn) dropPending() {
 	d.fmu.Lock()
-	d.pending = nil
+	d.releaseLocked()
 	d.fmu.Unlock()
 }
 
@@ -68,10 +82,9 @@ func (d *deadlineConn) flushPending() error {
 	if len(d.pending) == 0 {
 		return nil
 	}
-	p := d.pending
-	d.pending = nil
+	defer d.releaseLocked()
 	d.c.SetWriteDeadline(time.Now().Add(d.idle))
-	n, err := d.c.Write(p)
+	n, err := d.c.Write(d.pending)
 	if d.out != nil && n > 0 {
 		d.out.Add(uint64(n))
 	}
@@ -84,8 +97,8 @@ func (d *deadlineConn) flushPending() error {
 func (d *deadlineConn) writeHeld(fd int) error {
 	d.fmu.Lock()
 	defer d.fmu.Unlock()
+	defer d.releaseLocked()
 	p := d.pending
-	d.pending = nil
 	for len(p) > 0 {
 		n, err := syscall.Write(fd, p)
 		if err == syscall.EINTR {

@@ -61,7 +61,7 @@ type deadlineConn struct {
 	op       *foldOp         // allocated at the first folded read
 	fmu      sync.Mutex      // guards pending against a flush from another goroutine
 	pending  []byte
-	pbuf     []byte
+	pbuf     *[]byte // pending's buffer, from foldBufs
 }
 
 func (d *deadlineConn) Read(p []byte) (int, error) {
