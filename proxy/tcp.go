@@ -401,7 +401,8 @@ func pipeConns(client, backend *net.TCPConn, cIdle, sIdle time.Duration, inCtr, 
 // Splice hides progress until io.CopyN returns, so reads wake up every
 // idle/4: a round that moved bytes, or a session whose other direction did
 // within idle, goes on; a silent session ends between idle and 1.25*idle.
-// A write blocked for idle (the peer does not read) ends the session.
+// A write blocked for 7/8 to all of idle (the peer does not read) ends the
+// session.
 //
 // Between bursts it waits for src to become readable without holding
 // anything (no buffer, no splice pipe): an idle session costs two sockets.
@@ -411,10 +412,19 @@ func copyDir(dst, src *net.TCPConn, idle time.Duration, act *atomic.Int64, ctr *
 	rc, rcErr := src.SyscallConn()
 	b := newBurst()
 	var total int64
+	// The deadlines move only when an eighth of their span has passed: a busy session does
+	// not re-arm two timers per burst, and each still fires within 7/8 to 1 of its span.
+	var rdl, wdl time.Time
 	for {
 		start := time.Now()
-		src.SetReadDeadline(start.Add(tick))
-		dst.SetWriteDeadline(start.Add(idle))
+		if rdl.Sub(start) < tick-tick/8 {
+			rdl = start.Add(tick)
+			src.SetReadDeadline(rdl)
+		}
+		if wdl.Sub(start) < idle-idle/8 {
+			wdl = start.Add(idle)
+			dst.SetWriteDeadline(wdl)
+		}
 		var n int64
 		var err error
 		if rcErr == nil {
