@@ -484,6 +484,23 @@ func (b *builder) buildScript(n *node) {
 	}
 }
 
+// weightReverse parses "weight N [reverse]", N in lo..hi.
+func (b *builder) weightReverse(n *node, lo, hi int, w *int, rev *bool) {
+	if !b.arity(n, 1, 2) {
+		return
+	}
+	if v, ok := b.parseInt(n, n.args[0], lo, hi); ok {
+		*w = v
+	}
+	if len(n.args) == 2 {
+		if n.args[1] != "reverse" {
+			b.d.errorf(n.pos, n.kw, "expects \"reverse\" after the weight, got %q", n.args[1])
+			return
+		}
+		*rev = true
+	}
+}
+
 func (b *builder) buildTrackFile(n *node) {
 	name, valid := b.named(n)
 	if !n.block {
@@ -507,21 +524,7 @@ func trackFileTable() table[TrackFile] {
 				f.File = n.args[0]
 			}
 		},
-		"weight": func(b *builder, f *TrackFile, n *node) {
-			if !b.arity(n, 1, 2) {
-				return
-			}
-			if v, ok := b.parseInt(n, n.args[0], -254, 254); ok {
-				f.Weight = v
-			}
-			if len(n.args) == 2 {
-				if n.args[1] != "reverse" {
-					b.d.errorf(n.pos, n.kw, "expects \"reverse\" after the weight, got %q", n.args[1])
-					return
-				}
-				f.Reverse = true
-			}
-		},
+		"weight": func(b *builder, f *TrackFile, n *node) { b.weightReverse(n, -254, 254, &f.Weight, &f.Reverse) },
 		"init_file": func(b *builder, f *TrackFile, n *node) {
 			if !b.arity(n, 0, 2) {
 				return
@@ -580,21 +583,7 @@ func trackProcTable() table[TrackProcess] {
 				p.ParamMatch = n.args[0]
 			}
 		},
-		"weight": func(b *builder, p *TrackProcess, n *node) {
-			if !b.arity(n, 1, 2) {
-				return
-			}
-			if v, ok := b.parseInt(n, n.args[0], -254, 254); ok {
-				p.Weight = v
-			}
-			if len(n.args) == 2 {
-				if n.args[1] != "reverse" {
-					b.d.errorf(n.pos, n.kw, "expects \"reverse\" after the weight, got %q", n.args[1])
-					return
-				}
-				p.Reverse = true
-			}
-		},
+		"weight":          func(b *builder, p *TrackProcess, n *node) { b.weightReverse(n, -254, 254, &p.Weight, &p.Reverse) },
 		"quorum":          func(b *builder, p *TrackProcess, n *node) { b.integer(n, &p.Quorum, 0, 1<<16) },
 		"quorum_max":      func(b *builder, p *TrackProcess, n *node) { b.integer(n, &p.QuorumMax, 0, 1<<16) },
 		"fork_delay":      func(b *builder, p *TrackProcess, n *node) { b.seconds(n, &p.ForkDelay) },
@@ -609,24 +598,10 @@ func trackProcTable() table[TrackProcess] {
 
 func scriptTable() table[Script] {
 	return table[Script]{
-		"script":   func(b *builder, s *Script, n *node) { b.command(n, &s.Script) },
-		"interval": func(b *builder, s *Script, n *node) { b.seconds(n, &s.Interval) },
-		"timeout":  func(b *builder, s *Script, n *node) { b.seconds(n, &s.Timeout) },
-		"weight": func(b *builder, s *Script, n *node) {
-			if !b.arity(n, 1, 2) {
-				return
-			}
-			if v, ok := b.parseInt(n, n.args[0], -253, 253); ok {
-				s.Weight = v
-			}
-			if len(n.args) == 2 {
-				if n.args[1] != "reverse" {
-					b.d.errorf(n.pos, n.kw, "expects \"reverse\" after the weight, got %q", n.args[1])
-					return
-				}
-				s.WeightReverse = true
-			}
-		},
+		"script":    func(b *builder, s *Script, n *node) { b.command(n, &s.Script) },
+		"interval":  func(b *builder, s *Script, n *node) { b.seconds(n, &s.Interval) },
+		"timeout":   func(b *builder, s *Script, n *node) { b.seconds(n, &s.Timeout) },
+		"weight":    func(b *builder, s *Script, n *node) { b.weightReverse(n, -253, 253, &s.Weight, &s.WeightReverse) },
 		"rise":      func(b *builder, s *Script, n *node) { b.integer(n, &s.Rise, 1, 1<<20) },
 		"fall":      func(b *builder, s *Script, n *node) { b.integer(n, &s.Fall, 1, 1<<20) },
 		"user":      func(b *builder, s *Script, n *node) { b.userGroup(n, &s.User, &s.Group) },

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -250,16 +251,11 @@ func (r *Router) fileChanged(name, path string, fv fileValue) {
 // pushFileTrackers sets the track_file contributions of in. r.mu held.
 func (r *Router) pushFileTrackers(in *instance, cfg InstanceConfig, want map[string]bool) {
 	for _, ref := range cfg.TrackFiles {
-		var fc FileConfig
-		found := false
-		for _, f := range r.cfg.Files {
-			if f.Name == ref.Name {
-				fc, found = f, true
-			}
-		}
-		if !found {
+		i := slices.IndexFunc(r.cfg.Files, func(f FileConfig) bool { return f.Name == ref.Name })
+		if i < 0 {
 			continue
 		}
+		fc := r.cfg.Files[i]
 		w, rev := fc.Weight, fc.Reverse
 		if ref.WeightSet {
 			w, rev = ref.Weight, ref.Reverse
