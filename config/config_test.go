@@ -506,6 +506,11 @@ func TestDiagnostics(t *testing.T) {
 		{"unimplemented", "global_defs {\n enable_snmp_vrrp\n}", "t.conf:2: warning: enable_snmp_vrrp: keepalived keyword not implemented by halb; ignored", false},
 		{"unimplemented block", "static_ipaddress {\n 198.18.0.9/24 dev eth0\n}", "t.conf:1: warning: static_ipaddress: keepalived keyword not implemented", false},
 		{"no block", "global_defs", "global_defs: expects a block", true},
+		{"lvs without ipvs", "global_defs {\n lvs_timeouts tcp 900\n}", "t.conf:1: warning: global_defs: lvs_sync_daemon and lvs_timeouts act only on IPVS services", false},
+		{"lvs_timeouts odd", "global_defs {\n lvs_timeouts tcp\n}", "t.conf:2: lvs_timeouts: expects [tcp SECS] [tcpfin SECS] [udp SECS]", true},
+		{"lvs_timeouts name", "global_defs {\n lvs_timeouts tcpp 9\n}", `"tcpp" is not tcp, tcpfin or udp`, true},
+		{"lvs_sync unknown inst", "global_defs {\n lvs_sync_daemon eth1 VI_9\n}", `lvs_sync_daemon: no vrrp_instance named "VI_9"`, true},
+		{"lvs_sync options", "global_defs {\n lvs_sync_daemon eth1 maxlen 1400\n}", "maxlen 1400 not implemented by halb", false},
 		{"track_process unknown", inst + " track_process { chk }\n}", `track_process: no vrrp_track_process named "chk"`, true},
 		{"track_process quorum", "vrrp_track_process p {\n process x\n quorum 3\n quorum_max 2\n}", "quorum_max 2 is below quorum 3", true},
 		{"track_process param_match", "vrrp_track_process p {\n process x\n param_match some\n}", `t.conf:3: param_match: "some" is not initial or partial`, true},
@@ -973,5 +978,33 @@ vrrp_sync_group G {
 	}
 	if w := cfg.Instances[1].TrackScripts[0].Weight; w != -20 {
 		t.Errorf("with sync_group_tracking_weight: weight %d", w)
+	}
+}
+
+// TestLVSGlobals: lvs_sync_daemon's forms and its sync ID default (the instance's VRID), and
+// lvs_timeouts.
+func TestLVSGlobals(t *testing.T) {
+	base := "vrrp_instance VI_1 {\n interface eth0\n virtual_router_id 51\n virtual_ipaddress { 198.18.0.1 }\n}\n" +
+		"virtual_server 198.18.0.1 80 {\n lb_kind DR\n real_server 198.18.0.11 80 { }\n}\n"
+	for _, c := range []struct {
+		line string
+		want LVSSync
+	}{
+		{"lvs_sync_daemon eth1 VI_1", LVSSync{Interface: "eth1", Instance: "VI_1", SyncID: 51}},
+		{"lvs_sync_daemon eth1 inst VI_1 id 7", LVSSync{Interface: "eth1", Instance: "VI_1", SyncID: 7}},
+		{"lvs_sync_daemon eth1", LVSSync{Interface: "eth1", SyncID: 0}},
+	} {
+		cfg, diags, err := Parse("t.conf", []byte("global_defs {\n "+c.line+"\n lvs_timeouts tcp 900 udp 30\n}\n"+base))
+		if err != nil {
+			t.Fatalf("%s: %v", c.line, diags)
+		}
+		got := *cfg.Global.LVSSync
+		got.Pos = Pos{}
+		if got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.line, got, c.want)
+		}
+		if to := cfg.Global.LVSTimeouts; to != (LVSTimeouts{TCP: 900 * time.Second, UDP: 30 * time.Second}) {
+			t.Errorf("lvs_timeouts %+v", to)
+		}
 	}
 }

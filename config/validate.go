@@ -158,6 +158,9 @@ func (b *builder) expandGroup(vs *VirtualServer, vg *VSGroup) {
 // validate checks the model as a whole. It reports every problem it finds.
 func (b *builder) validate() {
 	b.validateGlobal()
+	if g := b.cfg.Global; (g.LVSSync != nil || g.LVSTimeouts != LVSTimeouts{}) && len(b.cfg.NeedsIPVS()) == 0 {
+		b.d.warnf(g.Pos, "global_defs", "lvs_sync_daemon and lvs_timeouts act only on IPVS services, and no virtual_server here uses IPVS")
+	}
 	if s := b.cfg.Global.LVSSync; s != nil {
 		switch {
 		case s.Instance != "" && !slices.ContainsFunc(b.cfg.Instances, func(in *Instance) bool { return in.Name == s.Instance }):
