@@ -346,7 +346,7 @@ func (d *Daemon) stopParts(ctx context.Context) error {
 		d.checks.Stop()
 	}
 	if d.syncd != nil {
-		d.syncd.stop()
+		d.syncd.stop(5 * time.Second)
 	}
 	if d.lvs != nil {
 		err := d.lvs.RemoveAll()

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -61,6 +62,9 @@ func TestSyncFollower(t *testing.T) {
 	isMaster := func(n string) bool { return masters[n] }
 	step := func(what, want string) {
 		t.Helper()
+		if !f.wait(5 * time.Second) {
+			t.Fatalf("%s: no round", what)
+		}
 		if got := ft.take(); got != want {
 			t.Fatalf("%s: calls %q, want %q", what, got, want)
 		}
@@ -85,11 +89,12 @@ func TestSyncFollower(t *testing.T) {
 	step("followed instance changed to a master", "stop backup, start master eth2 53")
 
 	f.apply(&config.LVSSync{Interface: "eth2", SyncID: 0}, isMaster)
+	f.wait(5 * time.Second)
 	got := ft.take()
 	if !strings.HasPrefix(got, "stop master, ") || !strings.Contains(got, "start master eth2 0") || !strings.Contains(got, "start backup eth2 0") {
 		t.Fatalf("no instance: both daemons: %q", got)
 	}
-	f.stop()
+	f.stop(5 * time.Second)
 	got = ft.take()
 	if parts := strings.Split(got, ", "); len(parts) != 2 || !slices.Contains(parts, "stop master") || !slices.Contains(parts, "stop backup") {
 		t.Fatalf("stop: %q", got)
@@ -99,10 +104,49 @@ func TestSyncFollower(t *testing.T) {
 	}
 
 	// A daemon that fails to start (interface missing) is tried again on the next change.
+	f = newSyncFollower(zaptest.NewLogger(t), ft)
 	ft.failIf = "eth9"
 	f.apply(&config.LVSSync{Interface: "eth9", Instance: "VI_1"}, isMaster)
 	step("failed start", "")
 	ft.failIf = ""
 	f.transition("VI_1", true)
 	step("next transition", "start master eth9 0")
+	f.stop(5 * time.Second)
+	step2 := ft.take()
+	if step2 != "stop master" {
+		t.Fatalf("final stop: %q", step2)
+	}
+}
+
+// blockingSync never returns from StopSyncDaemon, as a kernel stuck stopping a sync thread.
+type blockingSync struct {
+	fakeSync
+	block chan struct{}
+}
+
+func (b *blockingSync) StopSyncDaemon(ipvs.SyncState) error {
+	<-b.block
+	return nil
+}
+
+// TestSyncFollowerKernelHang: a kernel call that never returns stalls neither the VRRP hook nor
+// stop beyond its timeout.
+func TestSyncFollowerKernelHang(t *testing.T) {
+	bs := &blockingSync{fakeSync: fakeSync{running: map[ipvs.SyncState]ipvs.SyncDaemon{}}, block: make(chan struct{})}
+	defer close(bs.block)
+	f := newSyncFollower(zaptest.NewLogger(t), bs)
+	f.apply(&config.LVSSync{Interface: "eth1", Instance: "VI_1"}, func(string) bool { return false })
+	if !f.wait(5 * time.Second) {
+		t.Fatal("start round did not finish")
+	}
+	f.transition("VI_1", true) // the worker now hangs stopping the backup daemon
+	for range 100 {
+		f.transition("VI_1", false) // returns at once however many times
+		f.transition("VI_1", true)
+	}
+	start := time.Now()
+	f.stop(200 * time.Millisecond)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("stop took %v", d)
+	}
 }

@@ -518,8 +518,23 @@ func TestKernelSyncDaemon(t *testing.T) {
 		}
 	}
 	t.Cleanup(func() {
-		tb.StopSyncDaemon(SyncMaster)
-		tb.StopSyncDaemon(SyncBackup)
+		// Stopping a sync thread has hung in the qemu VM (TCG, one CPU) in about one CI run of
+		// three: the netlink reply never came and dmesg ended with "stopping backup sync thread".
+		// The assertions have run by then; the cleanup waits 20 s and says so instead of hanging
+		// the whole run. (The daemon makes these calls off the VRRP path, with a timeout on stop.)
+		for _, st := range []SyncState{SyncMaster, SyncBackup} {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tb.StopSyncDaemon(st)
+			}()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Logf("the kernel did not stop the %s sync thread within 20 s", st)
+				return
+			}
+		}
 	})
 	ds, err := tb.SyncDaemons()
 	if err != nil {
