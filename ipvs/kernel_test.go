@@ -482,8 +482,45 @@ func TestKernelDRDataPath(t *testing.T) {
 	t.Logf("director's table:\n%s", tbl.String())
 }
 
+// TestKernelTimeouts: lvs_timeouts reach the kernel and read back, as ipvsadm -L --timeout shows.
+func TestKernelTimeouts(t *testing.T) {
+	needKernelIPVS(t)
+	ns := newNetns(t)
+	tb := openIn(t, ns)
+	want := Timeouts{TCP: 901 * time.Second, TCPFin: 61 * time.Second, UDP: 299 * time.Second}
+	if err := tb.SetTimeouts(want); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := tb.Timeouts(); err != nil || got != want {
+		t.Fatalf("timeouts %+v, %v; want %+v", got, err, want)
+	}
+	// A zero field leaves the kernel's value.
+	if err := tb.SetTimeouts(Timeouts{UDP: 30 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	want.UDP = 30 * time.Second
+	if got, err := tb.Timeouts(); err != nil || got != want {
+		t.Fatalf("after setting udp only: %+v, %v; want %+v", got, err, want)
+	}
+	if path, err := exec.LookPath("ipvsadm"); err == nil {
+		var out []byte
+		err := inNetns(ns, func() error {
+			var err error
+			out, err = exec.Command(path, "-L", "--timeout").CombinedOutput()
+			return err
+		})
+		if err != nil {
+			t.Fatalf("ipvsadm -L --timeout: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "Timeout (tcp tcpfin udp): 901 61 30") {
+			t.Errorf("ipvsadm -L --timeout: %s", out)
+		}
+	}
+}
+
 // The sync daemons start, list and stop, as the daemon drives them on VRRP
-// transitions.
+// transitions. It is the last test in this file on purpose: if the kernel hangs stopping a
+// sync thread (see the cleanup), no later test waits behind it.
 func TestKernelSyncDaemon(t *testing.T) {
 	needKernelIPVS(t)
 	ns := newNetns(t)
@@ -552,41 +589,5 @@ func TestKernelSyncDaemon(t *testing.T) {
 	}
 	if err := tb.StartSyncDaemon(SyncDaemon{State: SyncMaster, Interface: "nosuch0", SyncID: 1}); err == nil {
 		t.Error("sync daemon on a missing interface started")
-	}
-}
-
-// TestKernelTimeouts: lvs_timeouts reach the kernel and read back, as ipvsadm -L --timeout shows.
-func TestKernelTimeouts(t *testing.T) {
-	needKernelIPVS(t)
-	ns := newNetns(t)
-	tb := openIn(t, ns)
-	want := Timeouts{TCP: 901 * time.Second, TCPFin: 61 * time.Second, UDP: 299 * time.Second}
-	if err := tb.SetTimeouts(want); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := tb.Timeouts(); err != nil || got != want {
-		t.Fatalf("timeouts %+v, %v; want %+v", got, err, want)
-	}
-	// A zero field leaves the kernel's value.
-	if err := tb.SetTimeouts(Timeouts{UDP: 30 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
-	want.UDP = 30 * time.Second
-	if got, err := tb.Timeouts(); err != nil || got != want {
-		t.Fatalf("after setting udp only: %+v, %v; want %+v", got, err, want)
-	}
-	if path, err := exec.LookPath("ipvsadm"); err == nil {
-		var out []byte
-		err := inNetns(ns, func() error {
-			var err error
-			out, err = exec.Command(path, "-L", "--timeout").CombinedOutput()
-			return err
-		})
-		if err != nil {
-			t.Fatalf("ipvsadm -L --timeout: %v\n%s", err, out)
-		}
-		if !strings.Contains(string(out), "Timeout (tcp tcpfin udp): 901 61 30") {
-			t.Errorf("ipvsadm -L --timeout: %s", out)
-		}
 	}
 }
