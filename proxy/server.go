@@ -1,11 +1,13 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -13,7 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
@@ -26,6 +27,9 @@ type Server struct {
 	global atomic.Pointer[Global]
 	active atomic.Int64  // connections holding a global slot
 	logN   atomic.Uint64 // sampling counter
+	parker parker        // idle connections (park.go)
+	pipes  pipePool      // spare splice pipes (h1body.go)
+	nloops int           // accept loops per listening address (one per core)
 
 	// waiters and wake implement the wait queue: a connection that finds no
 	// free slot waits for wake to be closed (on any release) or its deadline.
@@ -33,20 +37,24 @@ type Server struct {
 	wakeMu  sync.Mutex
 	wake    chan struct{}
 
-	passive    sync.Map  // *balance.Backend -> *atomic.Int32 consecutive connect failures
-	respBodies sync.Pool // *respBody
-	// backendConns holds the open HTTP backend connections (*deadlineConn).
-	backendConns sync.Map
+	passive sync.Map // *balance.Backend -> *atomic.Int32 consecutive connect failures
 
 	mu        sync.Mutex
 	listeners map[listenKey]*listener
 	stats     map[string]*svcStats
-	clients   sync.Map // clientKey -> *fasthttp.HostClient, shared backend pools
 	closing   bool
-	sessions  map[*session]struct{}
+	conns     []connShard    // open sessions, one shard per accept loop
 	wg        sync.WaitGroup // accept loops and sessions
 	draining  atomic.Bool
 	aborted   atomic.Bool // a forced shutdown closes every connection
+}
+
+// connShard is the set of sessions accepted by one accept loop of every
+// listener: its lock is taken twice per connection, never per request.
+type connShard struct {
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	_        [40]byte // own cache line
 }
 
 type listenKey struct {
@@ -61,40 +69,81 @@ func keyOf(s *ServiceSpec) listenKey {
 	return listenKey{addr: s.Listen}
 }
 
+// listener is one listening address: one socket per accept loop (SO_REUSEPORT),
+// so that the kernel spreads new connections over the cores.
 type listener struct {
-	ln  *net.TCPListener
+	lns []*net.TCPListener
 	svc atomic.Pointer[service]
 }
 
+func (l *listener) close() {
+	for _, ln := range l.lns {
+		ln.Close()
+	}
+}
+
 // svcStats are a service's counters and its connection gate; they persist
-// across Apply by service name.
+// across Apply by service name. The counters are kept per accept loop and
+// folded when read: connections of different cores never write the same
+// cache line. The gates are shared, as limits must be.
 type svcStats struct {
-	active, queued                          atomic.Int64
+	active, queued atomic.Int64
+	shards         []svcShard
+}
+
+// svcShard is one accept loop's share of a service's counters.
+type svcShard struct {
 	total, refused, bytesIn, bytesOut, errs atomic.Uint64
 	req                                     [6]atomic.Uint64
+	_                                       [24]byte // 104 + 24 = two cache lines
+}
+
+func newSvcStats(n int) *svcStats { return &svcStats{shards: make([]svcShard, n)} }
+
+// sum folds the shards.
+func (st *svcStats) sum() (total, refused, in, out, errs uint64, req [6]uint64) {
+	for i := range st.shards {
+		sh := &st.shards[i]
+		total += sh.total.Load()
+		refused += sh.refused.Load()
+		in += sh.bytesIn.Load()
+		out += sh.bytesOut.Load()
+		errs += sh.errs.Load()
+		for j := range req {
+			req[j] += sh.req[j].Load()
+		}
+	}
+	return
 }
 
 // service is one immutable generation of a ServiceSpec.
 type service struct {
-	spec      ServiceSpec
-	to        Timeouts
-	tunnelSet bool
-	st        *svcStats
-	srv       *Server
-	log       *zap.Logger
-	exact     map[string]*balance.Pool
-	wild      map[string]*balance.Pool // key: the suffix after "*."
-	http      *fasthttp.Server
+	spec        ServiceSpec
+	to          Timeouts
+	tunnelSet   bool
+	st          *svcStats
+	srv         *Server
+	log         *zap.Logger
+	exact       map[string]*balance.Pool
+	wild        map[string]*balance.Pool // key: the suffix after "*."
+	maxURI      int
+	readers     *readerPool // request heads and bodies (max_header_size)
+	respReaders *readerPool // response heads and bodies
 }
 
 // NewServer returns a Server with no services; call Apply.
 func NewServer(log *zap.Logger, g Global) *Server {
+	n := max(runtime.GOMAXPROCS(0), 1)
 	s := &Server{
 		log:       log.Named("proxy"),
+		nloops:    n,
 		wake:      make(chan struct{}),
 		listeners: make(map[listenKey]*listener),
 		stats:     make(map[string]*svcStats),
-		sessions:  make(map[*session]struct{}),
+		conns:     make([]connShard, n),
+	}
+	for i := range s.conns {
+		s.conns[i].sessions = make(map[*session]struct{})
 	}
 	s.global.Store(&g)
 	return s
@@ -107,7 +156,8 @@ func (s *Server) SetGlobal(g Global) {
 }
 
 // listenConfig binds with IP_FREEBIND / IPV6_FREEBIND so that a VIP not held
-// yet can be bound, and SO_REUSEADDR.
+// yet can be bound, SO_REUSEADDR, and SO_REUSEPORT for the sockets of one
+// address (one per accept loop).
 func listenConfig() net.ListenConfig {
 	return net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
 		var serr error
@@ -115,11 +165,10 @@ func listenConfig() net.ListenConfig {
 			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); serr != nil {
 				return
 			}
-			if strings.HasSuffix(network, "6") {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
-			} else {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1)
+			if serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); serr != nil {
+				return
 			}
+			serr = freebind(network, int(fd))
 		})
 		if err != nil {
 			return err
@@ -128,17 +177,61 @@ func listenConfig() net.ListenConfig {
 	}}
 }
 
-func listen(a netip.AddrPort) (*net.TCPListener, error) {
+func freebind(network string, fd int) error {
+	if strings.HasSuffix(network, "6") {
+		return unix.SetsockoptInt(fd, unix.SOL_IPV6, unix.IPV6_FREEBIND, 1)
+	}
+	return unix.SetsockoptInt(fd, unix.SOL_IP, unix.IP_FREEBIND, 1)
+}
+
+// listen opens n sockets on a (the first one picks the port when a has none).
+// A socket of another process or Server on the same address makes it fail:
+// SO_REUSEPORT shares a port only between sockets of the same user, and the
+// first bind checks that nobody listens there yet.
+func listen(a netip.AddrPort, n int) ([]*net.TCPListener, error) {
 	network := "tcp4"
 	if a.Addr().Is6() && !a.Addr().Is4In6() {
 		network = "tcp6"
 	}
 	lc := listenConfig()
-	ln, err := lc.Listen(context.Background(), network, a.String())
-	if err != nil {
+	var lns []*net.TCPListener
+	fail := func(err error) ([]*net.TCPListener, error) {
+		for _, l := range lns {
+			l.Close()
+		}
 		return nil, fmt.Errorf("proxy: listen %v: %w", a, err)
 	}
-	return ln.(*net.TCPListener), nil
+	if a.Port() != 0 {
+		// Refuse an address already served: bind without SO_REUSEPORT first.
+		probe := net.ListenConfig{Control: func(network, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+				if serr == nil {
+					serr = freebind(network, int(fd))
+				}
+			})
+			return errors.Join(err, serr)
+		}}
+		ln, err := probe.Listen(context.Background(), network, a.String())
+		if err != nil {
+			return fail(err)
+		}
+		ln.Close()
+	}
+	addr := a.String()
+	for i := range n {
+		ln, err := lc.Listen(context.Background(), network, addr)
+		if err != nil {
+			return fail(err)
+		}
+		tl := ln.(*net.TCPListener)
+		lns = append(lns, tl)
+		if i == 0 {
+			addr = tl.Addr().String()
+		}
+	}
+	return lns, nil
 }
 
 // Apply (re)configures the server. Listeners whose Listen address is
@@ -155,20 +248,25 @@ func (s *Server) Apply(specs []ServiceSpec) error {
 	if s.closing {
 		return errors.New("proxy: apply: server is shut down")
 	}
-	opened := make(map[listenKey]*net.TCPListener)
+	if err := s.parker.start(); err != nil {
+		return fmt.Errorf("proxy: apply: %w", err)
+	}
+	opened := make(map[listenKey][]*net.TCPListener)
 	for i := range specs {
 		k := keyOf(&specs[i])
 		if _, ok := s.listeners[k]; ok {
 			continue
 		}
-		ln, err := listen(specs[i].Listen)
+		lns, err := listen(specs[i].Listen, s.nloops)
 		if err != nil {
 			for _, l := range opened {
-				l.Close()
+				for _, ln := range l {
+					ln.Close()
+				}
 			}
 			return fmt.Errorf("proxy: apply: service %q: %w", specs[i].Name, err)
 		}
-		opened[k] = ln
+		opened[k] = lns
 	}
 	keep := make(map[listenKey]bool, len(specs))
 	for i := range specs {
@@ -177,7 +275,7 @@ func (s *Server) Apply(specs []ServiceSpec) error {
 		keep[k] = true
 		st := s.stats[spec.Name]
 		if st == nil {
-			st = new(svcStats)
+			st = newSvcStats(s.nloops)
 			s.stats[spec.Name] = st
 		}
 		svc := s.newService(spec, st)
@@ -185,11 +283,13 @@ func (s *Server) Apply(specs []ServiceSpec) error {
 			l.svc.Store(svc)
 			continue
 		}
-		l := &listener{ln: opened[k]}
+		l := &listener{lns: opened[k]}
 		l.svc.Store(svc)
 		s.listeners[k] = l
-		s.wg.Add(1)
-		go s.acceptLoop(l)
+		for i, ln := range l.lns {
+			s.wg.Add(1)
+			go s.acceptLoop(l, ln, i)
+		}
 	}
 	names := make(map[string]bool, len(specs))
 	for i := range specs {
@@ -197,7 +297,7 @@ func (s *Server) Apply(specs []ServiceSpec) error {
 	}
 	for k, l := range s.listeners {
 		if !keep[k] {
-			l.ln.Close()
+			l.close()
 			delete(s.listeners, k)
 		}
 	}
@@ -212,6 +312,9 @@ func (s *Server) Apply(specs []ServiceSpec) error {
 func (s *Server) newService(spec ServiceSpec, st *svcStats) *service {
 	svc := &service{spec: spec, st: st, srv: s, log: s.log.With(zap.String("service", spec.Name))}
 	svc.to, svc.tunnelSet = spec.Timeouts.withDefaults()
+	svc.maxURI = cmp.Or(spec.MaxURISize, DefaultMaxURISize)
+	svc.readers = &readerPool{size: cmp.Or(spec.MaxHeaderSize, DefaultMaxHeaderSize)}
+	svc.respReaders = &readerPool{size: respHeadMax}
 	if spec.Mode == ModeTLS {
 		svc.exact = make(map[string]*balance.Pool)
 		svc.wild = make(map[string]*balance.Pool)
@@ -228,9 +331,6 @@ func (s *Server) newService(spec ServiceSpec, st *svcStats) *service {
 			}
 		}
 	}
-	if spec.Mode == ModeHTTP {
-		svc.http = svc.newHTTPServer()
-	}
 	return svc
 }
 
@@ -240,7 +340,7 @@ func (s *Server) Addr(name string) net.Addr {
 	defer s.mu.Unlock()
 	for _, l := range s.listeners {
 		if l.svc.Load().spec.Name == name {
-			return l.ln.Addr()
+			return l.lns[0].Addr()
 		}
 	}
 	return nil
@@ -257,14 +357,11 @@ func (s *Server) Stats() []ServiceStats {
 	out := make([]ServiceStats, 0, len(svcs))
 	for _, svc := range svcs {
 		st := svc.st
+		total, refused, bin, bout, errs, req := st.sum()
 		ss := ServiceStats{
 			Name: svc.spec.Name, Listen: svc.spec.Listen, Mode: svc.spec.Mode,
-			Active: st.active.Load(), Total: st.total.Load(), Queued: st.queued.Load(),
-			Refused: st.refused.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
-			Errors: st.errs.Load(),
-		}
-		for i := range ss.Requests {
-			ss.Requests[i] = st.req[i].Load()
+			Active: st.active.Load(), Total: total, Queued: st.queued.Load(),
+			Refused: refused, BytesIn: bin, BytesOut: bout, Errors: errs, Requests: req,
 		}
 		seen := map[*balance.Pool]bool{}
 		add := func(p *balance.Pool) {
@@ -287,20 +384,16 @@ func (s *Server) Stats() []ServiceStats {
 // closes the remaining ones. Idle HTTP keep-alive connections are closed at
 // once and busy ones after their current response.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
 	s.mu.Lock()
 	s.closing = true
 	for k, l := range s.listeners {
-		l.ln.Close()
+		l.close()
 		delete(s.listeners, k)
 	}
-	sessions := make([]*session, 0, len(s.sessions))
-	for se := range s.sessions {
-		sessions = append(sessions, se)
-	}
 	s.mu.Unlock()
-	s.draining.Store(true)
 	s.notify()
-	for _, se := range sessions {
+	for _, se := range s.sessionList() {
 		se.drain()
 	}
 	done := make(chan struct{})
@@ -314,31 +407,45 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("proxy: shutdown: %w", ctx.Err())
 		s.aborted.Store(true)
-		s.mu.Lock()
-		for se := range s.sessions {
+		for _, se := range s.sessionList() {
 			se.close()
 		}
-		s.mu.Unlock()
-		// HTTP requests waiting on a backend: their pooled connections
-		// are not tied to a session.
-		s.backendConns.Range(func(c, _ any) bool {
-			c.(*deadlineConn).c.Close()
-			return true
-		})
 		<-done
 	}
-	s.clients.Range(func(_, c any) bool {
-		c.(*fasthttp.HostClient).CloseIdleConnections()
-		return true
-	})
+	s.parker.stop()
+	s.pipes.close()
 	return err
 }
 
-func (s *Server) acceptLoop(l *listener) {
+// sessionList returns the open sessions.
+func (s *Server) sessionList() []*session {
+	var out []*session
+	for i := range s.conns {
+		sh := &s.conns[i]
+		sh.mu.Lock()
+		for se := range sh.sessions {
+			out = append(out, se)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
+
+// forget is a session's last step (session.end).
+func (s *Server) forget(se *session) {
+	sh := &s.conns[se.loop]
+	sh.mu.Lock()
+	delete(sh.sessions, se)
+	sh.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *Server) acceptLoop(l *listener, ln *net.TCPListener, loop int) {
 	defer s.wg.Done()
 	var backoff time.Duration
+	sh := &s.conns[loop]
 	for {
-		c, err := l.ln.AcceptTCP()
+		c, err := ln.AcceptTCP()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -351,16 +458,15 @@ func (s *Server) acceptLoop(l *listener) {
 		}
 		backoff = 0
 		svc := l.svc.Load()
-		se := &session{svc: svc, client: c, start: time.Now()}
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
+		se := &session{svc: svc, client: c, start: time.Now(), loop: loop, shard: &svc.st.shards[loop], onEnd: s.forget}
+		if s.draining.Load() {
 			c.Close()
 			continue
 		}
-		s.sessions[se] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
+		s.wg.Add(1) // legal during Wait: this loop holds a count of its own
+		sh.mu.Lock()
+		sh.sessions[se] = struct{}{}
+		sh.mu.Unlock()
 		go s.serve(se)
 	}
 }

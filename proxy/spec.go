@@ -12,7 +12,9 @@
 //	Client      60s  client inactivity: waiting for client data or for the client to accept ours
 //	Server      60s  backend inactivity, the same for the backend side
 //	HTTPRequest 10s  receiving a complete HTTP request head (slowloris guard); also the
-//	                 limit for a PROXY header and a TLS ClientHello to arrive
+//	                 limit for a PROXY header and a TLS ClientHello to arrive, and for
+//	                 the first request of a connection to start
+//	HTTPKeepAlive 10s an idle keep-alive connection waiting for its next request
 //	Tunnel      1h   inactivity of an upgraded HTTP connection (WebSocket); in TCP and TLS
 //	                 mode only when set explicitly, where it replaces Client and Server
 //	Queue       = Connect  time a connection may wait in the queue for a free slot
@@ -86,7 +88,7 @@ func ParseMode(s string) (Mode, error) {
 
 // Timeouts of a service; zero fields take the defaults in the package documentation.
 type Timeouts struct {
-	Connect, Client, Server, HTTPRequest, Tunnel, Queue time.Duration
+	Connect, Client, Server, HTTPRequest, HTTPKeepAlive, Tunnel, Queue time.Duration
 }
 
 // Default timeouts.
@@ -95,7 +97,14 @@ const (
 	DefaultClientTimeout      = 60 * time.Second
 	DefaultServerTimeout      = 60 * time.Second
 	DefaultHTTPRequestTimeout = 10 * time.Second
+	DefaultHTTPKeepAlive      = 10 * time.Second
 	DefaultTunnelTimeout      = time.Hour
+)
+
+// Default HTTP limits.
+const (
+	DefaultMaxHeaderSize = 16 << 10 // a request head longer than this gets 431 (414 for its request line)
+	DefaultMaxURISize    = 8 << 10  // a longer request target gets 414
 )
 
 // withDefaults fills zero fields. tunnelSet reports whether Tunnel was given.
@@ -110,6 +119,7 @@ func (t Timeouts) withDefaults() (out Timeouts, tunnelSet bool) {
 	def(&t.Client, DefaultClientTimeout)
 	def(&t.Server, DefaultServerTimeout)
 	def(&t.HTTPRequest, DefaultHTTPRequestTimeout)
+	def(&t.HTTPKeepAlive, DefaultHTTPKeepAlive)
 	def(&t.Tunnel, DefaultTunnelTimeout)
 	def(&t.Queue, t.Connect)
 	return t, tunnelSet
@@ -140,6 +150,8 @@ type ServiceSpec struct {
 	MaxConn          int // per service, 0 = unlimited
 	MaxQueue         int // bounded wait queue when MaxConn (service or global) is reached, or every backend is at its maxconn; beyond it: refuse (HTTP: 503)
 	Retries          int // connect retries on another backend (redispatch)
+	MaxHeaderSize    int // HTTP: request head limit in bytes (0: DefaultMaxHeaderSize)
+	MaxURISize       int // HTTP: request target limit in bytes (0: DefaultMaxURISize)
 	SendProxy        ProxyProto
 	AcceptProxy      bool // expect a PROXY v1/v2 header from TrustedProxies (others: close)
 	TrustedProxies   []netip.Prefix

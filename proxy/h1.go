@@ -1,0 +1,587 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"halb/proxy/balance"
+)
+
+// The HTTP/1 engine. A client connection (h1conn) is served by a goroutine
+// only while a request is in flight; between requests it parks (park.go)
+// and holds no goroutine and no buffer. Request heads are parsed by
+// fasthttp's RequestHeader after a strict check of the raw bytes
+// (httpcheck.go); response heads by parseResponseHead (h1resp.go); bodies
+// are relayed by h1body.go, large ones with splice(2).
+//
+// Backend connections belong to the client connection that opened them and
+// are reused only by its later requests (at most maxBackendConns of them, one
+// per server): a response, or stray bytes after one, can never reach another
+// client. The first request of a connection opens a server connection, as
+// with HAProxy's "http-reuse safe", which shares them between clients for
+// later requests; halb never does. docs/dataplane.md explains the choice.
+
+const (
+	maxBackendConns = 4               // idle server connections one client connection keeps
+	backendIdle     = 3 * time.Second // an idle server connection older than this is not reused
+	respHeadMax     = 16 << 10        // bounds a response head
+	spliceMin       = 64 << 10        // bodies (or rest of bodies) at least this long move by splice
+)
+
+// h1conn is one HTTP client connection.
+type h1conn struct {
+	se  *session
+	svc *service
+	c   *net.TCPConn
+	rc  syscall.RawConn
+	pk  *parked
+	cr  connReader
+
+	br    *bufio.Reader // while active
+	req   *h1req        // while active
+	state atomic.Int32  // h1Active, h1Parked, h1Closed
+
+	mu  sync.Mutex // guards bes against abort
+	bes [maxBackendConns]*beConn
+
+	linger    bool // an error was answered: drain unread input before closing
+	wakeF     func()
+	expireF   func()
+	firstWait bool
+}
+
+const (
+	h1Active int32 = iota
+	h1Parked
+	h1Closed
+)
+
+// h1req is the per-request state, pooled: a parked connection holds none.
+type h1req struct {
+	h      fasthttp.RequestHeader
+	resp   respHead
+	wbuf   []byte
+	scr    []byte
+	method []byte
+	uri    []byte
+	start  time.Time
+	info   headInfo
+}
+
+var h1reqs = sync.Pool{New: func() any { return &h1req{wbuf: make([]byte, 0, 4096)} }}
+
+// readerPool holds bufio.Readers of one size (max_header_size).
+type readerPool struct {
+	size int
+	p    sync.Pool
+}
+
+func (rp *readerPool) get(r io.Reader) *bufio.Reader {
+	if v := rp.p.Get(); v != nil {
+		br := v.(*bufio.Reader)
+		br.Reset(r)
+		return br
+	}
+	return bufio.NewReaderSize(r, rp.size)
+}
+
+func (rp *readerPool) put(br *bufio.Reader) {
+	br.Reset(nil)
+	rp.p.Put(br)
+}
+
+// connReader reads a connection with an inactivity deadline (or a fixed
+// one), counting bytes; it serves the session's read-ahead prefix first.
+type connReader struct {
+	c       *net.TCPConn
+	idle    time.Duration
+	fixed   time.Time // non-zero: a hard deadline (a request head)
+	set     time.Time // the deadline last given to the socket
+	ctr     *atomic.Uint64
+	prefix  *[]byte
+	short   bool // the last read returned less than asked: the socket is empty
+	timeout bool
+}
+
+func (r *connReader) Read(p []byte) (int, error) {
+	if r.prefix != nil && len(*r.prefix) > 0 {
+		n := copy(p, *r.prefix)
+		*r.prefix = (*r.prefix)[n:]
+		return n, nil
+	}
+	r.arm()
+	n, err := r.c.Read(p)
+	r.short = n < len(p)
+	if n > 0 && r.ctr != nil {
+		r.ctr.Add(uint64(n))
+	}
+	if err != nil && isTimeout(err) {
+		r.timeout = true
+	}
+	return n, err
+}
+
+// arm moves the read deadline when an eighth of its span has passed.
+func (r *connReader) arm() {
+	if !r.fixed.IsZero() {
+		if !r.set.Equal(r.fixed) {
+			r.set = r.fixed
+			r.c.SetReadDeadline(r.fixed)
+		}
+		return
+	}
+	now := time.Now()
+	if r.set.Sub(now) < r.idle-r.idle/8 {
+		r.set = now.Add(r.idle)
+		r.c.SetReadDeadline(r.set)
+	}
+}
+
+// deadline sets a hard read deadline (zero: back to inactivity).
+func (r *connReader) deadline(t time.Time) {
+	r.fixed = t
+	if t.IsZero() {
+		r.set = time.Time{}
+	}
+}
+
+// writeAll writes p with an inactivity deadline.
+func writeAll(c *net.TCPConn, p []byte, idle time.Duration, ctr *atomic.Uint64) error {
+	c.SetWriteDeadline(time.Now().Add(idle))
+	n, err := c.Write(p)
+	if n > 0 && ctr != nil {
+		ctr.Add(uint64(n))
+	}
+	return err
+}
+
+// serveHTTP takes a new client connection.
+func (svc *service) serveHTTP(se *session) {
+	h := &h1conn{se: se, svc: svc, c: se.client}
+	h.cr = connReader{c: se.client, idle: svc.to.Client, ctr: &se.shard.bytesIn, prefix: &se.prefix}
+	h.wakeF, h.expireF = h.wake, h.expire
+	if rc, err := se.client.SyscallConn(); err == nil {
+		h.rc = rc
+		h.pk, _ = svc.srv.parker.register(rc)
+	}
+	se.mu.Lock()
+	closed := se.closed
+	se.h1 = h
+	se.mu.Unlock()
+	if closed {
+		h.finish()
+		return
+	}
+	h.firstWait = true
+	h.run()
+}
+
+func (h *h1conn) wake() {
+	if !h.state.CompareAndSwap(h1Parked, h1Active) {
+		return
+	}
+	h.run()
+}
+
+// expire closes a connection whose keep-alive time ran out while parked.
+func (h *h1conn) expire() {
+	if h.state.CompareAndSwap(h1Parked, h1Closed) {
+		h.finish()
+	}
+}
+
+// drain closes the connection if it is parked; a busy one closes after its response.
+func (h *h1conn) drain() {
+	if h.pk != nil && h.pk.cancel() && h.state.CompareAndSwap(h1Parked, h1Closed) {
+		h.finish()
+	}
+}
+
+// abort closes everything (forced shutdown).
+func (h *h1conn) abort() {
+	h.c.Close()
+	h.mu.Lock()
+	for _, be := range h.bes {
+		if be != nil {
+			be.c.Close()
+		}
+	}
+	h.mu.Unlock()
+	h.drain()
+}
+
+// finish closes the client and its server connections and ends the session.
+func (h *h1conn) finish() {
+	h.release()
+	if h.linger {
+		h.linger = false
+		h.c.CloseWrite()
+		h.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.CopyN(io.Discard, h.c, 256<<10)
+	}
+	if h.pk != nil {
+		h.pk.forget()
+	}
+	h.c.Close()
+	h.mu.Lock()
+	for i, be := range h.bes {
+		if be != nil {
+			be.close()
+			h.bes[i] = nil
+		}
+	}
+	h.mu.Unlock()
+	h.se.end()
+}
+
+// release gives the request state and the read buffer back to their pools.
+func (h *h1conn) release() {
+	if h.br != nil {
+		h.svc.readers.put(h.br)
+		h.br = nil
+	}
+	if h.req != nil {
+		h.req.h.Reset()
+		h1reqs.Put(h.req)
+		h.req = nil
+	}
+}
+
+// run serves requests until the connection parks or closes.
+func (h *h1conn) run() {
+	for {
+		if h.br == nil || h.br.Buffered() == 0 {
+			h.release()
+			if !h.waitRequest() {
+				return
+			}
+		}
+		switch h.serveOne() {
+		case closeConn:
+			h.state.Store(h1Closed)
+			h.finish()
+			return
+		case handedOff:
+			return
+		}
+		if h.svc.srv.draining.Load() {
+			h.state.Store(h1Closed)
+			h.finish()
+			return
+		}
+	}
+}
+
+// waitRequest waits for the next request: a little while in this goroutine,
+// then parked. It reports whether bytes are there to read; false means the
+// connection parked or closed, and this goroutine must let go of it.
+func (h *h1conn) waitRequest() bool {
+	srv := h.svc.srv
+	if len(h.se.prefix) > 0 {
+		return true
+	}
+	idle := h.svc.to.HTTPKeepAlive
+	if h.firstWait {
+		idle = h.svc.to.HTTPRequest
+	}
+	if srv.draining.Load() || h.se.isClosed() {
+		h.state.Store(h1Closed)
+		h.finish()
+		return false
+	}
+	if h.rc != nil {
+		res, _, _ := readable(h.c, h.rc, min(parkAfter, idle), nil, false)
+		switch res {
+		case waitReady:
+			h.firstWait = false
+			return true
+		case waitClosed:
+			h.state.Store(h1Closed)
+			h.finish()
+			return false
+		}
+		if h.pk != nil {
+			h.state.Store(h1Parked)
+			if err := h.pk.park(idle-parkAfter, h.wakeF, h.expireF); err == nil {
+				h.firstWait = false
+				if srv.draining.Load() {
+					h.drain() // a Shutdown that looked while this one was busy
+				}
+				return false
+			}
+			h.state.Store(h1Active)
+		}
+	}
+	// No parking: wait here for the rest.
+	if res, _, _ := readable(h.c, h.rc, idle, nil, false); res == waitReady {
+		h.firstWait = false
+		return true
+	}
+	h.state.Store(h1Closed)
+	h.finish()
+	return false
+}
+
+type waitResult uint8
+
+const (
+	waitReady waitResult = iota
+	waitTimeout
+	waitClosed
+)
+
+// readable waits up to d for c to have bytes (or an end) to read, without
+// reading them. pending, if any, is written first from inside the wait, after
+// the poller has been armed for this wait: with fresh (nothing can be
+// waiting on c before pending is sent, as on a server connection before its
+// request) the wait then needs no probing read(2), which measured at about one
+// per exchange. Otherwise one MSG_PEEK looks first: Go's RawConn.Read
+// forgets a readiness that came before it was called.
+//
+// unsent is what could not be written without blocking; the caller writes it
+// and waits again.
+func readable(c *net.TCPConn, rc syscall.RawConn, d time.Duration, pending []byte, fresh bool) (res waitResult, unsent []byte, werr error) {
+	if rc == nil {
+		return waitReady, pending, nil
+	}
+	c.SetReadDeadline(time.Now().Add(d))
+	calls := 0
+	var buf [1]byte
+	err := rc.Read(func(fd uintptr) bool {
+		calls++
+		if calls == 1 && len(pending) > 0 {
+			for len(pending) > 0 {
+				n, err := unix.Write(int(fd), pending)
+				if n > 0 {
+					pending = pending[n:]
+				}
+				switch err {
+				case nil, unix.EINTR:
+					continue
+				case unix.EAGAIN:
+					return true // the caller writes the rest
+				}
+				werr = err
+				return true
+			}
+			if fresh {
+				return false
+			}
+		}
+		_, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		return err != unix.EAGAIN
+	})
+	switch {
+	case werr != nil || len(pending) > 0:
+		return waitReady, pending, werr
+	case err == nil:
+		return waitReady, nil, nil
+	case isTimeout(err):
+		return waitTimeout, nil, nil
+	}
+	return waitClosed, nil, nil
+}
+
+// serveOne reads one request and answers it.
+func (h *h1conn) serveOne() outcome {
+	svc := h.svc
+	if h.req == nil {
+		h.req = h1reqs.Get().(*h1req)
+	}
+	rq := h.req
+	rq.start = time.Now()
+	if h.br == nil {
+		h.br = svc.readers.get(&h.cr)
+	}
+	h.cr.deadline(rq.start.Add(svc.to.HTTPRequest))
+	n, err := peekHead(h.br)
+	if err != nil {
+		h.cr.deadline(time.Time{})
+		return h.headError(err)
+	}
+	raw, _ := h.br.Peek(n)
+	if chk := checkRequestLine(raw); chk.status != 0 {
+		return h.rejectOutcome(chk)
+	}
+	lineEnd := bytes.IndexByte(raw, '\n') + 1
+	http11 := bytes.HasSuffix(raw[:lineEnd], []byte("HTTP/1.1\r\n"))
+	rq.info = headInfo{}
+	if chk := checkRequestHeaders(raw[lineEnd:], http11, &rq.info); chk.status != 0 {
+		return h.rejectOutcome(chk)
+	}
+	if err := rq.h.Read(h.br); err != nil {
+		h.reject(headerCheck{400, "unparsable request"}, err)
+		return closeConn
+	}
+	h.cr.deadline(time.Time{})
+	return h.proxy(rq)
+}
+
+// headError answers a request head that could not be read whole.
+func (h *h1conn) headError(err error) outcome {
+	switch {
+	case errors.Is(err, errHeadBareLF):
+		return h.rejectOutcome(headerCheck{400, "bare LF in request head"})
+	case errors.Is(err, errHeadTooLarge):
+		buf, _ := h.br.Peek(h.br.Buffered())
+		if bytes.IndexByte(buf, '\n') < 0 {
+			return h.rejectOutcome(headerCheck{414, "request line too long"})
+		}
+		return h.rejectOutcome(headerCheck{431, "request head too large"})
+	case h.br.Buffered() == 0:
+		return closeConn // closed, or nothing came: end quietly
+	case isTimeout(err):
+		h.reject(headerCheck{408, "request head not complete in time"}, err)
+	}
+	return closeConn // the client went away mid-head
+}
+
+var (
+	errHeadBareLF   = errors.New("bare LF")
+	errHeadTooLarge = errors.New("head too large")
+)
+
+// peekHead reads until br holds a complete head (ending in CRLF CRLF) and
+// returns its length. A bare LF anywhere in it is refused at once, as is a
+// head that does not fit br.
+func peekHead(br *bufio.Reader) (int, error) {
+	scanned := 0
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		from := max(scanned-3, 0)
+		if i := bytes.Index(buf[from:], []byte("\r\n\r\n")); i >= 0 {
+			end := from + i + 4
+			if hasBareLF(buf[:end]) {
+				return 0, errHeadBareLF
+			}
+			return end, nil
+		}
+		if hasBareLF(buf) || bytes.HasSuffix(buf, []byte("\n\n")) {
+			return 0, errHeadBareLF
+		}
+		scanned = len(buf)
+		if len(buf) >= br.Size() {
+			return 0, errHeadTooLarge
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil && br.Buffered() == len(buf) {
+			if err == bufio.ErrBufferFull {
+				return 0, errHeadTooLarge
+			}
+			return 0, err
+		}
+	}
+}
+
+// hasBareLF reports an LF not preceded by CR.
+func hasBareLF(b []byte) bool {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return false
+		}
+		if i+j == 0 || b[i+j-1] != '\r' {
+			return true
+		}
+		i += j + 1
+	}
+}
+
+// checkRequestLine checks the request line before fasthttp parses it:
+// method, target and version, with the statuses a client can act on.
+func checkRequestLine(raw []byte) headerCheck {
+	line, _, _ := bytes.Cut(raw, []byte("\r\n"))
+	method, rest, ok := bytes.Cut(line, []byte(" "))
+	if !ok {
+		return headerCheck{400, "malformed request line"}
+	}
+	target, version, ok := bytes.Cut(rest, []byte(" "))
+	if !ok {
+		return headerCheck{400, "malformed request line"}
+	}
+	if chk := checkRequestTarget(method, target); chk.status != 0 {
+		return chk
+	}
+	if !isHTTPVersion(string(version)) {
+		return headerCheck{400, "malformed HTTP version"}
+	}
+	if string(version) != "HTTP/1.1" && string(version) != "HTTP/1.0" {
+		return headerCheck{505, "unsupported HTTP version"}
+	}
+	return headerCheck{}
+}
+
+// isHTTPVersion reports whether v is syntactically HTTP-version ("HTTP/" DIGIT "." DIGIT).
+func isHTTPVersion(v string) bool {
+	return len(v) == 8 && v[:5] == "HTTP/" && v[5] >= '0' && v[5] <= '9' && v[6] == '.' && v[7] >= '0' && v[7] <= '9'
+}
+
+// reject answers a bad request without contacting any backend; the
+// connection closes after it.
+func (h *h1conn) reject(chk headerCheck, err error) {
+	h.se.shard.errs.Add(1)
+	if err == nil {
+		err = errors.New(chk.reason)
+	}
+	h.errorResponse(chk.status, nil, "bad request", err)
+}
+
+// errorResponse sends a short error response and makes the connection close
+// after it (lingering, so that unread input does not reset it).
+func (h *h1conn) errorResponse(status int, b *balance.Backend, cause string, err error) {
+	h.se.shard.req[min(max(status/100, 1), 5)].Add(1)
+	msg := fasthttp.StatusMessage(status)
+	var buf [256]byte
+	out := appendStatusLine(buf[:0], status, []byte(msg))
+	out = append(out, "\r\nContent-Type: text/plain\r\nContent-Length: "...)
+	out = strconv.AppendInt(out, int64(len(msg)+1), 10)
+	out = append(out, "\r\nConnection: close\r\n\r\n"...)
+	out = append(out, msg...)
+	out = append(out, '\n')
+	h.logRequest(b, status, 0, cause, err) // before the client can see the answer
+	writeAll(h.c, out, h.svc.to.Client, &h.se.shard.bytesOut)
+	h.linger = true
+}
+
+// logRequest writes the one line per request.
+func (h *h1conn) logRequest(b *balance.Backend, status int, n int64, cause string, err error) {
+	svc := h.svc
+	if !svc.srv.shouldLog(svc.log, err != nil) {
+		return
+	}
+	backend := "-"
+	if b != nil {
+		backend = b.Name()
+	}
+	var method, uri []byte
+	start := h.se.start
+	if h.req != nil {
+		method, uri, start = h.req.h.Method(), h.req.h.RequestURI(), h.req.start
+	}
+	fields := []zap.Field{
+		zap.String("client", h.se.src.String()),
+		zap.String("backend", backend),
+		zap.ByteString("method", method),
+		zap.ByteString("uri", uri),
+		zap.Int("status", status),
+		zap.Int64("bytes_out", n),
+		zap.Duration("duration", time.Since(start)),
+		zap.String("termination", cause),
+	}
+	if err != nil {
+		svc.log.Warn("request", append(fields, zap.Error(err))...)
+		return
+	}
+	svc.log.Info("request", fields...)
+}

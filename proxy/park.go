@@ -1,0 +1,239 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Parking: a connection with nothing in flight holds no goroutine and no
+// buffer. Its descriptor waits in an epoll set of one of the parker's loops
+// (one per core), with a timer for its idle timeout; readiness starts a new
+// goroutine for it, which takes buffers from the pools only when bytes are
+// there and gives them back before the connection parks again.
+//
+// A connection is watched level-triggered and one-shot: arming it
+// (EPOLL_CTL_MOD, or ADD the first time) reports at once if bytes arrived
+// while it was busy, and each arming is answered by at most one event, so a
+// connection is never woken twice. The descriptor stays registered with Go's
+// own poller too (it is a *net.TCPConn), which the woken goroutine uses for
+// its reads and writes; the two never wait on it at the same time.
+//
+// Written by hand on golang.org/x/sys/unix rather than on an event-loop
+// library: nbio and gnet own the sockets and their buffers, while halb needs
+// to keep *net.TCPConn for splice(2), deadlines and crypto/tls, and only wants
+// the idle wait moved out of a goroutine (docs/dataplane.md has the numbers).
+
+// parkAfter is how long a connection that has just finished an exchange
+// waits, in its goroutine, for the next one before it parks. Under load the
+// next request comes within microseconds and costs no epoll_ctl; an idle
+// connection gives its goroutine back after this.
+const parkAfter = 5 * time.Millisecond
+
+// parked is one parked connection: what to do when it becomes readable and
+// when its idle time runs out. Exactly one of the two runs, once.
+type parked struct {
+	fd      int32
+	rc      syscall.RawConn
+	loop    *parkLoop
+	state   atomic.Int32 // parkIdle, parkArmed, parkWoken, parkExpired
+	timer   *time.Timer
+	wake    func() // in a new goroutine
+	expire  func() // in the timer's goroutine
+	expireF func() // p.onExpire, bound once
+}
+
+const (
+	parkIdle int32 = iota // not in the epoll set's armed state
+	parkArmed
+	parkWoken
+	parkExpired
+)
+
+// parker owns the loops.
+type parker struct {
+	loops []*parkLoop
+	next  atomic.Uint32
+	once  sync.Once
+	err   error
+}
+
+type parkLoop struct {
+	epfd  int
+	efd   int // eventfd: stop
+	mu    sync.Mutex
+	conns map[int32]*parked
+	done  chan struct{}
+}
+
+// start opens one epoll set per core, lazily.
+func (pk *parker) start() error {
+	pk.once.Do(func() {
+		n := max(runtime.GOMAXPROCS(0), 1)
+		for range n {
+			l, err := newParkLoop()
+			if err != nil {
+				pk.err = err
+				pk.stop()
+				return
+			}
+			pk.loops = append(pk.loops, l)
+			go l.run()
+		}
+	})
+	return pk.err
+}
+
+// register prepares a parking slot for the descriptor of rc. It costs
+// nothing in the kernel until the first park.
+func (pk *parker) register(rc syscall.RawConn) (*parked, error) {
+	if err := pk.start(); err != nil {
+		return nil, err
+	}
+	var fd int32 = -1
+	if err := rc.Control(func(f uintptr) { fd = int32(f) }); err != nil {
+		return nil, err
+	}
+	l := pk.loops[pk.next.Add(1)%uint32(len(pk.loops))]
+	p := &parked{fd: fd, rc: rc, loop: l}
+	p.expireF = p.onExpire
+	p.timer = time.AfterFunc(time.Hour, p.expireF)
+	p.timer.Stop()
+	return p, nil
+}
+
+var errParkClosed = errors.New("proxy: parked connection closed")
+
+// park arms the slot: wake runs in a new goroutine once the descriptor is
+// readable (or hung up), expire after idle if it does not become readable
+// first. The caller's goroutine must not touch the connection afterwards.
+func (p *parked) park(idle time.Duration, wake, expire func()) error {
+	p.wake, p.expire = wake, expire
+	l := p.loop
+	l.mu.Lock()
+	_, known := l.conns[p.fd]
+	l.conns[p.fd] = p
+	l.mu.Unlock()
+	p.state.Store(parkArmed)
+	p.timer.Reset(idle)
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: p.fd}
+	op := unix.EPOLL_CTL_MOD
+	if !known {
+		op = unix.EPOLL_CTL_ADD
+	}
+	var err error
+	// Control holds the descriptor open: a concurrent Close cannot hand its
+	// number to another connection while it is being armed.
+	cerr := p.rc.Control(func(fd uintptr) {
+		err = unix.EpollCtl(l.epfd, op, int(fd), &ev)
+		if err == unix.ENOENT && op == unix.EPOLL_CTL_MOD { // a closed descriptor whose number came back
+			err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		}
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if p.state.CompareAndSwap(parkArmed, parkIdle) {
+			p.timer.Stop()
+		}
+		return fmt.Errorf("proxy: park: epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+// onExpire runs when the idle timer fires before readiness.
+func (p *parked) onExpire() {
+	if p.state.CompareAndSwap(parkArmed, parkExpired) {
+		p.expire()
+	}
+}
+
+// cancel takes a parked connection back (a drain or a forced close): it
+// reports whether the caller now owns it (it was armed and has neither woken
+// nor expired).
+func (p *parked) cancel() bool {
+	if p.state.CompareAndSwap(parkArmed, parkIdle) {
+		p.timer.Stop()
+		return true
+	}
+	return false
+}
+
+// forget drops the slot before the descriptor is closed.
+func (p *parked) forget() {
+	l := p.loop
+	l.mu.Lock()
+	if l.conns[p.fd] == p {
+		delete(l.conns, p.fd)
+		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(p.fd), nil)
+	}
+	l.mu.Unlock()
+	p.timer.Stop()
+}
+
+func newParkLoop() (*parkLoop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: epoll_create1: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("proxy: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &ev); err != nil {
+		unix.Close(ep)
+		unix.Close(efd)
+		return nil, fmt.Errorf("proxy: epoll_ctl eventfd: %w", err)
+	}
+	return &parkLoop{epfd: ep, efd: efd, conns: make(map[int32]*parked), done: make(chan struct{})}, nil
+}
+
+// stop ends the loops (Server.Shutdown, after every connection is gone).
+func (pk *parker) stop() {
+	for _, l := range pk.loops {
+		var one = [8]byte{1}
+		unix.Write(l.efd, one[:])
+		<-l.done
+		unix.Close(l.epfd)
+		unix.Close(l.efd)
+	}
+	pk.loops = nil
+}
+
+// run waits for readiness and wakes parked connections, until stop.
+func (l *parkLoop) run() {
+	defer close(l.done)
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			return
+		}
+		l.mu.Lock()
+		for i := range n {
+			if int(events[i].Fd) == l.efd {
+				l.mu.Unlock()
+				return
+			}
+			p := l.conns[events[i].Fd]
+			if p == nil || !p.state.CompareAndSwap(parkArmed, parkWoken) {
+				continue
+			}
+			p.timer.Stop()
+			go p.wake()
+		}
+		l.mu.Unlock()
+	}
+}

@@ -1,0 +1,353 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"halb/proxy/balance"
+)
+
+// A pipe relays bytes both ways between two TCP connections (tcp and tls
+// modes, and HTTP tunnels after a 101) until both directions end, with
+// half-close propagation, and then closes both and calls done once.
+//
+// Each direction runs in a goroutine only while it moves bytes: after a
+// burst it waits parkAfter for the next one, then parks its source
+// descriptor (park.go) and its goroutine ends. A session with nothing in
+// flight holds no goroutine and no buffer, only its two sockets and this
+// record.
+//
+// Inactivity counts traffic in both directions: a parked direction whose
+// timer fires while the other direction moved bytes within its span parks
+// again for the rest. A write blocked for its whole span (the peer does not
+// read) ends the session.
+type pipe struct {
+	client, backend *net.TCPConn
+	act             atomic.Int64 // unix nanos of the last byte moved, either way
+	dirs            [2]pipeDir   // [0] client → backend, [1] backend → client
+	live            atomic.Int32 // directions not finished
+	abortOnce       sync.Once
+	done            func(in, out int64, cause string, err error)
+}
+
+type pipeDir struct {
+	p        *pipe
+	dst, src *net.TCPConn
+	rc       syscall.RawConn
+	idle     time.Duration
+	ctr      *atomic.Uint64
+	n        int64
+	err      error
+	timeout  bool // ended by inactivity
+	b        *burst
+	pk       *parked
+	runF     func()
+	expF     func()
+	finished atomic.Bool
+}
+
+// startPipe relays between client and backend; done runs once when both
+// directions ended and both connections are closed. The calling goroutine
+// runs the backend → client direction until it parks or ends.
+func (s *Server) startPipe(client, backend *net.TCPConn, cIdle, sIdle time.Duration, inCtr, outCtr *atomic.Uint64,
+	register func(*pipe) bool, done func(in, out int64, cause string, err error)) {
+	p := &pipe{client: client, backend: backend, done: done}
+	p.act.Store(time.Now().UnixNano())
+	p.live.Store(2)
+	p.dirs[0] = pipeDir{p: p, dst: backend, src: client, idle: cIdle, ctr: inCtr}
+	p.dirs[1] = pipeDir{p: p, dst: client, src: backend, idle: sIdle, ctr: outCtr}
+	for i := range p.dirs {
+		d := &p.dirs[i]
+		d.b = newBurst()
+		d.runF, d.expF = d.run, d.expire
+		var err error
+		if d.rc, err = d.src.SyscallConn(); err == nil {
+			d.pk, err = s.parker.register(d.rc)
+		}
+		if err != nil {
+			d.rc, d.pk = nil, nil // no parking: the goroutine waits
+		}
+	}
+	if register != nil && !register(p) {
+		client.Close()
+		backend.Close()
+		for i := range p.dirs {
+			if pk := p.dirs[i].pk; pk != nil {
+				pk.forget()
+			}
+		}
+		done(0, 0, "aborted", errAborted)
+		return
+	}
+	go p.dirs[0].run()
+	p.dirs[1].run()
+}
+
+// run moves bursts until the direction ends or parks.
+func (d *pipeDir) run() {
+	p := d.p
+	var wdl time.Time
+	for {
+		start := time.Now()
+		wait := parkAfter
+		if d.pk == nil {
+			wait = max(d.idle/4, time.Millisecond)
+		}
+		d.src.SetReadDeadline(start.Add(wait))
+		if wdl.Sub(start) < d.idle-d.idle/8 {
+			wdl = start.Add(d.idle)
+			d.dst.SetWriteDeadline(wdl)
+		}
+		var n int64
+		var err error
+		if d.rc != nil {
+			n, err = copyBurst(d.dst, d.src, d.rc, d.b)
+		} else {
+			n, err = io.CopyN(d.dst, d.src, spliceChunk)
+		}
+		d.n += n
+		if n > 0 {
+			p.act.Store(time.Now().UnixNano())
+			d.ctr.Add(uint64(n))
+		}
+		switch {
+		case err == nil:
+			continue
+		case err == io.EOF:
+			d.dst.CloseWrite()
+			d.finish()
+			return
+		case isTimeout(err) && n == 0 && !p.silentFor(d.idle):
+			if d.pk == nil {
+				continue
+			}
+			if d.park() {
+				return
+			}
+			continue
+		case isTimeout(err) && n == 0:
+			d.err, d.timeout = err, true
+		default:
+			d.err = err
+		}
+		d.finish()
+		return
+	}
+}
+
+// silentFor reports whether nothing moved either way for idle.
+func (p *pipe) silentFor(idle time.Duration) bool {
+	return time.Since(time.Unix(0, p.act.Load())) >= idle
+}
+
+// park hands the direction to the parker until its source is readable or the
+// session's inactivity span runs out. false: it could not park (keep going).
+func (d *pipeDir) park() bool {
+	rest := d.idle - time.Since(time.Unix(0, d.p.act.Load()))
+	if rest <= 0 {
+		rest = time.Millisecond
+	}
+	return d.pk.park(rest, d.runF, d.expF) == nil
+}
+
+// expire runs when a parked direction's timer fires first.
+func (d *pipeDir) expire() {
+	if !d.p.silentFor(d.idle) {
+		if d.park() {
+			return
+		}
+		go d.run()
+		return
+	}
+	d.err, d.timeout = os.ErrDeadlineExceeded, true
+	d.finish()
+}
+
+// finish ends one direction; an error ends the other one too.
+func (d *pipeDir) finish() {
+	if !d.finished.CompareAndSwap(false, true) {
+		return
+	}
+	p := d.p
+	if d.err != nil {
+		p.abort(d.err)
+	}
+	p.dirDone()
+}
+
+// dirDone counts a finished direction; the last one closes and reports.
+func (p *pipe) dirDone() {
+	if p.live.Add(-1) == 0 {
+		p.client.Close()
+		p.backend.Close()
+		for i := range p.dirs {
+			if pk := p.dirs[i].pk; pk != nil {
+				pk.forget()
+			}
+		}
+		in, out := p.dirs[0].n, p.dirs[1].n
+		cause, err := p.result()
+		p.done(in, out, cause, err)
+	}
+}
+
+// abort closes both connections; a parked direction is finished here, the
+// others see the closed sockets.
+func (p *pipe) abort(cause error) {
+	p.abortOnce.Do(func() {
+		p.client.Close()
+		p.backend.Close()
+		for i := range p.dirs {
+			d := &p.dirs[i]
+			if d.pk != nil && d.pk.cancel() && d.finished.CompareAndSwap(false, true) {
+				if d.err == nil {
+					d.err = cause
+				}
+				p.dirDone()
+			}
+		}
+	})
+}
+
+func (p *pipe) result() (string, error) {
+	in, out := &p.dirs[0], &p.dirs[1]
+	switch {
+	case in.err == nil && out.err == nil:
+		return "closed", nil
+	case out.timeout:
+		return "server timeout", out.err
+	case in.timeout:
+		return "client timeout", in.err
+	case in.err != nil && !errors.Is(in.err, net.ErrClosed) && in.err != errAborted:
+		return "client error", in.err
+	case out.err != nil && !errors.Is(out.err, net.ErrClosed) && out.err != errAborted:
+		return "server error", out.err
+	}
+	return "aborted", errors.Join(in.err, out.err)
+}
+
+// spliceChunk bounds one splice round between deadline refreshes.
+const spliceChunk = 256 << 10
+
+// smallCopy is the buffer of one burst: a request or a small response goes
+// through it with one read(2) and one write(2), as HAProxy moves it; what is
+// queued beyond it is spliced (zero copy for bulk transfers).
+const smallCopy = 16 << 10
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, smallCopy); return &b }}
+
+// burst is copyBurst's state, one per direction, so that the callback
+// handed to RawConn.Read allocates nothing per burst.
+type burst struct {
+	bp     *[]byte
+	n      int
+	errno  error
+	readFn func(uintptr) bool // b.read
+}
+
+func newBurst() *burst {
+	b := &burst{}
+	b.readFn = b.read
+	return b
+}
+
+// read takes a buffer only once data is there: nothing is held while waiting.
+func (b *burst) read(fd uintptr) bool {
+	b.bp = copyBufs.Get().(*[]byte)
+	for {
+		b.n, b.errno = unix.Read(int(fd), *b.bp)
+		if b.errno != unix.EINTR {
+			break
+		}
+	}
+	if b.errno == unix.EAGAIN {
+		copyBufs.Put(b.bp)
+		b.bp = nil
+		return false
+	}
+	return true
+}
+
+// copyBurst waits until src is readable, then moves what it holds: up to
+// smallCopy bytes through a pooled buffer, and when that filled, the rest of
+// the receive queue, up to spliceChunk, by splice. io.EOF when src is at its
+// end.
+func copyBurst(dst, src *net.TCPConn, rc syscall.RawConn, b *burst) (int64, error) {
+	b.bp, b.n, b.errno = nil, 0, nil
+	if err := rc.Read(b.readFn); err != nil {
+		if b.bp != nil {
+			copyBufs.Put(b.bp)
+		}
+		return 0, err
+	}
+	bp, n := b.bp, b.n
+	defer copyBufs.Put(bp)
+	switch {
+	case b.errno != nil:
+		return 0, os.NewSyscallError("read", b.errno)
+	case n <= 0:
+		return 0, io.EOF
+	}
+	w, err := dst.Write((*bp)[:n])
+	if err != nil || n < len(*bp) {
+		return int64(w), err
+	}
+	q := 0
+	rc.Control(func(fd uintptr) { q, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	if q <= 0 {
+		return int64(n), nil
+	}
+	m, err := io.CopyN(dst, src, int64(min(q, spliceChunk)))
+	return int64(n) + m, err
+}
+
+// serveTCP connects to a backend of pool and relays until both sides close.
+func (svc *service) serveTCP(se *session, pool *balance.Pool, sni string) {
+	b, bc, err := svc.connect(se, pool)
+	if err != nil {
+		se.shard.errs.Add(1)
+		se.client.Close()
+		svc.logSession(se, nil, 0, 0, "connect failed", err, sniField(sni)...)
+		se.end()
+		return
+	}
+	prefix := int64(len(se.prefix))
+	if prefix > 0 {
+		bc.SetWriteDeadline(time.Now().Add(svc.to.Server))
+		if _, err := bc.Write(se.prefix); err != nil {
+			se.shard.errs.Add(1)
+			se.client.Close()
+			bc.Close()
+			svc.releaseBackend(b)
+			svc.logSession(se, b, 0, 0, "server write error", err, sniField(sni)...)
+			se.end()
+			return
+		}
+		se.shard.bytesIn.Add(uint64(prefix))
+		se.prefix = nil
+	}
+	cIdle, sIdle := svc.to.Client, svc.to.Server
+	if svc.tunnelSet {
+		cIdle, sIdle = svc.to.Tunnel, svc.to.Tunnel
+	}
+	svc.srv.startPipe(se.client, bc, cIdle, sIdle, &se.shard.bytesIn, &se.shard.bytesOut,
+		func(p *pipe) bool { return se.setPipe(p, bc) },
+		func(in, out int64, cause string, err error) {
+			in += prefix
+			b.AddBytes(in, out)
+			svc.releaseBackend(b)
+			if err != nil {
+				se.shard.errs.Add(1)
+			}
+			svc.logSession(se, b, in, out, cause, err, sniField(sni)...)
+			se.end()
+		})
+}
