@@ -23,13 +23,13 @@ import (
 
 // beConn is a server connection, owned by one client connection.
 type beConn struct {
-	c       *net.TCPConn
-	rc      syscall.RawConn
-	b       *balance.Backend
-	cr      connReader
-	br      *bufio.Reader // while a response is read
-	used    time.Time     // end of its last exchange
-	served  int           // exchanges completed on it
+	c      *net.TCPConn
+	rc     syscall.RawConn
+	b      *balance.Backend
+	cr     connReader
+	br     *bufio.Reader // while a response is read
+	used   time.Time     // end of its last exchange
+	served int           // exchanges completed on it
 }
 
 func (be *beConn) close() {
