@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -48,6 +49,7 @@ type h1conn struct {
 	rc  syscall.RawConn
 	pk  *parked
 	cr  connReader
+	w   waiter
 
 	br    *bufio.Reader // while active
 	req   *h1req        // while active
@@ -235,6 +237,12 @@ func (h *h1conn) finish() {
 		h.pk.forget()
 	}
 	h.c.Close()
+	h.dropBackends()
+	h.se.end()
+}
+
+// dropBackends closes the idle server connections.
+func (h *h1conn) dropBackends() {
 	h.mu.Lock()
 	for i, be := range h.bes {
 		if be != nil {
@@ -243,7 +251,6 @@ func (h *h1conn) finish() {
 		}
 	}
 	h.mu.Unlock()
-	h.se.end()
 }
 
 // release gives the request state and the read buffer back to their pools.
@@ -302,7 +309,7 @@ func (h *h1conn) waitRequest() bool {
 		return false
 	}
 	if h.rc != nil {
-		res, _, _ := readable(h.c, h.rc, min(parkAfter, idle), nil, false)
+		res, _, _ := readable(h.c, h.rc, &h.w, min(parkAfter, idle), nil, false)
 		switch res {
 		case waitReady:
 			h.firstWait = false
@@ -313,6 +320,10 @@ func (h *h1conn) waitRequest() bool {
 			return false
 		}
 		if h.pk != nil {
+			// A parked connection gives its server connections up: kept,
+			// they would cost a descriptor and a record each for every idle
+			// client, and halb does not share them between clients.
+			h.dropBackends()
 			h.state.Store(h1Parked)
 			if err := h.pk.park(idle-parkAfter, h.wakeF, h.expireF); err == nil {
 				h.firstWait = false
@@ -325,7 +336,7 @@ func (h *h1conn) waitRequest() bool {
 		}
 	}
 	// No parking: wait here for the rest.
-	if res, _, _ := readable(h.c, h.rc, idle, nil, false); res == waitReady {
+	if res, _, _ := readable(h.c, h.rc, &h.w, idle, nil, false); res == waitReady {
 		h.firstWait = false
 		return true
 	}
@@ -352,37 +363,18 @@ const (
 //
 // unsent is what could not be written without blocking; the caller writes it
 // and waits again.
-func readable(c *net.TCPConn, rc syscall.RawConn, d time.Duration, pending []byte, fresh bool) (res waitResult, unsent []byte, werr error) {
+func readable(c *net.TCPConn, rc syscall.RawConn, w *waiter, d time.Duration, pending []byte, fresh bool) (res waitResult, unsent []byte, werr error) {
 	if rc == nil {
 		return waitReady, pending, nil
 	}
 	c.SetReadDeadline(time.Now().Add(d))
-	calls := 0
-	var buf [1]byte
-	err := rc.Read(func(fd uintptr) bool {
-		calls++
-		if calls == 1 && len(pending) > 0 {
-			for len(pending) > 0 {
-				n, err := unix.Write(int(fd), pending)
-				if n > 0 {
-					pending = pending[n:]
-				}
-				switch err {
-				case nil, unix.EINTR:
-					continue
-				case unix.EAGAIN:
-					return true // the caller writes the rest
-				}
-				werr = err
-				return true
-			}
-			if fresh {
-				return false
-			}
-		}
-		_, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		return err != unix.EAGAIN
-	})
+	if w.fn == nil {
+		w.fn = w.call
+	}
+	w.pending, w.fresh, w.calls, w.werr = pending, fresh, 0, nil
+	err := rc.Read(w.fn)
+	pending, werr = w.pending, w.werr
+	w.pending = nil
 	switch {
 	case werr != nil || len(pending) > 0:
 		return waitReady, pending, werr
@@ -392,6 +384,54 @@ func readable(c *net.TCPConn, rc syscall.RawConn, d time.Duration, pending []byt
 		return waitTimeout, nil, nil
 	}
 	return waitClosed, nil, nil
+}
+
+// waiter is readable's state, one per connection, so that the callback
+// handed to RawConn.Read allocates nothing per wait.
+type waiter struct {
+	pending []byte
+	fresh   bool
+	calls   int
+	werr    error
+	fn      func(uintptr) bool // w.call
+}
+
+func (w *waiter) call(fd uintptr) bool {
+	w.calls++
+	if w.calls == 1 && len(w.pending) > 0 {
+		for len(w.pending) > 0 {
+			n, err := unix.Write(int(fd), w.pending)
+			if n > 0 {
+				w.pending = w.pending[n:]
+			}
+			switch err {
+			case nil, unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return true // the caller writes the rest
+			}
+			w.werr = err
+			return true
+		}
+		if w.fresh {
+			return false
+		}
+	}
+	return peekFD(fd) != unix.EAGAIN
+}
+
+// peekFD looks for one byte (or an end, or an error) without taking it and
+// without waiting: EAGAIN means nothing is there. No allocation, unlike
+// unix.Recvfrom.
+func peekFD(fd uintptr) syscall.Errno {
+	var b [1]byte
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
+		if e != unix.EINTR {
+			return e
+		}
+	}
 }
 
 // serveOne reads one request and answers it.

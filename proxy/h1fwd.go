@@ -27,9 +27,12 @@ type beConn struct {
 	rc     syscall.RawConn
 	b      *balance.Backend
 	cr     connReader
+	w      waiter
 	br     *bufio.Reader // while a response is read
 	used   time.Time     // end of its last exchange
 	served int           // exchanges completed on it
+	quietF func(uintptr) // quiet's callback, bound once
+	quietQ *bool
 }
 
 func (be *beConn) close() {
@@ -172,7 +175,7 @@ func (h *h1conn) backendConn(b *balance.Backend) (*beConn, bool, error) {
 		if be == nil || be.b != b {
 			continue
 		}
-		if now.Sub(be.used) < backendIdle && quiet(be.rc) {
+		if now.Sub(be.used) < backendIdle && quiet(be) {
 			return be, false, nil
 		}
 		h.dropBackend(be) // closed, aged, or it sent bytes nobody asked for
@@ -184,14 +187,15 @@ func (h *h1conn) backendConn(b *balance.Backend) (*beConn, bool, error) {
 
 // quiet reports that nothing is waiting on an idle server connection: no
 // byte, no end. One MSG_PEEK, without waiting.
-func quiet(rc syscall.RawConn) bool {
+func quiet(be *beConn) bool {
 	q := false
-	var buf [1]byte
-	rc.Control(func(fd uintptr) {
-		_, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		q = err == unix.EAGAIN
-	})
-	return q
+	if be.quietF == nil {
+		be.quietF = func(fd uintptr) { q = peekFD(fd) == unix.EAGAIN }
+		be.quietQ = &q
+	}
+	*be.quietQ = false
+	be.rc.Control(be.quietF)
+	return *be.quietQ
 }
 
 // dial opens a connection to b (with its PROXY header) and keeps it.
@@ -321,10 +325,10 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 			if folded {
 				pending, folded = out, false
 			}
-			res, unsent, werr := readable(be.c, be.rc, svc.to.Server, pending, true)
+			res, unsent, werr := readable(be.c, be.rc, &be.w, svc.to.Server, pending, true)
 			if werr == nil && len(unsent) > 0 {
 				if werr = writeAll(be.c, unsent, svc.to.Server, nil); werr == nil {
-					res, _, _ = readable(be.c, be.rc, svc.to.Server, nil, false)
+					res, _, _ = readable(be.c, be.rc, &be.w, svc.to.Server, nil, false)
 				}
 			}
 			if werr != nil {

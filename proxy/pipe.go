@@ -119,7 +119,9 @@ func (d *pipeDir) run() {
 			d.ctr.Add(uint64(n))
 		}
 		switch {
-		case err == nil:
+		case err == nil || (n > 0 && isTimeout(err)):
+			// A burst that moved bytes is progress even if the short read
+			// deadline passed while its write waited.
 			continue
 		case err == io.EOF:
 			d.dst.CloseWrite()
