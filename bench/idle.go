@@ -158,7 +158,14 @@ func (h *harness) idleCell(ctx context.Context, target, mode string, addr netip.
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				c, err := d.DialContext(ctx, "tcp", addr.String())
+				// Past about 28,000 connections one source address runs out of
+				// ephemeral ports towards one destination: spread the sources
+				// over 127.0.0.0/8 (loopback answers all of it).
+				dd := d
+				if addr.Addr().Is4() && addr.Addr().IsLoopback() {
+					dd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+i/64000), byte(2+i%250))}
+				}
+				c, err := dd.DialContext(ctx, "tcp", addr.String())
 				if err != nil {
 					errs.Add(1)
 					continue

@@ -48,8 +48,6 @@ type h1conn struct {
 	c   *net.TCPConn
 	rc  syscall.RawConn
 	pk  *parked
-	cr  connReader
-	w   waiter
 
 	br    *bufio.Reader // while active
 	req   *h1req        // while active
@@ -72,6 +70,8 @@ const (
 
 // h1req is the per-request state, pooled: a parked connection holds none.
 type h1req struct {
+	cr     connReader // the client connection's reader
+	w      waiter     // its waits
 	h      fasthttp.RequestHeader
 	resp   respHead
 	wbuf   []byte
@@ -172,7 +172,6 @@ func writeAll(c *net.TCPConn, p []byte, idle time.Duration, ctr *atomic.Uint64) 
 // serveHTTP takes a new client connection.
 func (svc *service) serveHTTP(se *session) {
 	h := &h1conn{se: se, svc: svc, c: se.client}
-	h.cr = connReader{c: se.client, idle: svc.to.Client, ctr: &se.shard.bytesIn, prefix: &se.prefix}
 	h.wakeF, h.expireF = h.wake, h.expire
 	if rc, err := se.client.SyscallConn(); err == nil {
 		h.rc = rc
@@ -226,7 +225,7 @@ func (h *h1conn) abort() {
 
 // finish closes the client and its server connections and ends the session.
 func (h *h1conn) finish() {
-	h.release()
+	h.idle()
 	if h.linger {
 		h.linger = false
 		h.c.CloseWrite()
@@ -253,14 +252,31 @@ func (h *h1conn) dropBackends() {
 	h.mu.Unlock()
 }
 
-// release gives the request state and the read buffer back to their pools.
+// release gives the read buffer back to its pool.
 func (h *h1conn) release() {
 	if h.br != nil {
 		h.svc.readers.put(h.br)
 		h.br = nil
 	}
+}
+
+// active takes the per-request state from its pool.
+func (h *h1conn) active() *h1req {
+	if h.req == nil {
+		rq := h1reqs.Get().(*h1req)
+		rq.cr = connReader{c: h.c, idle: h.svc.to.Client, ctr: &h.se.shard.bytesIn, prefix: &h.se.prefix}
+		h.req = rq
+	}
+	return h.req
+}
+
+// idle gives the per-request state back (parking, closing).
+func (h *h1conn) idle() {
+	h.release()
 	if h.req != nil {
 		h.req.h.Reset()
+		h.req.cr = connReader{}
+		h.req.w = waiter{fn: h.req.w.fn}
 		h1reqs.Put(h.req)
 		h.req = nil
 	}
@@ -309,7 +325,7 @@ func (h *h1conn) waitRequest() bool {
 		return false
 	}
 	if h.rc != nil {
-		res, _, _ := readable(h.c, h.rc, &h.w, min(parkAfter, idle), nil, false)
+		res, _, _ := readable(h.c, h.rc, &h.active().w, min(parkAfter, idle), nil, false)
 		switch res {
 		case waitReady:
 			h.firstWait = false
@@ -324,19 +340,22 @@ func (h *h1conn) waitRequest() bool {
 			// they would cost a descriptor and a record each for every idle
 			// client, and halb does not share them between clients.
 			h.dropBackends()
+			h.idle()
+			first := h.firstWait
+			h.firstWait = false // before parking: the next owner may run at once
 			h.state.Store(h1Parked)
 			if err := h.pk.park(idle-parkAfter, h.wakeF, h.expireF); err == nil {
-				h.firstWait = false
 				if srv.draining.Load() {
 					h.drain() // a Shutdown that looked while this one was busy
 				}
 				return false
 			}
 			h.state.Store(h1Active)
+			h.firstWait = first
 		}
 	}
 	// No parking: wait here for the rest.
-	if res, _, _ := readable(h.c, h.rc, &h.w, idle, nil, false); res == waitReady {
+	if res, _, _ := readable(h.c, h.rc, &h.active().w, idle, nil, false); res == waitReady {
 		h.firstWait = false
 		return true
 	}
@@ -437,18 +456,15 @@ func peekFD(fd uintptr) syscall.Errno {
 // serveOne reads one request and answers it.
 func (h *h1conn) serveOne() outcome {
 	svc := h.svc
-	if h.req == nil {
-		h.req = h1reqs.Get().(*h1req)
-	}
-	rq := h.req
+	rq := h.active()
 	rq.start = time.Now()
 	if h.br == nil {
-		h.br = svc.readers.get(&h.cr)
+		h.br = svc.readers.get(&rq.cr)
 	}
-	h.cr.deadline(rq.start.Add(svc.to.HTTPRequest))
+	rq.cr.deadline(rq.start.Add(svc.to.HTTPRequest))
 	n, err := peekHead(h.br)
 	if err != nil {
-		h.cr.deadline(time.Time{})
+		rq.cr.deadline(time.Time{})
 		return h.headError(err)
 	}
 	raw, _ := h.br.Peek(n)
@@ -465,7 +481,7 @@ func (h *h1conn) serveOne() outcome {
 		h.reject(headerCheck{400, "unparsable request"}, err)
 		return closeConn
 	}
-	h.cr.deadline(time.Time{})
+	rq.cr.deadline(time.Time{})
 	return h.proxy(rq)
 }
 

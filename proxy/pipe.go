@@ -47,7 +47,6 @@ type pipeDir struct {
 	n        int64
 	err      error
 	timeout  bool // ended by inactivity
-	b        *burst
 	pk       *parked
 	runF     func()
 	expF     func()
@@ -66,7 +65,6 @@ func (s *Server) startPipe(client, backend *net.TCPConn, cIdle, sIdle time.Durat
 	p.dirs[1] = pipeDir{p: p, dst: client, src: backend, idle: sIdle, ctr: outCtr}
 	for i := range p.dirs {
 		d := &p.dirs[i]
-		d.b = newBurst()
 		d.runF, d.expF = d.run, d.expire
 		var err error
 		if d.rc, err = d.src.SyscallConn(); err == nil {
@@ -94,6 +92,7 @@ func (s *Server) startPipe(client, backend *net.TCPConn, cIdle, sIdle time.Durat
 // run moves bursts until the direction ends or parks.
 func (d *pipeDir) run() {
 	p := d.p
+	b := bursts.Get().(*burst)
 	var wdl time.Time
 	for {
 		start := time.Now()
@@ -109,7 +108,7 @@ func (d *pipeDir) run() {
 		var n int64
 		var err error
 		if d.rc != nil {
-			n, err = copyBurst(d.dst, d.src, d.rc, d.b)
+			n, err = copyBurst(d.dst, d.src, d.rc, b)
 		} else {
 			n, err = io.CopyN(d.dst, d.src, spliceChunk)
 		}
@@ -124,6 +123,7 @@ func (d *pipeDir) run() {
 			// deadline passed while its write waited.
 			continue
 		case err == io.EOF:
+			bursts.Put(b)
 			d.dst.CloseWrite()
 			d.finish()
 			return
@@ -131,15 +131,18 @@ func (d *pipeDir) run() {
 			if d.pk == nil {
 				continue
 			}
+			bursts.Put(b) // before parking: another goroutine may run this direction next
 			if d.park() {
 				return
 			}
+			b = bursts.Get().(*burst)
 			continue
 		case isTimeout(err) && n == 0:
 			d.err, d.timeout = err, true
 		default:
 			d.err = err
 		}
+		bursts.Put(b)
 		d.finish()
 		return
 	}
@@ -255,11 +258,12 @@ type burst struct {
 	readFn func(uintptr) bool // b.read
 }
 
-func newBurst() *burst {
+// bursts hold the burst records of active directions: a parked one keeps none.
+var bursts = sync.Pool{New: func() any {
 	b := &burst{}
 	b.readFn = b.read
 	return b
-}
+}}
 
 // read takes a buffer only once data is there: nothing is held while waiting.
 func (b *burst) read(fd uintptr) bool {
