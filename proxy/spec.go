@@ -1,8 +1,14 @@
 // Package proxy is halb's data plane: a userspace full proxy with listeners
-// bound with IP_FREEBIND, a zero-copy TCP path (splice), an HTTP/1.1 path on
-// fasthttp with strict request checks, TLS passthrough routed by SNI, the
-// PROXY protocol (v1, v2) both ways, connection limits with a bounded queue,
-// retries with redispatch and passive health.
+// bound with IP_FREEBIND (one SO_REUSEPORT socket and accept loop per core),
+// a TCP relay that splices bulk data, an HTTP/1.1 engine (request heads parsed
+// by fasthttp after strict checks, responses by its own strict parser, large
+// bodies spliced), TLS passthrough routed by SNI, the PROXY protocol (v1, v2)
+// both ways, connection limits with a bounded queue, retries with redispatch
+// and passive health.
+//
+// A connection with nothing in flight parks: it holds no goroutine and no
+// buffer, only its socket and a small record, while an epoll set of its core
+// waits for its next bytes (park.go). docs/dataplane.md draws the states.
 //
 // # Timeouts
 //
@@ -37,9 +43,11 @@
 // Requests are checked strictly before any backend is contacted (framing,
 // header syntax, version; 400, 414, 431, 501, 505), hop-by-hop headers are
 // removed both ways, X-Forwarded-For, X-Forwarded-Proto and Forwarded are set,
-// and bodies stream both ways with bounded memory. Backend connections are
-// kept alive and pooled per backend, except to backends that get a PROXY
-// header: those connections belong to one client connection.
+// and bodies stream both ways with bounded memory. Backend connections belong
+// to the client connection that opened them and are reused only by its later
+// requests; one framing decision says when one may be reused, one rule when a
+// request may be resent, and only a 101 answering an Upgrade request makes a
+// tunnel.
 package proxy
 
 import (
