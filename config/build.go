@@ -806,14 +806,10 @@ func (b *builder) vips(n *node) []VIP {
 				}
 			case "scope":
 				if s, ok := needArg(); ok {
-					switch s {
-					case "global", "site", "link", "host", "nowhere":
-						v.Scope = s
-					default:
-						if _, err := strconv.ParseUint(s, 10, 8); err != nil {
-							b.d.errorf(c.pos, c.kw, "scope %q is not global|site|link|host|nowhere or 0..255", s)
-						}
-						v.Scope = s
+					if sc, ok := parseScope(s); ok {
+						v.Scope = sc
+					} else {
+						b.d.errorf(c.pos, c.kw, "scope %q is not global|site|link|host|nowhere (0, 200, 253, 254, 255)", s)
 					}
 				}
 			case "label":

@@ -209,7 +209,7 @@ type VIP struct {
 	Prefix    netip.Prefix `json:"prefix"` // address with its length (/32 or /128 when none was given)
 	Broadcast netip.Addr   `json:"brd"`
 	Dev       string       `json:"dev"` // "" = the instance's interface
-	Scope     string       `json:"scope"`
+	Scope     VIPScope     `json:"scope"`
 	Label     string       `json:"label"`
 }
 

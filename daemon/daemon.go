@@ -164,17 +164,13 @@ func (d *Daemon) applyLogLevel(cfg *config.Config) {
 	}
 }
 
-func scriptOptions(cfg *config.Config) health.ScriptOptions {
-	return health.ScriptOptions{User: cfg.Global.ScriptUser, Group: cfg.Global.ScriptGroup, Security: cfg.Global.EnableScriptSecurity}
-}
-
 // Run starts every part, serves until ctx is done (or SIGTERM with Options.Signals), then stops
 // gracefully: VRRP hands over (priority 0, VIPs removed), listeners close, connections drain.
 func (d *Daemon) Run(ctx context.Context) error {
 	g := d.gen.Load()
 	cfg := g.cfg
 	d.checks = health.NewScheduler(d.log, d.onHealth, health.SchedulerOptions{Script: scriptOptions(cfg), OnQuorum: d.onQuorum})
-	d.proxy = proxy.NewServer(d.log, proxy.Global{MaxConn: cfg.Global.MaxConn, LogSample: cfg.Global.LogSample})
+	d.proxy = proxy.NewServer(d.log, proxyGlobal(cfg))
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
 		return fmt.Errorf("daemon: start proxy: %w", err)
 	}
@@ -407,7 +403,7 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
 		return err // nothing changed: Apply is all or nothing
 	}
-	d.proxy.SetGlobal(proxy.Global{MaxConn: cfg.Global.MaxConn, LogSample: cfg.Global.LogSample})
+	d.proxy.SetGlobal(proxyGlobal(cfg))
 	targets, services := healthTargets(cfg, scriptOptions(cfg))
 	d.mu.Lock()
 	d.gen.Store(g)
@@ -434,7 +430,7 @@ func (d *Daemon) syncPoolsLocked(g *generation) {
 		if svc == nil {
 			continue
 		}
-		be := st.ID[strings.LastIndexByte(st.ID, '/')+1:]
+		be := st.Addr.String()
 		for _, p := range svc.pools {
 			_ = p.pool.SetUp(be, st.Up) // not every pool holds every backend
 			_ = p.pool.SetWeight(be, st.Weight)
@@ -448,8 +444,7 @@ func (d *Daemon) onHealth(tr health.Transition) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	g := d.gen.Load()
-	i := strings.LastIndexByte(tr.ID, '/')
-	svcName, be := tr.ID[:i], tr.ID[i+1:]
+	svcName, be := tr.Service, tr.Addr.String()
 	if svc := g.refs[tr.ID]; svc != nil && tr.Kind != health.KindRemoved {
 		for _, p := range svc.pools {
 			_ = p.pool.SetUp(be, tr.Up)
@@ -457,10 +452,8 @@ func (d *Daemon) onHealth(tr health.Transition) {
 		}
 	}
 	if d.lvs != nil && tr.Kind != health.KindRemoved {
-		if vs := findVS(g.cfg, svcName); vs != nil && vs.Kind == config.VSAddr {
-			if ap, err := parseAddrPort(be); err == nil {
-				d.lvs.SetHealth(ipvsKey(vs), ap, tr.Up)
-			}
+		if vs := findVS(g.cfg, svcName); vs != nil && vs.Kind == config.VSAddr && tr.Addr.IsValid() {
+			d.lvs.SetHealth(ipvsKey(vs), tr.Addr, tr.Up)
 		}
 	}
 	switch tr.Kind {

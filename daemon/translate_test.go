@@ -1,13 +1,16 @@
 package daemon
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"halb/config"
+	"halb/health"
 	"halb/ipvs"
 	"halb/proxy"
+	"halb/proxy/balance"
 )
 
 func mustParse(t *testing.T, src string) *config.Config {
@@ -174,5 +177,60 @@ func TestIPVSView(t *testing.T) {
 	if !ok || !strings.Contains(halbPart, "TCP  198.18.0.10:80 wrr persistent 60") || !strings.Contains(halbPart, "198.18.0.11:80") ||
 		!strings.Contains(kernelPart, "TCP  198.18.0.10:80 wrr") {
 		t.Fatalf("view:\n%s", out)
+	}
+}
+
+// TestDefaultsAgree: a config that sets no timing gets, through the translation, exactly the
+// libraries' own defaults, so a default lives in one place per library and they cannot drift.
+func TestDefaultsAgree(t *testing.T) {
+	cfg := mustParse(t, `virtual_server 198.18.0.10 80 {
+    real_server 198.18.0.11 80 {
+        TCP_CHECK {
+        }
+    }
+}
+`)
+	g, err := buildPools(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := proxySpecs(g, nil)
+	if len(specs) != 1 {
+		t.Fatalf("specs: %+v", specs)
+	}
+	to := specs[0].Timeouts
+	want := proxy.Timeouts{Connect: proxy.DefaultConnectTimeout, Client: proxy.DefaultClientTimeout, Server: proxy.DefaultServerTimeout,
+		HTTPRequest: proxy.DefaultHTTPRequestTimeout, Tunnel: proxy.DefaultTunnelTimeout, Queue: proxy.DefaultConnectTimeout}
+	if to != want {
+		t.Errorf("proxy timeouts from config defaults %+v, proxy defaults %+v", to, want)
+	}
+	targets, _ := healthTargets(cfg, scriptOptions(cfg))
+	if len(targets) != 1 {
+		t.Fatalf("targets: %+v", targets)
+	}
+	tm := targets[0].Timing
+	if tm.DelayLoop != health.DefaultDelayLoop || tm.ConnectTimeout != health.DefaultConnectTimeout ||
+		tm.DelayBeforeRetry != health.DefaultDelayBeforeRetry {
+		t.Errorf("health timing from config defaults %+v; health defaults delay_loop %s connect_timeout %s delay_before_retry %s",
+			tm, health.DefaultDelayLoop, health.DefaultConnectTimeout, health.DefaultDelayBeforeRetry)
+	}
+	if got := cfg.VirtualServers[0].LBAlgo.String(); got != ipvs.DefaultScheduler {
+		t.Errorf("lb_algo default %s, ipvs default %s", got, ipvs.DefaultScheduler)
+	}
+	if tr := targets[0]; tr.Addr != netip.MustParseAddrPort("198.18.0.11:80") || tr.Service != "198.18.0.10:80" {
+		t.Errorf("target hand-off: service %q addr %s", tr.Service, tr.Addr)
+	}
+}
+
+// TestBalanceAlgo: every lb_algo maps to a userspace scheduler by the switch.
+func TestBalanceAlgo(t *testing.T) {
+	for a := config.AlgoRR; a <= config.AlgoOVF; a++ {
+		b, err := balanceAlgo(a)
+		if err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		if p, _ := balance.ParseAlgo(a.String()); p != b {
+			t.Errorf("%s: switch says %s, balance.ParseAlgo %s", a, b, p)
+		}
 	}
 }
