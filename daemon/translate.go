@@ -250,7 +250,7 @@ func healthTargets(cfg *config.Config, script health.ScriptOptions) ([]health.Ta
 					t.Timing.DelayBeforeRetry = c.DelayBeforeRetry
 					t.Timing.Warmup = c.Warmup
 				}
-				if hc := checker(rs, c, script); hc != nil {
+				if hc := checker(vs, rs, c, script); hc != nil {
 					t.Checkers = append(t.Checkers, hc)
 				}
 			}
@@ -260,7 +260,8 @@ func healthTargets(cfg *config.Config, script health.ScriptOptions) ([]health.Ta
 	return targets, services
 }
 
-func checker(rs *config.RealServer, c *config.Checker, script health.ScriptOptions) health.Checker {
+// checker is one real server's checker as the health package runs it.
+func checker(vs *config.VirtualServer, rs *config.RealServer, c *config.Checker, script health.ScriptOptions) health.Checker {
 	ip := c.ConnectIP
 	if !ip.IsValid() {
 		ip = rs.Addr.Addr()
@@ -278,7 +279,11 @@ func checker(rs *config.RealServer, c *config.Checker, script health.ScriptOptio
 	case config.CheckTCP:
 		return &health.TCPChecker{Addr: addr, BindTo: bind, ConnectTimeout: c.ConnectTimeout}
 	case config.CheckHTTP, config.CheckSSL:
-		hc := &health.HTTPChecker{TLS: c.Kind == config.CheckSSL, Addr: addr, BindTo: bind, VirtualHost: c.VirtualHost,
+		vhost := c.VirtualHost
+		if vhost == "" {
+			vhost = vs.VirtualHost // keepalived: the virtual_server's virtualhost is the checkers' default
+		}
+		hc := &health.HTTPChecker{TLS: c.Kind == config.CheckSSL, Addr: addr, BindTo: bind, VirtualHost: vhost,
 			ConnectTimeout: c.ConnectTimeout}
 		for _, u := range c.URLs {
 			hu := health.URL{Path: u.Path, Digest: strings.ToLower(u.Digest), VirtualHost: u.VirtualHost}
