@@ -125,16 +125,12 @@ func validDNSName(s string) bool {
 	return true
 }
 
-// validateMoreCheckers resolves FILE_CHECK's track_file and checks UDP_CHECK's bounds and
-// SMTP_CHECK's HELO default, once the whole file is read.
+// validateMoreCheckers resolves FILE_CHECK's track_file and checks UDP_CHECK's bounds, once the
+// whole file is read.
 func (b *builder) validateMoreCheckers(vs *VirtualServer) {
 	for _, rs := range vs.RealServers {
 		for _, ck := range rs.Checkers {
 			switch ck.Kind {
-			case CheckSMTP:
-				if ck.HeloName == "" {
-					ck.HeloName = b.cfg.Global.SMTPHeloName
-				}
 			case CheckUDP:
 				if ck.MaxReplyLength > 0 && ck.MinReplyLength > ck.MaxReplyLength {
 					b.d.errorf(ck.Pos, ck.Kind.String(), "min_reply_length %d is above max_reply_length %d", ck.MinReplyLength, ck.MaxReplyLength)

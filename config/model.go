@@ -372,7 +372,7 @@ type Checker struct {
 	// DNS_CHECK: the query (type default SOA, name default ".").
 	DNSType string `json:"type,omitempty"`
 	DNSName string `json:"name,omitempty"`
-	// SMTP_CHECK: the HELO name (default smtp_helo_name, else the host name).
+	// SMTP_CHECK: the HELO name ("": keepalived's smtpchecker.keepalived.org).
 	HeloName string `json:"helo_name,omitempty"`
 	// UDP_CHECK: the datagram sent (hex in the config) and, with require_reply, the answer
 	// expected: its first bytes (empty: any) and its length bounds.

@@ -295,6 +295,15 @@ func checker(vs *config.VirtualServer, rs *config.RealServer, c *config.Checker,
 		return hc
 	case config.CheckPing:
 		return &health.PingChecker{Addr: ip, Source: c.BindTo, ConnectTimeout: c.ConnectTimeout}
+	case config.CheckDNS:
+		return &health.DNSChecker{Addr: addr, BindTo: bind, Type: c.DNSType, Name: c.DNSName, ConnectTimeout: c.ConnectTimeout}
+	case config.CheckSMTP:
+		return &health.SMTPChecker{Addr: addr, BindTo: bind, HeloName: c.HeloName, ConnectTimeout: c.ConnectTimeout}
+	case config.CheckUDP:
+		return &health.UDPChecker{Addr: addr, BindTo: bind, Payload: c.Payload, RequireReply: c.RequireReply, Reply: c.Reply,
+			MinLen: c.MinReplyLength, MaxLen: c.MaxReplyLength, ConnectTimeout: c.ConnectTimeout}
+	case config.CheckFile:
+		return &health.FileChecker{Path: c.File, Weight: c.FileWeight, Reverse: c.FileReverse, Dynamic: c.FileDynamic, BaseWeight: rs.Weight}
 	case config.CheckMisc:
 		s := script
 		if c.User != "" {

@@ -234,3 +234,60 @@ func TestBalanceAlgo(t *testing.T) {
 		}
 	}
 }
+
+// TestMoreCheckers: DNS_CHECK, SMTP_CHECK, UDP_CHECK and FILE_CHECK reach the health package
+// with their keywords and keepalived's defaults.
+func TestMoreCheckers(t *testing.T) {
+	cfg := mustParse(t, `vrrp_track_file maint {
+    file /run/halb-maint
+    weight -2
+}
+virtual_server 198.18.0.10 53 {
+    protocol UDP
+    real_server 198.18.0.11 53 {
+        weight 7
+        DNS_CHECK {
+            type a
+            name www.example.com
+        }
+        DNS_CHECK {
+            connect_port 5353
+        }
+        UDP_CHECK {
+            payload 0001ff
+            require_reply ab
+            min_reply_length 2
+        }
+        SMTP_CHECK {
+            connect_port 25
+            helo_name lb1.example.com
+        }
+        FILE_CHECK {
+            track_file maint
+            dynamic
+        }
+    }
+}
+`)
+	targets, _ := healthTargets(cfg, scriptOptions(cfg))
+	if len(targets) != 1 || len(targets[0].Checkers) != 5 {
+		t.Fatalf("targets: %+v", targets)
+	}
+	cs := targets[0].Checkers
+	if d, ok := cs[0].(*health.DNSChecker); !ok || d.Type != "A" || d.Name != "www.example.com" || d.Addr != netip.MustParseAddrPort("198.18.0.11:53") {
+		t.Errorf("DNS_CHECK: %#v", cs[0])
+	}
+	if d, ok := cs[1].(*health.DNSChecker); !ok || d.Type != "SOA" || d.Name != "." || d.Addr.Port() != 5353 {
+		t.Errorf("DNS_CHECK defaults: %#v", cs[1])
+	}
+	if u, ok := cs[2].(*health.UDPChecker); !ok || string(u.Payload) != "\x00\x01\xff" || !u.RequireReply || string(u.Reply) != "\xab" ||
+		u.MinLen != 2 || u.MaxLen != 255 {
+		t.Errorf("UDP_CHECK: %#v", cs[2])
+	}
+	if s, ok := cs[3].(*health.SMTPChecker); !ok || s.HeloName != "lb1.example.com" || s.Addr.Port() != 25 {
+		t.Errorf("SMTP_CHECK: %#v", cs[3])
+	}
+	if f, ok := cs[4].(*health.FileChecker); !ok || f.Path != "/run/halb-maint" || f.Weight != -2 || !f.Dynamic || f.BaseWeight != 7 {
+		t.Errorf("FILE_CHECK: %#v", cs[4])
+	}
+}
