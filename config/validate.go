@@ -228,6 +228,7 @@ func (b *builder) validate() {
 		seen[k] = vs
 		b.validateVS(vs)
 		b.validateMoreCheckers(vs)
+		b.validateProtocol(vs)
 	}
 }
 

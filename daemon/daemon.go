@@ -58,6 +58,7 @@ type Daemon struct {
 	svcUp    sync.Map // service name -> bool (quorum)
 
 	proxy  *proxy.Server
+	udp    *proxy.UDPServer // protocol UDP services (daemon/udp.go)
 	checks *health.Scheduler
 	router *vrrp.Router
 	lvs    *ipvs.Reconciler
@@ -149,6 +150,7 @@ func New(o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.gen.Store(g)
+	d.udp = proxy.NewUDPServer(d.log)
 	d.applyLogLevel(cfg)
 	d.lastReload.Store(&admin.Reload{At: d.started, OK: true, Hash: cfg.Hash})
 	return d, nil
@@ -173,6 +175,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.proxy = proxy.NewServer(d.log, proxyGlobal(cfg))
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
 		return fmt.Errorf("daemon: start proxy: %w", err)
+	}
+	if err := d.startUDP(g); err != nil {
+		d.stopParts(context.Background())
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -338,6 +344,9 @@ func (d *Daemon) stopParts(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := d.stopUDP(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if d.checks != nil {
 		d.checks.Stop()
 	}
@@ -402,6 +411,9 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 	}
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
 		return err // nothing changed: Apply is all or nothing
+	}
+	if err := d.udp.Apply(udpSpecs(g)); err != nil {
+		return err // the TCP side is applied; the UDP side is unchanged and the error says why
 	}
 	d.proxy.SetGlobal(proxyGlobal(cfg))
 	targets, services := healthTargets(cfg, scriptOptions(cfg))

@@ -122,7 +122,7 @@ func proxied(vs *config.VirtualServer) bool {
 func buildPools(cfg *config.Config, old *generation) (*generation, error) {
 	g := &generation{cfg: cfg, byName: map[string]*service{}, refs: map[string]*service{}}
 	for _, vs := range cfg.VirtualServers {
-		if !proxied(vs) {
+		if !proxied(vs) && !udpProxied(vs) {
 			continue
 		}
 		algo, err := balanceAlgo(vs.LBAlgo)
@@ -180,6 +180,9 @@ func proxySpecs(g *generation, onPassive func(svc string, b *balance.Backend)) [
 	var specs []proxy.ServiceSpec
 	for _, svc := range g.services {
 		vs := svc.vs
+		if udpProxied(vs) {
+			continue // udpSpecs
+		}
 		spec := proxy.ServiceSpec{
 			Mode: proxyMode(vs.ProxyMode),
 			Timeouts: proxy.Timeouts{

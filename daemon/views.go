@@ -82,6 +82,11 @@ func (s source) Services() []admin.Service {
 			continue
 		}
 		as.Mode = vs.ProxyMode.String()
+		if udpProxied(vs) {
+			as.Mode = "userspace-udp"
+			flows, total, in, out, dropped := d.udpStats(svc)
+			as.Active, as.Total, as.BytesIn, as.BytesOut, as.Refused = flows, total, in, out, dropped
+		}
 		for _, sn := range svc.specs {
 			i, ok := stats[sn]
 			if !ok {
