@@ -59,6 +59,7 @@ type Daemon struct {
 
 	proxy  *proxy.Server
 	udp    *proxy.UDPServer // protocol UDP services (daemon/udp.go)
+	alerts *alerter         // smtp_alert mails (daemon/alerts.go)
 	checks *health.Scheduler
 	router *vrrp.Router
 	lvs    *ipvs.Reconciler
@@ -151,6 +152,7 @@ func New(o Options) (*Daemon, error) {
 	}
 	d.gen.Store(g)
 	d.udp = proxy.NewUDPServer(d.log)
+	d.alerts = newAlerter(d.log, func() *config.Config { return d.gen.Load().cfg })
 	d.applyLogLevel(cfg)
 	d.lastReload.Store(&admin.Reload{At: d.started, OK: true, Hash: cfg.Hash})
 	return d, nil
@@ -182,6 +184,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go d.alerts.run(runCtx)
 	// IPVS first: the reconciler must know the services before health verdicts arrive.
 	if len(cfg.NeedsIPVS()) > 0 {
 		t, err := ipvs.OpenNetlink()
@@ -468,6 +471,7 @@ func (d *Daemon) onHealth(tr health.Transition) {
 			d.lvs.SetHealth(ipvsKey(vs), tr.Addr, tr.Up)
 		}
 	}
+	d.alertChecker(tr)
 	switch tr.Kind {
 	case health.KindUp, health.KindDown:
 		d.log.Info("real server "+tr.Kind.String(), zap.String("service", svcName), zap.String("backend", be),
