@@ -5,8 +5,10 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X halb/internal/version.Version=$(VERSION)
 FUZZTIME  ?= 10s
 PKGS      := ./...
+PREFIX    ?= /usr/local
+DESTDIR   ?=
 
-.PHONY: all build run test fmt-check vet race fuzz bench clean test-ipvs
+.PHONY: all build run test fmt-check tidy-check vet race fuzz bench clean install test-ipvs
 
 all: build
 
@@ -17,11 +19,26 @@ build:
 run: build
 	./$(BIN) run --demo
 
-test: fmt-check vet race
+test: fmt-check tidy-check vet race
 
+# Every Go file git knows (tracked or not ignored); outside a git checkout (a source tarball),
+# every .go file under the tree.
 fmt-check:
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files -o --exclude-standard '*.go' 2>/dev/null)); \
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+	  files=$$(git ls-files '*.go'; git ls-files -o --exclude-standard '*.go'); \
+	else \
+	  files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*'); \
+	fi; \
+	out=$$(gofmt -l $$files); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# go.mod and go.sum are what `go mod tidy` makes of them.
+tidy-check:
+	$(GO) mod tidy -diff
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/halb
+	install -D -m 0644 dist/halb.service $(DESTDIR)/etc/systemd/system/halb.service
 
 vet:
 	$(GO) vet $(PKGS)

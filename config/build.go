@@ -68,7 +68,7 @@ type builder struct {
 	sync     blockSpec[SyncGroup]
 	vs       blockSpec[vsBuild]
 	rs       blockSpec[rsBuild]
-	checkers [5]blockSpec[ckBuild]
+	checkers [numCheckerKinds]blockSpec[ckBuild]
 	url      blockSpec[URL]
 
 	instAccept map[*Instance]bool // explicit accept/no_accept
@@ -169,6 +169,9 @@ func dispatch[T any](b *builder, spec *blockSpec[T], t *T, children []*node) {
 				continue
 			}
 			h(b, t, c)
+			if why, ok := inert(spec.name, c.kw); ok {
+				b.d.warnf(c.pos, c.kw, "accepted but not acted on by halb: %s", why)
+			}
 			continue
 		}
 		b.unknown(c, spec.name, func() []string { return keys(spec.kw) })
@@ -181,7 +184,7 @@ func takesBlock(kw string) bool {
 	case "global_defs", "vrrp_script", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group",
 		"notification_email", "authentication", "virtual_ipaddress", "virtual_ipaddress_excluded", "unicast_peer",
 		"track_script", "track_file", "vrrp_track_file", "track_process", "vrrp_track_process", "track_interface", "track_virtual_server", "group", "real_server",
-		"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "PING_CHECK", "url":
+		"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "PING_CHECK", "DNS_CHECK", "SMTP_CHECK", "UDP_CHECK", "FILE_CHECK", "url":
 		return true
 	}
 	return false
@@ -199,6 +202,10 @@ func (b *builder) needBlock(n *node) bool {
 // unknown reports a keyword that the block does not know: a warning for a keepalived keyword
 // halb does not implement (the statement and its block are skipped), an error otherwise.
 func (b *builder) unknown(n *node, block string, candidates func() []string) {
+	if bfdKeyword(n.kw) {
+		b.d.warnf(n.pos, n.kw, "%s", bfdAlternative)
+		return
+	}
 	if unimplemented(n.kw) {
 		b.d.warnf(n.pos, n.kw, "keepalived keyword not implemented by halb; ignored")
 		return
@@ -333,6 +340,12 @@ func (b *builder) lvsTimeouts(n *node, g *Global) {
 }
 
 func globalTable() table[Global] {
+	t := globalKeywords()
+	alertKeywords(t)
+	return t
+}
+
+func globalKeywords() table[Global] {
 	return table[Global]{
 		"router_id":               func(b *builder, g *Global, n *node) { b.str(n, &g.RouterID) },
 		"lvs_id":                  func(b *builder, g *Global, n *node) { b.str(n, &g.LVSID) },
@@ -626,6 +639,17 @@ func (b *builder) buildInstance(n *node) {
 }
 
 func instanceTable() table[Instance] {
+	t := instanceKeywords()
+	// keepalived 2.2's preempt undoes an earlier nopreempt; preempting is the default.
+	t["preempt"] = func(b *builder, in *Instance, n *node) {
+		if b.arity(n, 0, 0) {
+			in.NoPreempt = false
+		}
+	}
+	return t
+}
+
+func instanceKeywords() table[Instance] {
 	script := func(dst func(*Instance) *string) handler[Instance] {
 		return func(b *builder, in *Instance, n *node) { b.command(n, dst(in)) }
 	}
@@ -806,14 +830,10 @@ func (b *builder) vips(n *node) []VIP {
 				}
 			case "scope":
 				if s, ok := needArg(); ok {
-					switch s {
-					case "global", "site", "link", "host", "nowhere":
-						v.Scope = s
-					default:
-						if _, err := strconv.ParseUint(s, 10, 8); err != nil {
-							b.d.errorf(c.pos, c.kw, "scope %q is not global|site|link|host|nowhere or 0..255", s)
-						}
-						v.Scope = s
+					if sc, ok := parseScope(s); ok {
+						v.Scope = sc
+					} else {
+						b.d.errorf(c.pos, c.kw, "scope %q is not global|site|link|host|nowhere (0, 200, 253, 254, 255)", s)
 					}
 				}
 			case "label":

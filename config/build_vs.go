@@ -72,6 +72,12 @@ func (b *builder) buildVS(n *node) {
 }
 
 func vsTable() table[vsBuild] {
+	t := vsKeywords()
+	t["smtp_alert"] = func(b *builder, v *vsBuild, n *node) { b.flag(n, &v.vs.SMTPAlert) }
+	return t
+}
+
+func vsKeywords() table[vsBuild] {
 	return table[vsBuild]{
 		"delay_loop": func(b *builder, v *vsBuild, n *node) { b.seconds(n, &v.vs.DelayLoop) },
 		"lb_algo":    lbAlgo,
@@ -195,6 +201,12 @@ func (b *builder) buildRS(v *vsBuild, n *node) {
 }
 
 func rsTable() table[rsBuild] {
+	t := rsKeywords()
+	t["smtp_alert"] = func(b *builder, r *rsBuild, n *node) { b.flag(n, &r.rs.SMTPAlert) }
+	return t
+}
+
+func rsKeywords() table[rsBuild] {
 	checker := func(k CheckerKind) handler[rsBuild] {
 		return func(b *builder, r *rsBuild, n *node) { b.buildChecker(r, k, n) }
 	}
@@ -208,6 +220,10 @@ func rsTable() table[rsBuild] {
 		"SSL_GET":            checker(CheckSSL),
 		"MISC_CHECK":         checker(CheckMisc),
 		"PING_CHECK":         checker(CheckPing),
+		"DNS_CHECK":          checker(CheckDNS),
+		"SMTP_CHECK":         checker(CheckSMTP),
+		"UDP_CHECK":          checker(CheckUDP),
+		"FILE_CHECK":         checker(CheckFile),
 		// Checker defaults for this server's checkers.
 		"delay_loop":         func(b *builder, r *rsBuild, n *node) { b.seconds(n, &r.defs.delayLoop) },
 		"connect_timeout":    func(b *builder, r *rsBuild, n *node) { b.seconds(n, &r.defs.connectTimeout) },
@@ -279,7 +295,7 @@ func (b *builder) finishChecker(r *rsBuild, cb *ckBuild) {
 	switch {
 	case cb.connectPort != unset:
 		ck.ConnectPort = cb.connectPort
-	case ck.Kind != CheckPing && ck.Kind != CheckMisc:
+	case ck.Kind != CheckPing && ck.Kind != CheckMisc && ck.Kind != CheckFile:
 		ck.ConnectPort = int(r.rs.Addr.Port())
 	}
 	if ck.Kind == CheckMisc {
@@ -295,6 +311,7 @@ func (b *builder) finishChecker(r *rsBuild, cb *ckBuild) {
 			}
 		}
 	}
+	finishMoreChecker(ck)
 	r.rs.Checkers = append(r.rs.Checkers, ck)
 }
 
@@ -349,6 +366,8 @@ func checkerTable(k CheckerKind) table[ckBuild] {
 	case CheckPing:
 		delete(t, "connect_port")
 		delete(t, "bind_port")
+	default:
+		moreCheckerKeywords(k, t)
 	}
 	return t
 }

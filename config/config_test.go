@@ -346,7 +346,7 @@ virtual_server 198.18.0.10 80 { real_server 198.18.1.1 80 { } }
 	in := cfg.Instances[0]
 	v := in.VIPs[0]
 	if v.Prefix != netip.MustParsePrefix("198.18.0.10/24") || v.Broadcast != netip.MustParseAddr("198.18.0.255") ||
-		v.Dev != "eth1" || v.Scope != "global" || v.Label != "eth1:1" {
+		v.Dev != "eth1" || v.Scope != ScopeGlobal || v.Label != "eth1:1" {
 		t.Errorf("VIP = %+v", v)
 	}
 	if len(in.UnicastPeers) != 2 || in.ExcludedVIPs[0].Prefix.Bits() != 64 {

@@ -202,10 +202,15 @@ const (
 	CheckSSL
 	CheckMisc
 	CheckPing
+	CheckDNS
+	CheckSMTP
+	CheckUDP
+	CheckFile
+	numCheckerKinds
 )
 
 func checkerKindNames() []string {
-	return []string{"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "PING_CHECK"}
+	return []string{"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "PING_CHECK", "DNS_CHECK", "SMTP_CHECK", "UDP_CHECK", "FILE_CHECK"}
 }
 
 func (k CheckerKind) String() string { return enumName(int(k), checkerKindNames(), "CheckerKind") }

@@ -5,7 +5,7 @@ package config
 func unimplemented(kw string) bool {
 	switch kw {
 	// global_defs
-	case "smtp_helo_name", "default_interface", "dynamic_interfaces", "checker_processes",
+	case "default_interface", "dynamic_interfaces", "checker_processes",
 		"vrrp_no_swap", "checker_no_swap", "bfd_no_swap", "vrrp_priority", "checker_priority", "bfd_priority",
 		"vrrp_rt_priority", "checker_rt_priority", "bfd_rt_priority", "vrrp_rlimit_rtime", "checker_rlimit_rtime",
 		"bfd_rlimit_rtime", "vrrp_cpu_affinity", "checker_cpu_affinity", "bfd_cpu_affinity",
@@ -30,11 +30,15 @@ func unimplemented(kw string) bool {
 		"fifo_write_vrrp_states_on_reload", "rs_init_notifies", "no_checker_emails", "vrrp_owner_ignore_adverts",
 		"child_wait_time", "disable_local_igmp", "data_use_instance", "config_save_dir",
 		"checker_log_all_failures", "vrrp_garp_extra_if", "vrrp_gna_extra_if", "vrrp_nftables_priority",
-		"include_check", "includer", "includem", "includew", "includeb", "includea":
+		"include_check", "includer", "includem", "includew", "includeb", "includea",
+		// keepalived 2.2 spellings and keywords found missing by TestKeepalivedKeywords
+		"tmp_config_directory", "process_name", "vrrp_down_timer_adverts", "nftables_ipvs", "nftables_ipvs_priority",
+		"nftables_ipvs_start_fwmark", "vrrp_notify_priority_changes", "vrrp_rlimit_rttime", "checker_rlimit_rttime",
+		"bfd_rlimit_rttime", "log_unknown_vrids", "vmac_prefix", "vmac_addr_prefix", "reload_check_config":
 		return true
 	// top-level blocks halb does not implement
-	case "static_ipaddress", "static_routes", "static_rules", "garp_group", "bfd_instance",
-		"vrrp_track_bfd", "linkbeat_interface":
+	case "static_ipaddress", "static_routes", "static_rules", "garp_group",
+		"linkbeat_interface", "interface_up_down_delays", "SSL":
 		return true
 	// vrrp_instance
 	case "garp_lower_prio_delay", "garp_lower_prio_repeat", "lower_prio_no_advert", "higher_prio_send_advert",
@@ -42,16 +46,20 @@ func unimplemented(kw string) bool {
 		"check_unicast_src", "track_bfd", "track_group", "virtual_routes", "virtual_rules", "notify_master_rx_lower_pri",
 		"notify_deleted", "old_unicast_checksum", "skip_check_adv_addr", "use_ipvlan", "no_accept_unicast",
 		"garp_extra_if", "gna_extra_if", "mcast_ttl_v4", "mcast_ttl_v6", "vmac_xmit_base_fix", "notify_priority_changes",
-		"unicast_peer_ttl", "use_vmac_addr", "dont_track_primary_rx":
+		"unicast_peer_ttl", "use_vmac_addr", "dont_track_primary_rx", "vrf", "mcast_dst_ip", "track_src_ip",
+		"down_timer_adverts", "promote_secondaries":
 		return true
 	// vrrp_sync_group
 	case "global_tracking", "notify_stop":
 		return true
 	// virtual_server / real_server
 	case "ops", "one_packet", "ip_family", "persistence_engine", "sh-port", "sh-fallback", "mh-port", "mh-fallback",
-		"flag-1", "flag-2", "flag-3", "smtp_alert", "tunnel_encap", "tunnel_port", "tunnel_checksum",
+		"flag-1", "flag-2", "flag-3", "tunnel_encap", "tunnel_port", "tunnel_checksum",
 		"uthreshold", "lthreshold", "notify_up_down", "rs_tracking", "lvs_sync_daemon_id",
-		"DNS_CHECK", "SMTP_CHECK", "UDP_CHECK", "FILE_CHECK", "BFD_CHECK":
+		"snmp_name", "sorry_server_lvs_method",
+		// valid in other blocks (alpha: virtual_server; lvs_method: virtual_server; virtualhost:
+		// virtual_server and HTTP_GET), per real server or checker in keepalived 2.2
+		"alpha", "lvs_method", "virtualhost":
 		return true
 	// checkers and url
 	case "enable_sni", "tls_compliant", "http_protocol", "fast_recovery", "log_all_failures", "bind_if",

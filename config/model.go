@@ -93,12 +93,18 @@ type Global struct {
 	SMTPServer            string        `json:"smtp_server"` // host or address, "" = none
 	SMTPPort              int           `json:"smtp_port"`   // default 25
 	SMTPConnectTimeout    time.Duration `json:"smtp_connect_timeout"`
-	EnableScriptSecurity  bool          `json:"enable_script_security"`
-	ScriptUser            string        `json:"script_user"`
-	ScriptGroup           string        `json:"script_group"`
-	LVSID                 string        `json:"lvs_id"`
-	LVSSync               *LVSSync      `json:"lvs_sync_daemon,omitempty"`
-	LVSTimeouts           LVSTimeouts   `json:"lvs_timeouts"`
+	SMTPHeloName          string        `json:"smtp_helo_name"` // "" = the host name
+	// SMTPAlert is global smtp_alert: alert mails for every instance and real server;
+	// SMTPAlertVRRP and SMTPAlertChecker, when set, decide for one side.
+	SMTPAlert            bool        `json:"smtp_alert"`
+	SMTPAlertVRRP        *bool       `json:"smtp_alert_vrrp,omitempty"`
+	SMTPAlertChecker     *bool       `json:"smtp_alert_checker,omitempty"`
+	EnableScriptSecurity bool        `json:"enable_script_security"`
+	ScriptUser           string      `json:"script_user"`
+	ScriptGroup          string      `json:"script_group"`
+	LVSID                string      `json:"lvs_id"`
+	LVSSync              *LVSSync    `json:"lvs_sync_daemon,omitempty"`
+	LVSTimeouts          LVSTimeouts `json:"lvs_timeouts"`
 
 	// Instance defaults (an instance's own garp_* keywords override them).
 	VRRPGarpMasterDelay         time.Duration `json:"vrrp_garp_master_delay"`
@@ -209,7 +215,7 @@ type VIP struct {
 	Prefix    netip.Prefix `json:"prefix"` // address with its length (/32 or /128 when none was given)
 	Broadcast netip.Addr   `json:"brd"`
 	Dev       string       `json:"dev"` // "" = the instance's interface
-	Scope     string       `json:"scope"`
+	Scope     VIPScope     `json:"scope"`
 	Label     string       `json:"label"`
 }
 
@@ -254,8 +260,9 @@ type SyncGroup struct {
 
 // VirtualServer is a virtual_server block.
 type VirtualServer struct {
-	Pos  Pos    `json:"pos"`
-	Kind VSKind `json:"kind"`
+	SMTPAlert bool   `json:"smtp_alert"` // alert mails for its real servers
+	Pos       Pos    `json:"pos"`
+	Kind      VSKind `json:"kind"`
 	// Addr is set for Kind VSAddr, Fwmark for VSFwmark, Group for VSGroupRef.
 	Addr   netip.AddrPort `json:"addr"`
 	Fwmark uint32         `json:"fwmark"`
@@ -325,6 +332,7 @@ type RealServer struct {
 	InhibitOnFailure bool           `json:"inhibit_on_failure"`
 	NotifyUp         string         `json:"notify_up"`
 	NotifyDown       string         `json:"notify_down"`
+	SMTPAlert        bool           `json:"smtp_alert"` // alert mail on up/down (also: the service's, global smtp_alert)
 	Checkers         []*Checker     `json:"checkers"`
 
 	// halb's own keywords.
@@ -360,6 +368,27 @@ type Checker struct {
 	MiscDynamic bool          `json:"misc_dynamic"`
 	User        string        `json:"user"`
 	Group       string        `json:"group"`
+
+	// DNS_CHECK: the query (type default SOA, name default ".").
+	DNSType string `json:"type,omitempty"`
+	DNSName string `json:"name,omitempty"`
+	// SMTP_CHECK: the HELO name ("": keepalived's smtpchecker.keepalived.org).
+	HeloName string `json:"helo_name,omitempty"`
+	// UDP_CHECK: the datagram sent (hex in the config) and, with require_reply, the answer
+	// expected: its first bytes (empty: any) and its length bounds.
+	Payload        []byte `json:"payload,omitempty"`
+	RequireReply   bool   `json:"require_reply,omitempty"`
+	Reply          []byte `json:"reply,omitempty"`
+	MinReplyLength int    `json:"min_reply_length,omitempty"`
+	MaxReplyLength int    `json:"max_reply_length,omitempty"`
+	// FILE_CHECK: the track_file block it reads (resolved to its file), its weight multiplier
+	// (default: the track_file's) and dynamic (the value adjusts the server's weight).
+	TrackFile     string `json:"track_file,omitempty"`
+	File          string `json:"file,omitempty"`
+	FileWeight    int    `json:"file_weight,omitempty"`
+	FileReverse   bool   `json:"file_reverse,omitempty"`
+	FileDynamic   bool   `json:"dynamic,omitempty"`
+	fileWeightSet bool
 }
 
 // URL is an url block of HTTP_GET/SSL_GET.

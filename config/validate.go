@@ -158,6 +158,7 @@ func (b *builder) expandGroup(vs *VirtualServer, vg *VSGroup) {
 // validate checks the model as a whole. It reports every problem it finds.
 func (b *builder) validate() {
 	b.validateGlobal()
+	b.validateAlerts()
 	if g := b.cfg.Global; (g.LVSSync != nil || g.LVSTimeouts != LVSTimeouts{}) && len(b.cfg.NeedsIPVS()) == 0 {
 		b.d.warnf(g.Pos, "global_defs", "lvs_sync_daemon and lvs_timeouts act only on IPVS services, and no virtual_server here uses IPVS")
 	}
@@ -226,6 +227,8 @@ func (b *builder) validate() {
 		}
 		seen[k] = vs
 		b.validateVS(vs)
+		b.validateMoreCheckers(vs)
+		b.validateProtocol(vs)
 	}
 }
 

@@ -58,6 +58,8 @@ type Daemon struct {
 	svcUp    sync.Map // service name -> bool (quorum)
 
 	proxy  *proxy.Server
+	udp    *proxy.UDPServer // protocol UDP services (daemon/udp.go)
+	alerts *alerter         // smtp_alert mails (daemon/alerts.go)
 	checks *health.Scheduler
 	router *vrrp.Router
 	lvs    *ipvs.Reconciler
@@ -149,6 +151,8 @@ func New(o Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.gen.Store(g)
+	d.udp = proxy.NewUDPServer(d.log)
+	d.alerts = newAlerter(d.log, func() *config.Config { return d.gen.Load().cfg })
 	d.applyLogLevel(cfg)
 	d.lastReload.Store(&admin.Reload{At: d.started, OK: true, Hash: cfg.Hash})
 	return d, nil
@@ -164,22 +168,23 @@ func (d *Daemon) applyLogLevel(cfg *config.Config) {
 	}
 }
 
-func scriptOptions(cfg *config.Config) health.ScriptOptions {
-	return health.ScriptOptions{User: cfg.Global.ScriptUser, Group: cfg.Global.ScriptGroup, Security: cfg.Global.EnableScriptSecurity}
-}
-
 // Run starts every part, serves until ctx is done (or SIGTERM with Options.Signals), then stops
 // gracefully: VRRP hands over (priority 0, VIPs removed), listeners close, connections drain.
 func (d *Daemon) Run(ctx context.Context) error {
 	g := d.gen.Load()
 	cfg := g.cfg
 	d.checks = health.NewScheduler(d.log, d.onHealth, health.SchedulerOptions{Script: scriptOptions(cfg), OnQuorum: d.onQuorum})
-	d.proxy = proxy.NewServer(d.log, proxy.Global{MaxConn: cfg.Global.MaxConn, LogSample: cfg.Global.LogSample})
+	d.proxy = proxy.NewServer(d.log, proxyGlobal(cfg))
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
 		return fmt.Errorf("daemon: start proxy: %w", err)
 	}
+	if err := d.startUDP(g); err != nil {
+		d.stopParts(context.Background())
+		return err
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go d.alerts.run(runCtx)
 	// IPVS first: the reconciler must know the services before health verdicts arrive.
 	if len(cfg.NeedsIPVS()) > 0 {
 		t, err := ipvs.OpenNetlink()
@@ -342,6 +347,9 @@ func (d *Daemon) stopParts(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if err := d.stopUDP(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if d.checks != nil {
 		d.checks.Stop()
 	}
@@ -407,7 +415,10 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
 		return err // nothing changed: Apply is all or nothing
 	}
-	d.proxy.SetGlobal(proxy.Global{MaxConn: cfg.Global.MaxConn, LogSample: cfg.Global.LogSample})
+	if err := d.udp.Apply(udpSpecs(g)); err != nil {
+		return err // the TCP side is applied; the UDP side is unchanged and the error says why
+	}
+	d.proxy.SetGlobal(proxyGlobal(cfg))
 	targets, services := healthTargets(cfg, scriptOptions(cfg))
 	d.mu.Lock()
 	d.gen.Store(g)
@@ -434,7 +445,7 @@ func (d *Daemon) syncPoolsLocked(g *generation) {
 		if svc == nil {
 			continue
 		}
-		be := st.ID[strings.LastIndexByte(st.ID, '/')+1:]
+		be := st.Addr.String()
 		for _, p := range svc.pools {
 			_ = p.pool.SetUp(be, st.Up) // not every pool holds every backend
 			_ = p.pool.SetWeight(be, st.Weight)
@@ -448,8 +459,7 @@ func (d *Daemon) onHealth(tr health.Transition) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	g := d.gen.Load()
-	i := strings.LastIndexByte(tr.ID, '/')
-	svcName, be := tr.ID[:i], tr.ID[i+1:]
+	svcName, be := tr.Service, tr.Addr.String()
 	if svc := g.refs[tr.ID]; svc != nil && tr.Kind != health.KindRemoved {
 		for _, p := range svc.pools {
 			_ = p.pool.SetUp(be, tr.Up)
@@ -457,12 +467,11 @@ func (d *Daemon) onHealth(tr health.Transition) {
 		}
 	}
 	if d.lvs != nil && tr.Kind != health.KindRemoved {
-		if vs := findVS(g.cfg, svcName); vs != nil && vs.Kind == config.VSAddr {
-			if ap, err := parseAddrPort(be); err == nil {
-				d.lvs.SetHealth(ipvsKey(vs), ap, tr.Up)
-			}
+		if vs := findVS(g.cfg, svcName); vs != nil && vs.Kind == config.VSAddr && tr.Addr.IsValid() {
+			d.lvs.SetHealth(ipvsKey(vs), tr.Addr, tr.Up)
 		}
 	}
+	d.alertChecker(tr)
 	switch tr.Kind {
 	case health.KindUp, health.KindDown:
 		d.log.Info("real server "+tr.Kind.String(), zap.String("service", svcName), zap.String("backend", be),

@@ -175,6 +175,7 @@ func (d *Daemon) vrrpConfig(cfg *config.Config) vrrp.Config {
 }
 
 func (d *Daemon) onVRRPTransition(instance string, to vrrp.State) {
+	d.alertVRRP(instance, to)
 	if d.syncd != nil {
 		d.syncd.transition(instance, to == vrrp.StateMaster)
 	}

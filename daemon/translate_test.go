@@ -1,13 +1,16 @@
 package daemon
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"halb/config"
+	"halb/health"
 	"halb/ipvs"
 	"halb/proxy"
+	"halb/proxy/balance"
 )
 
 func mustParse(t *testing.T, src string) *config.Config {
@@ -174,5 +177,117 @@ func TestIPVSView(t *testing.T) {
 	if !ok || !strings.Contains(halbPart, "TCP  198.18.0.10:80 wrr persistent 60") || !strings.Contains(halbPart, "198.18.0.11:80") ||
 		!strings.Contains(kernelPart, "TCP  198.18.0.10:80 wrr") {
 		t.Fatalf("view:\n%s", out)
+	}
+}
+
+// TestDefaultsAgree: a config that sets no timing gets, through the translation, exactly the
+// libraries' own defaults, so a default lives in one place per library and they cannot drift.
+func TestDefaultsAgree(t *testing.T) {
+	cfg := mustParse(t, `virtual_server 198.18.0.10 80 {
+    real_server 198.18.0.11 80 {
+        TCP_CHECK {
+        }
+    }
+}
+`)
+	g, err := buildPools(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := proxySpecs(g, nil)
+	if len(specs) != 1 {
+		t.Fatalf("specs: %+v", specs)
+	}
+	to := specs[0].Timeouts
+	want := proxy.Timeouts{Connect: proxy.DefaultConnectTimeout, Client: proxy.DefaultClientTimeout, Server: proxy.DefaultServerTimeout,
+		HTTPRequest: proxy.DefaultHTTPRequestTimeout, Tunnel: proxy.DefaultTunnelTimeout, Queue: proxy.DefaultConnectTimeout}
+	if to != want {
+		t.Errorf("proxy timeouts from config defaults %+v, proxy defaults %+v", to, want)
+	}
+	targets, _ := healthTargets(cfg, scriptOptions(cfg))
+	if len(targets) != 1 {
+		t.Fatalf("targets: %+v", targets)
+	}
+	tm := targets[0].Timing
+	if tm.DelayLoop != health.DefaultDelayLoop || tm.ConnectTimeout != health.DefaultConnectTimeout ||
+		tm.DelayBeforeRetry != health.DefaultDelayBeforeRetry {
+		t.Errorf("health timing from config defaults %+v; health defaults delay_loop %s connect_timeout %s delay_before_retry %s",
+			tm, health.DefaultDelayLoop, health.DefaultConnectTimeout, health.DefaultDelayBeforeRetry)
+	}
+	if got := cfg.VirtualServers[0].LBAlgo.String(); got != ipvs.DefaultScheduler {
+		t.Errorf("lb_algo default %s, ipvs default %s", got, ipvs.DefaultScheduler)
+	}
+	if tr := targets[0]; tr.Addr != netip.MustParseAddrPort("198.18.0.11:80") || tr.Service != "198.18.0.10:80" {
+		t.Errorf("target hand-off: service %q addr %s", tr.Service, tr.Addr)
+	}
+}
+
+// TestBalanceAlgo: every lb_algo maps to a userspace scheduler by the switch.
+func TestBalanceAlgo(t *testing.T) {
+	for a := config.AlgoRR; a <= config.AlgoOVF; a++ {
+		b, err := balanceAlgo(a)
+		if err != nil {
+			t.Fatalf("%s: %v", a, err)
+		}
+		if p, _ := balance.ParseAlgo(a.String()); p != b {
+			t.Errorf("%s: switch says %s, balance.ParseAlgo %s", a, b, p)
+		}
+	}
+}
+
+// TestMoreCheckers: DNS_CHECK, SMTP_CHECK, UDP_CHECK and FILE_CHECK reach the health package
+// with their keywords and keepalived's defaults.
+func TestMoreCheckers(t *testing.T) {
+	cfg := mustParse(t, `vrrp_track_file maint {
+    file /run/halb-maint
+    weight -2
+}
+virtual_server 198.18.0.10 53 {
+    protocol UDP
+    real_server 198.18.0.11 53 {
+        weight 7
+        DNS_CHECK {
+            type a
+            name www.example.com
+        }
+        DNS_CHECK {
+            connect_port 5353
+        }
+        UDP_CHECK {
+            payload 0001ff
+            require_reply ab
+            min_reply_length 2
+        }
+        SMTP_CHECK {
+            connect_port 25
+            helo_name lb1.example.com
+        }
+        FILE_CHECK {
+            track_file maint
+            dynamic
+        }
+    }
+}
+`)
+	targets, _ := healthTargets(cfg, scriptOptions(cfg))
+	if len(targets) != 1 || len(targets[0].Checkers) != 5 {
+		t.Fatalf("targets: %+v", targets)
+	}
+	cs := targets[0].Checkers
+	if d, ok := cs[0].(*health.DNSChecker); !ok || d.Type != "A" || d.Name != "www.example.com" || d.Addr != netip.MustParseAddrPort("198.18.0.11:53") {
+		t.Errorf("DNS_CHECK: %#v", cs[0])
+	}
+	if d, ok := cs[1].(*health.DNSChecker); !ok || d.Type != "SOA" || d.Name != "." || d.Addr.Port() != 5353 {
+		t.Errorf("DNS_CHECK defaults: %#v", cs[1])
+	}
+	if u, ok := cs[2].(*health.UDPChecker); !ok || string(u.Payload) != "\x00\x01\xff" || !u.RequireReply || string(u.Reply) != "\xab" ||
+		u.MinLen != 2 || u.MaxLen != 255 {
+		t.Errorf("UDP_CHECK: %#v", cs[2])
+	}
+	if s, ok := cs[3].(*health.SMTPChecker); !ok || s.HeloName != "lb1.example.com" || s.Addr.Port() != 25 {
+		t.Errorf("SMTP_CHECK: %#v", cs[3])
+	}
+	if f, ok := cs[4].(*health.FileChecker); !ok || f.Path != "/run/halb-maint" || f.Weight != -2 || !f.Dynamic || f.BaseWeight != 7 {
+		t.Errorf("FILE_CHECK: %#v", cs[4])
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -14,145 +13,11 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"halb/admin"
-	"halb/config"
 	"halb/health"
 	"halb/internal/version"
 	"halb/ipvs"
 	"halb/proxy/balance"
-	"halb/vrrp"
 )
-
-// vrrpConfig translates the config model into the VRRP router's.
-func vrrpConfig(cfg *config.Config) vrrp.Config {
-	g := cfg.Global
-	out := vrrp.Config{ScriptUser: g.ScriptUser, ScriptSecurity: g.EnableScriptSecurity}
-	for _, s := range cfg.Scripts {
-		out.Scripts = append(out.Scripts, vrrp.ScriptConfig{Name: s.Name, Script: s.Script, Interval: s.Interval, Timeout: s.Timeout,
-			Weight: s.Weight, Reverse: s.WeightReverse, Rise: s.Rise, Fall: s.Fall, User: s.User, InitFail: s.InitFail})
-	}
-	for _, f := range cfg.TrackFiles {
-		out.Files = append(out.Files, vrrp.FileConfig{Name: f.Name, Path: f.File, Weight: f.Weight, Reverse: f.Reverse,
-			Init: f.Init, InitValue: f.InitValue, Overwrite: f.Overwrite})
-	}
-	for _, p := range cfg.TrackProcs {
-		out.Procs = append(out.Procs, vrrp.ProcConfig{Name: p.Name, Process: p.Process, Params: p.Params, ParamMatch: p.ParamMatch,
-			ParamsSet: p.ParamsSet, FullCommand: p.FullCommand, Weight: p.Weight, Reverse: p.Reverse, Quorum: p.Quorum,
-			QuorumMax: p.QuorumMax, ForkDelay: p.ForkDelay, TerminateDelay: p.TerminateDelay})
-	}
-	for _, in := range cfg.Instances {
-		ic := vrrp.InstanceConfig{
-			Name: in.Name, Interface: in.Interface, VRID: uint8(in.VRID), Priority: uint8(in.Priority), AdvertInt: in.AdvertInt,
-			Version: in.Version, Family: in.Family(), AuthPass: in.AuthPass,
-			UnicastSrc: in.UnicastSrcIP, UnicastPeers: in.UnicastPeers, McastSrc: in.McastSrcIP,
-			NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay, StartState: vrrp.StateBackup,
-			Notify: in.Notify, NotifyMaster: in.NotifyMaster, NotifyBackup: in.NotifyBackup, NotifyFault: in.NotifyFault, NotifyStop: in.NotifyStop,
-			GARPDelay: in.GarpMasterDelay, GARPRepeat: in.GarpMasterRepeat, GARPRefresh: in.GarpMasterRefresh,
-			GARPRefreshRepeat: in.GarpMasterRefreshRepeat, DontTrackPrimary: in.DontTrackPrimary, FastHandover: in.FastHandover,
-		}
-		if in.State == config.StateMaster && !in.NoPreempt {
-			ic.StartState = vrrp.StateMaster
-		}
-		switch in.AuthType {
-		case config.AuthPass:
-			ic.AuthType = vrrp.AuthPass
-		case config.AuthAH:
-			ic.AuthType = vrrp.AuthAH
-		}
-		for _, v := range in.VIPs {
-			ic.VIPs = append(ic.VIPs, vrrp.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label, Brd: v.Broadcast, Scope: v.Scope})
-		}
-		for _, v := range in.ExcludedVIPs {
-			ic.Excluded = append(ic.Excluded, vrrp.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label, Brd: v.Broadcast, Scope: v.Scope})
-		}
-		// track_mode fault: weight 0 is keepalived's "FAULT while failing" for scripts and interfaces.
-		fault := in.TrackMode == config.TrackFault
-		for _, t := range in.TrackScripts {
-			w, set, rev := trackRef(t, fault)
-			ic.TrackScripts = append(ic.TrackScripts, vrrp.TrackScriptRef{Name: t.Name, Weight: w, WeightSet: set, Reverse: rev})
-		}
-		for _, t := range in.TrackFiles {
-			w, set, rev := trackRef(t, fault)
-			ic.TrackFiles = append(ic.TrackFiles, vrrp.TrackFileRef{Name: t.Name, Weight: w, WeightSet: set, Reverse: rev})
-		}
-		for _, t := range in.TrackProcs {
-			w, set, rev := trackRef(t, fault)
-			ic.TrackProcs = append(ic.TrackProcs, vrrp.TrackProcRef{Name: t.Name, Weight: w, WeightSet: set, Reverse: rev})
-		}
-		for _, t := range in.TrackInterfaces {
-			w := t.Weight
-			if fault {
-				w = 0
-			}
-			ic.TrackInterfaces = append(ic.TrackInterfaces, vrrp.TrackIf{Name: t.Name, Weight: w})
-		}
-		out.Instances = append(out.Instances, ic)
-	}
-	for _, sg := range cfg.SyncGroups {
-		out.SyncGroups = append(out.SyncGroups, vrrp.SyncGroupConfig{Name: sg.Name, Members: sg.Group, Notify: sg.Notify,
-			NotifyMaster: sg.NotifyMaster, NotifyBackup: sg.NotifyBackup, NotifyFault: sg.NotifyFault})
-	}
-	return out
-}
-
-// trackRef is a tracker reference's weight as the VRRP router takes it: with
-// track_mode fault every weight becomes 0, keepalived's "FAULT while failing".
-func trackRef(t config.Track, fault bool) (weight int, set, reverse bool) {
-	if fault {
-		return 0, true, t.Reverse
-	}
-	return t.Weight, t.HasWeight, t.Reverse
-}
-
-func ipvsProto(p config.Protocol) ipvs.Proto {
-	switch p {
-	case config.ProtoUDP:
-		return ipvs.UDP
-	case config.ProtoSCTP:
-		return ipvs.SCTP
-	}
-	return ipvs.TCP
-}
-
-func ipvsMethod(k config.LBKind) ipvs.Method {
-	switch k {
-	case config.LBKindDR:
-		return ipvs.DR
-	case config.LBKindTUN:
-		return ipvs.TUN
-	}
-	return ipvs.NAT
-}
-
-// ipvsKey is the kernel key of a single-address virtual server.
-func ipvsKey(vs *config.VirtualServer) ipvs.ServiceKey {
-	return ipvs.Service{Addr: vs.Addr, Protocol: ipvsProto(vs.Protocol)}.Key()
-}
-
-// ipvsServices is the desired kernel table: every virtual server that needs IPVS.
-func ipvsServices(cfg *config.Config) []ipvs.Service {
-	var out []ipvs.Service
-	for _, vs := range cfg.NeedsIPVS() {
-		base := ipvs.Service{Scheduler: vs.LBAlgo.String(), Timeout: vs.PersistenceTimeout,
-			Netmask: maskBits(vs.PersistenceGranularity, 0), Protocol: ipvsProto(vs.Protocol)}
-		for _, rs := range vs.RealServers {
-			base.Dests = append(base.Dests, ipvs.Dest{Addr: rs.Addr, Weight: rs.Weight, Method: ipvsMethod(vs.LBKind),
-				InhibitOnFailure: rs.InhibitOnFailure || vs.InhibitOnFailure})
-		}
-		for _, a := range vs.Addrs {
-			s := base
-			s.Addr = a
-			out = append(out, s)
-		}
-		for _, m := range vs.Fwmarks {
-			s := base
-			s.FWMark = m
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
-func parseAddrPort(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }
 
 // source implements admin.Source over the daemon.
 type source struct{ d *Daemon }
@@ -217,6 +82,11 @@ func (s source) Services() []admin.Service {
 			continue
 		}
 		as.Mode = vs.ProxyMode.String()
+		if udpProxied(vs) {
+			as.Mode = "userspace-udp"
+			flows, total, in, out, dropped := d.udpStats(svc)
+			as.Active, as.Total, as.BytesIn, as.BytesOut, as.Refused = flows, total, in, out, dropped
+		}
 		for _, sn := range svc.specs {
 			i, ok := stats[sn]
 			if !ok {

@@ -2,6 +2,7 @@ package health
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -122,8 +123,12 @@ func (k TransitionKind) String() string {
 
 // Transition is a verdict on one target, reported once.
 type Transition struct {
-	ID   string
-	Kind TransitionKind
+	ID string
+	// Service and Addr are the target's (Target.Service, Target.Addr), so a
+	// consumer never parses them back out of ID.
+	Service string
+	Addr    netip.AddrPort
+	Kind    TransitionKind
 	// Up is the target's state after the transition.
 	Up bool
 	// Reason says why: the failing check's reason on the way down
@@ -156,6 +161,8 @@ type Transition struct {
 //     longer.
 type Monitor struct {
 	id      string
+	service string
+	addr    netip.AddrPort
 	timing  Timing
 	weight  int
 	inhibit bool
@@ -177,6 +184,8 @@ type Monitor struct {
 func NewMonitor(t Target, now time.Time, firstDelay time.Duration) *Monitor {
 	m := &Monitor{
 		id:      t.ID,
+		service: t.Service,
+		addr:    t.Addr,
 		timing:  t.Timing.withDefaults(),
 		weight:  t.Weight,
 		inhibit: t.Inhibit,
@@ -191,6 +200,7 @@ func NewMonitor(t Target, now time.Time, firstDelay time.Duration) *Monitor {
 // to a running Monitor; its state and next check are kept.
 func (m *Monitor) Reconfigure(t Target) {
 	m.timing = t.Timing.withDefaults()
+	m.service, m.addr = t.Service, t.Addr
 	m.weight = t.Weight
 	m.inhibit = t.Inhibit
 	if m.retries > m.timing.Retry {
@@ -225,7 +235,7 @@ func (m *Monitor) Initial(now time.Time) Transition {
 }
 
 func (m *Monitor) transition(k TransitionKind, reason string, now time.Time) Transition {
-	return Transition{ID: m.id, Kind: k, Up: m.up, Reason: reason, Weight: m.Weight(), Inhibit: m.inhibit, At: now}
+	return Transition{ID: m.id, Service: m.service, Addr: m.addr, Kind: k, Up: m.up, Reason: reason, Weight: m.Weight(), Inhibit: m.inhibit, At: now}
 }
 
 // Observe takes the result r of a check attempt that ended at now and

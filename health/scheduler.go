@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,8 @@ type Target struct {
 	// Service is the ID of the virtual server whose quorum this target
 	// counts toward (see Service); empty: none.
 	Service string
+	// Addr is the real server's address, carried in transitions; zero: none.
+	Addr netip.AddrPort
 	// Checkers all must pass (keepalived: a server with several checkers
 	// is up only when every one is). They run concurrently in one check.
 	Checkers []Checker
@@ -73,7 +76,8 @@ type LastResult struct {
 type TargetStatus struct {
 	ID          string
 	Service     string
-	Checkers    []string // the checkers' String(), e.g. "HTTP_GET 198.18.1.10:80 /health"
+	Addr        netip.AddrPort // Target.Addr
+	Checkers    []string       // the checkers' String(), e.g. "HTTP_GET 198.18.1.10:80 /health"
 	Up          bool
 	Since       time.Time
 	Weight      int
@@ -610,7 +614,7 @@ func (s *Scheduler) Status() []TargetStatus {
 			names[i] = c.String()
 		}
 		out = append(out, TargetStatus{
-			ID: id, Service: tg.t.Service, Checkers: names, Up: tg.mon.Up(), Since: tg.mon.Since(), Weight: tg.mon.Weight(),
+			ID: id, Service: tg.t.Service, Addr: tg.t.Addr, Checkers: names, Up: tg.mon.Up(), Since: tg.mon.Since(), Weight: tg.mon.Weight(),
 			Inhibit: tg.t.Inhibit, Next: tg.mon.Next(), Last: tg.last, Checks: tg.checks, Failures: tg.failures,
 			ByReason: by, Transitions: tg.transitions,
 		})

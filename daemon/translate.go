@@ -9,8 +9,10 @@ import (
 
 	"halb/config"
 	"halb/health"
+	"halb/ipvs"
 	"halb/proxy"
 	"halb/proxy/balance"
+	"halb/vrrp"
 )
 
 // service is the runtime of one virtual_server served by the userspace proxy.
@@ -120,10 +122,10 @@ func proxied(vs *config.VirtualServer) bool {
 func buildPools(cfg *config.Config, old *generation) (*generation, error) {
 	g := &generation{cfg: cfg, byName: map[string]*service{}, refs: map[string]*service{}}
 	for _, vs := range cfg.VirtualServers {
-		if !proxied(vs) {
+		if !proxied(vs) && !udpProxied(vs) {
 			continue
 		}
-		algo, err := balance.ParseAlgo(vs.LBAlgo.String())
+		algo, err := balanceAlgo(vs.LBAlgo)
 		if err != nil {
 			return nil, fmt.Errorf("virtual_server %s at %s: %w", vs.Name(), vs.Pos, err)
 		}
@@ -178,6 +180,9 @@ func proxySpecs(g *generation, onPassive func(svc string, b *balance.Backend)) [
 	var specs []proxy.ServiceSpec
 	for _, svc := range g.services {
 		vs := svc.vs
+		if udpProxied(vs) {
+			continue // udpSpecs
+		}
 		spec := proxy.ServiceSpec{
 			Mode: proxyMode(vs.ProxyMode),
 			Timeouts: proxy.Timeouts{
@@ -231,6 +236,7 @@ func healthTargets(cfg *config.Config, script health.ScriptOptions) ([]health.Ta
 			t := health.Target{
 				ID:         targetID(name, rs.Addr.String()),
 				Service:    name,
+				Addr:       rs.Addr,
 				NotifyUp:   rs.NotifyUp,
 				NotifyDown: rs.NotifyDown,
 				Weight:     rs.Weight,
@@ -247,7 +253,7 @@ func healthTargets(cfg *config.Config, script health.ScriptOptions) ([]health.Ta
 					t.Timing.DelayBeforeRetry = c.DelayBeforeRetry
 					t.Timing.Warmup = c.Warmup
 				}
-				if hc := checker(rs, c, script); hc != nil {
+				if hc := checker(vs, rs, c, script); hc != nil {
 					t.Checkers = append(t.Checkers, hc)
 				}
 			}
@@ -257,7 +263,8 @@ func healthTargets(cfg *config.Config, script health.ScriptOptions) ([]health.Ta
 	return targets, services
 }
 
-func checker(rs *config.RealServer, c *config.Checker, script health.ScriptOptions) health.Checker {
+// checker is one real server's checker as the health package runs it.
+func checker(vs *config.VirtualServer, rs *config.RealServer, c *config.Checker, script health.ScriptOptions) health.Checker {
 	ip := c.ConnectIP
 	if !ip.IsValid() {
 		ip = rs.Addr.Addr()
@@ -275,7 +282,11 @@ func checker(rs *config.RealServer, c *config.Checker, script health.ScriptOptio
 	case config.CheckTCP:
 		return &health.TCPChecker{Addr: addr, BindTo: bind, ConnectTimeout: c.ConnectTimeout}
 	case config.CheckHTTP, config.CheckSSL:
-		hc := &health.HTTPChecker{TLS: c.Kind == config.CheckSSL, Addr: addr, BindTo: bind, VirtualHost: c.VirtualHost,
+		vhost := c.VirtualHost
+		if vhost == "" {
+			vhost = vs.VirtualHost // keepalived: the virtual_server's virtualhost is the checkers' default
+		}
+		hc := &health.HTTPChecker{TLS: c.Kind == config.CheckSSL, Addr: addr, BindTo: bind, VirtualHost: vhost,
 			ConnectTimeout: c.ConnectTimeout}
 		for _, u := range c.URLs {
 			hu := health.URL{Path: u.Path, Digest: strings.ToLower(u.Digest), VirtualHost: u.VirtualHost}
@@ -287,6 +298,15 @@ func checker(rs *config.RealServer, c *config.Checker, script health.ScriptOptio
 		return hc
 	case config.CheckPing:
 		return &health.PingChecker{Addr: ip, Source: c.BindTo, ConnectTimeout: c.ConnectTimeout}
+	case config.CheckDNS:
+		return &health.DNSChecker{Addr: addr, BindTo: bind, Type: c.DNSType, Name: c.DNSName, ConnectTimeout: c.ConnectTimeout}
+	case config.CheckSMTP:
+		return &health.SMTPChecker{Addr: addr, BindTo: bind, HeloName: c.HeloName, ConnectTimeout: c.ConnectTimeout}
+	case config.CheckUDP:
+		return &health.UDPChecker{Addr: addr, BindTo: bind, Payload: c.Payload, RequireReply: c.RequireReply, Reply: c.Reply,
+			MinLen: c.MinReplyLength, MaxLen: c.MaxReplyLength, ConnectTimeout: c.ConnectTimeout}
+	case config.CheckFile:
+		return &health.FileChecker{Path: c.File, Weight: c.FileWeight, Reverse: c.FileReverse, Dynamic: c.FileDynamic, BaseWeight: rs.Weight}
 	case config.CheckMisc:
 		s := script
 		if c.User != "" {
@@ -302,4 +322,166 @@ func checker(rs *config.RealServer, c *config.Checker, script health.ScriptOptio
 		return &health.MiscChecker{Command: c.MiscPath, Timeout: timeout, Dynamic: c.MiscDynamic, Script: s}
 	}
 	return nil
+}
+
+// vrrpConfig translates the config model into the VRRP router's.
+func vrrpConfig(cfg *config.Config) vrrp.Config {
+	g := cfg.Global
+	out := vrrp.Config{ScriptUser: g.ScriptUser, ScriptSecurity: g.EnableScriptSecurity}
+	for _, s := range cfg.Scripts {
+		out.Scripts = append(out.Scripts, vrrp.ScriptConfig{Name: s.Name, Script: s.Script, Interval: s.Interval, Timeout: s.Timeout,
+			Weight: s.Weight, Reverse: s.WeightReverse, Rise: s.Rise, Fall: s.Fall, User: s.User, InitFail: s.InitFail})
+	}
+	for _, f := range cfg.TrackFiles {
+		out.Files = append(out.Files, vrrp.FileConfig{Name: f.Name, Path: f.File, Weight: f.Weight, Reverse: f.Reverse,
+			Init: f.Init, InitValue: f.InitValue, Overwrite: f.Overwrite})
+	}
+	for _, p := range cfg.TrackProcs {
+		out.Procs = append(out.Procs, vrrp.ProcConfig{Name: p.Name, Process: p.Process, Params: p.Params, ParamMatch: p.ParamMatch,
+			ParamsSet: p.ParamsSet, FullCommand: p.FullCommand, Weight: p.Weight, Reverse: p.Reverse, Quorum: p.Quorum,
+			QuorumMax: p.QuorumMax, ForkDelay: p.ForkDelay, TerminateDelay: p.TerminateDelay})
+	}
+	for _, in := range cfg.Instances {
+		ic := vrrp.InstanceConfig{
+			Name: in.Name, Interface: in.Interface, VRID: uint8(in.VRID), Priority: uint8(in.Priority), AdvertInt: in.AdvertInt,
+			Version: in.Version, Family: in.Family(), AuthPass: in.AuthPass,
+			UnicastSrc: in.UnicastSrcIP, UnicastPeers: in.UnicastPeers, McastSrc: in.McastSrcIP,
+			NoPreempt: in.NoPreempt, PreemptDelay: in.PreemptDelay, StartState: vrrp.StateBackup,
+			Notify: in.Notify, NotifyMaster: in.NotifyMaster, NotifyBackup: in.NotifyBackup, NotifyFault: in.NotifyFault, NotifyStop: in.NotifyStop,
+			GARPDelay: in.GarpMasterDelay, GARPRepeat: in.GarpMasterRepeat, GARPRefresh: in.GarpMasterRefresh,
+			GARPRefreshRepeat: in.GarpMasterRefreshRepeat, DontTrackPrimary: in.DontTrackPrimary, FastHandover: in.FastHandover,
+		}
+		if in.State == config.StateMaster && !in.NoPreempt {
+			ic.StartState = vrrp.StateMaster
+		}
+		switch in.AuthType {
+		case config.AuthPass:
+			ic.AuthType = vrrp.AuthPass
+		case config.AuthAH:
+			ic.AuthType = vrrp.AuthAH
+		}
+		for _, v := range in.VIPs {
+			ic.VIPs = append(ic.VIPs, vrrp.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label, Brd: v.Broadcast, Scope: v.Scope.String()})
+		}
+		for _, v := range in.ExcludedVIPs {
+			ic.Excluded = append(ic.Excluded, vrrp.VIP{Prefix: v.Prefix, Dev: v.Dev, Label: v.Label, Brd: v.Broadcast, Scope: v.Scope.String()})
+		}
+		// track_mode fault: weight 0 is keepalived's "FAULT while failing" for scripts and interfaces.
+		fault := in.TrackMode == config.TrackFault
+		for _, t := range in.TrackScripts {
+			w, set, rev := trackRef(t, fault)
+			ic.TrackScripts = append(ic.TrackScripts, vrrp.TrackScriptRef{Name: t.Name, Weight: w, WeightSet: set, Reverse: rev})
+		}
+		for _, t := range in.TrackFiles {
+			w, set, rev := trackRef(t, fault)
+			ic.TrackFiles = append(ic.TrackFiles, vrrp.TrackFileRef{Name: t.Name, Weight: w, WeightSet: set, Reverse: rev})
+		}
+		for _, t := range in.TrackProcs {
+			w, set, rev := trackRef(t, fault)
+			ic.TrackProcs = append(ic.TrackProcs, vrrp.TrackProcRef{Name: t.Name, Weight: w, WeightSet: set, Reverse: rev})
+		}
+		for _, t := range in.TrackInterfaces {
+			w := t.Weight
+			if fault {
+				w = 0
+			}
+			ic.TrackInterfaces = append(ic.TrackInterfaces, vrrp.TrackIf{Name: t.Name, Weight: w})
+		}
+		out.Instances = append(out.Instances, ic)
+	}
+	for _, sg := range cfg.SyncGroups {
+		out.SyncGroups = append(out.SyncGroups, vrrp.SyncGroupConfig{Name: sg.Name, Members: sg.Group, Notify: sg.Notify,
+			NotifyMaster: sg.NotifyMaster, NotifyBackup: sg.NotifyBackup, NotifyFault: sg.NotifyFault})
+	}
+	return out
+}
+
+// trackRef is a tracker reference's weight as the VRRP router takes it: with
+// track_mode fault every weight becomes 0, keepalived's "FAULT while failing".
+func trackRef(t config.Track, fault bool) (weight int, set, reverse bool) {
+	if fault {
+		return 0, true, t.Reverse
+	}
+	return t.Weight, t.HasWeight, t.Reverse
+}
+
+func ipvsProto(p config.Protocol) ipvs.Proto {
+	switch p {
+	case config.ProtoUDP:
+		return ipvs.UDP
+	case config.ProtoSCTP:
+		return ipvs.SCTP
+	}
+	return ipvs.TCP
+}
+
+func ipvsMethod(k config.LBKind) ipvs.Method {
+	switch k {
+	case config.LBKindDR:
+		return ipvs.DR
+	case config.LBKindTUN:
+		return ipvs.TUN
+	}
+	return ipvs.NAT
+}
+
+// ipvsKey is the kernel key of a single-address virtual server.
+func ipvsKey(vs *config.VirtualServer) ipvs.ServiceKey {
+	return ipvs.Service{Addr: vs.Addr, Protocol: ipvsProto(vs.Protocol)}.Key()
+}
+
+// ipvsServices is the desired kernel table: every virtual server that needs IPVS.
+func ipvsServices(cfg *config.Config) []ipvs.Service {
+	var out []ipvs.Service
+	for _, vs := range cfg.NeedsIPVS() {
+		base := ipvs.Service{Scheduler: vs.LBAlgo.String(), Timeout: vs.PersistenceTimeout,
+			Netmask: maskBits(vs.PersistenceGranularity, 0), Protocol: ipvsProto(vs.Protocol)}
+		for _, rs := range vs.RealServers {
+			base.Dests = append(base.Dests, ipvs.Dest{Addr: rs.Addr, Weight: rs.Weight, Method: ipvsMethod(vs.LBKind),
+				InhibitOnFailure: rs.InhibitOnFailure || vs.InhibitOnFailure})
+		}
+		for _, a := range vs.Addrs {
+			s := base
+			s.Addr = a
+			out = append(out, s)
+		}
+		for _, m := range vs.Fwmarks {
+			s := base
+			s.FWMark = m
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// scriptOptions is how health scripts run: script_user, enable_script_security.
+func scriptOptions(cfg *config.Config) health.ScriptOptions {
+	return health.ScriptOptions{User: cfg.Global.ScriptUser, Group: cfg.Global.ScriptGroup, Security: cfg.Global.EnableScriptSecurity}
+}
+
+// proxyGlobal is the proxy's process-wide settings.
+func proxyGlobal(cfg *config.Config) proxy.Global {
+	return proxy.Global{MaxConn: cfg.Global.MaxConn, LogSample: cfg.Global.LogSample}
+}
+
+// balanceAlgo maps lb_algo to the userspace balancer. The kernel-only schedulers map as the
+// balance package documents: lblc, lblcr, sed, nq → wlc; fo, ovf → wrr.
+func balanceAlgo(a config.LBAlgo) (balance.Algo, error) {
+	switch a {
+	case config.AlgoRR:
+		return balance.RR, nil
+	case config.AlgoWRR, config.AlgoFO, config.AlgoOVF:
+		return balance.WRR, nil
+	case config.AlgoLC:
+		return balance.LC, nil
+	case config.AlgoWLC, config.AlgoLBLC, config.AlgoLBLCR, config.AlgoSED, config.AlgoNQ:
+		return balance.WLC, nil
+	case config.AlgoSH:
+		return balance.SH, nil
+	case config.AlgoDH:
+		return balance.DH, nil
+	case config.AlgoMH:
+		return balance.MH, nil
+	}
+	return 0, fmt.Errorf("daemon: lb_algo %s: no userspace scheduler", a)
 }
