@@ -65,7 +65,15 @@ type InstanceConfig struct {
 	GARPRepeat        int           // garp_master_repeat (default 5)
 	GARPRefresh       time.Duration // garp_master_refresh (default 0: off)
 	GARPRefreshRepeat int           // garp_master_refresh_repeat (default 1)
-	DontTrackPrimary  bool
+	// GARPLowerPrioRepeat (garp_lower_prio_repeat): the burst a master sends when it hears a
+	// lower priority master; 0: GARPRepeat (keepalived's default); negative: none.
+	GARPLowerPrioRepeat int
+	// GARPLowerPrioDelay (garp_lower_prio_delay): the second such burst after this delay;
+	// 0: GARPDelay (keepalived's default); negative: none.
+	GARPLowerPrioDelay   time.Duration
+	LowerPrioNoAdvert    bool // lower_prio_no_advert
+	HigherPrioSendAdvert bool // higher_prio_send_advert
+	DontTrackPrimary     bool
 	// FastHandover: take over at once on a priority-0 advert (two-node pairs; see MachineConfig).
 	FastHandover bool
 }

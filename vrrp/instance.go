@@ -161,6 +161,12 @@ func withDefaults(cfg InstanceConfig) InstanceConfig {
 	if cfg.GARPRefreshRepeat == 0 {
 		cfg.GARPRefreshRepeat = 1
 	}
+	if cfg.GARPLowerPrioRepeat == 0 {
+		cfg.GARPLowerPrioRepeat = cfg.GARPRepeat
+	}
+	if cfg.GARPLowerPrioDelay == 0 {
+		cfg.GARPLowerPrioDelay = cfg.GARPDelay
+	}
 	fix := func(vs []VIP) []VIP {
 		out := slices.Clone(vs)
 		for i := range out {
@@ -183,6 +189,8 @@ func (in *instance) machineConfig(cfg InstanceConfig) MachineConfig {
 		Version: cfg.Version, Priority: cfg.Priority, Interval: cfg.AdvertInt, Primary: src,
 		NoPreempt: cfg.NoPreempt, PreemptDelay: cfg.PreemptDelay, StartMaster: cfg.StartState == StateMaster,
 		GARPDelay: cfg.GARPDelay, GARPRefresh: cfg.GARPRefresh, FastHandover: cfg.FastHandover,
+		GARPLowerPrio: cfg.GARPLowerPrioRepeat > 0, GARPLowerPrioDelay: max(cfg.GARPLowerPrioDelay, 0),
+		LowerPrioNoAdvert: cfg.LowerPrioNoAdvert, HigherPrioSendAdvert: cfg.HigherPrioSendAdvert,
 	}
 }
 
@@ -463,8 +471,12 @@ func (in *instance) execute(acts []Action, forced bool) {
 			in.transition(a, forced)
 		case ActGARP:
 			n := in.cfg.GARPRepeat
-			if a.Refresh {
+			switch {
+			case a.Refresh:
 				n = in.cfg.GARPRefreshRepeat
+			case a.LowerPrio:
+				n = in.cfg.GARPLowerPrioRepeat
+				in.log.Info("staying master against a lower priority master: gratuitous burst", zap.Int("count", n))
 			}
 			for _, v := range in.allVIPs() {
 				if err := in.addr.Announce(v, n); err != nil {
