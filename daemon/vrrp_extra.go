@@ -20,4 +20,8 @@ func vrrpExtra(ic *vrrp.InstanceConfig, in *config.Instance) {
 	}
 	ic.LowerPrioNoAdvert = x.LowerPrioNoAdvert
 	ic.HigherPrioSendAdvert = x.HigherPrioSendAdvert
+	for _, pt := range x.UnicastPeerTTL {
+		ic.UnicastPeerTTL = append(ic.UnicastPeerTTL, vrrp.PeerTTL{Peer: pt.Peer, Min: pt.Min, Max: pt.Max})
+	}
+	ic.AllowedPeers = x.VRRPPeers
 }

@@ -28,6 +28,11 @@ vrrp_instance B {
     garp_lower_prio_repeat 0
     garp_lower_prio_delay 0
     lower_prio_no_advert
+    unicast_src_ip 198.18.0.1
+    unicast_peer {
+        198.18.0.2 min_ttl 64 max_ttl 128
+    }
+    vrrp_peers 198.18.0.0/24
 }
 `))
 	a, b := v.Instances[0], v.Instances[1]
@@ -36,5 +41,11 @@ vrrp_instance B {
 	}
 	if b.GARPLowerPrioRepeat != -1 || b.GARPLowerPrioDelay != -1 || !b.LowerPrioNoAdvert || b.HigherPrioSendAdvert {
 		t.Fatalf("B: %+v", b)
+	}
+	if len(b.UnicastPeerTTL) != 1 || b.UnicastPeerTTL[0].Min != 64 || b.UnicastPeerTTL[0].Max != 128 || b.UnicastPeerTTL[0].Peer.String() != "198.18.0.2" {
+		t.Fatalf("B peer TTL: %+v", b.UnicastPeerTTL)
+	}
+	if len(b.AllowedPeers) != 1 || b.AllowedPeers[0].String() != "198.18.0.0/24" || len(a.AllowedPeers) != 0 {
+		t.Fatalf("vrrp_peers: %v %v", a.AllowedPeers, b.AllowedPeers)
 	}
 }

@@ -48,6 +48,12 @@ type InstanceConfig struct {
 
 	UnicastSrc   netip.Addr
 	UnicastPeers []netip.Addr
+	// UnicastPeerTTL bounds the TTL / hop limit of a unicast peer's adverts (unicast_peer's
+	// min_ttl / max_ttl); peers not listed: any.
+	UnicastPeerTTL []PeerTTL
+	// AllowedPeers (vrrp_peers): when set, adverts whose source is in none of these prefixes
+	// are dropped (DropNotAllowed), multicast or unicast.
+	AllowedPeers []netip.Prefix
 	McastSrc     netip.Addr
 
 	NoPreempt    bool
@@ -76,6 +82,12 @@ type InstanceConfig struct {
 	DontTrackPrimary     bool
 	// FastHandover: take over at once on a priority-0 advert (two-node pairs; see MachineConfig).
 	FastHandover bool
+}
+
+// PeerTTL is the accepted TTL / hop limit range of one unicast peer.
+type PeerTTL struct {
+	Peer     netip.Addr
+	Min, Max int
 }
 
 // ScriptConfig is one vrrp_script.

@@ -435,7 +435,8 @@ func (in *instance) reader(out chan<- Received, done chan<- struct{}) {
 
 // receive validates one packet; it returns the advert event when accepted.
 func (in *instance) receive(r Received) (Event, bool) {
-	f := Filter{Version: in.cfg.Version, VRID: in.cfg.VRID, AuthType: in.cfg.AuthType, AuthData: in.auth}
+	f := Filter{Version: in.cfg.Version, VRID: in.cfg.VRID, AuthType: in.cfg.AuthType, AuthData: in.auth,
+		Unicast: len(in.cfg.UnicastPeers) > 0}
 	if in.cfg.Version == 2 {
 		f.Interval = in.cfg.AdvertInt
 	}
@@ -448,6 +449,17 @@ func (in *instance) receive(r Received) (Event, bool) {
 	}
 	if why == DropNone && len(in.cfg.UnicastPeers) > 0 && !slices.Contains(in.cfg.UnicastPeers, r.Src) {
 		why = DropNotPeer
+	}
+	if why == DropNone && len(in.cfg.AllowedPeers) > 0 &&
+		!slices.ContainsFunc(in.cfg.AllowedPeers, func(p netip.Prefix) bool { return p.Contains(r.Src.WithZone("")) }) {
+		why = DropNotAllowed
+	}
+	if why == DropNone && f.Unicast {
+		for _, pt := range in.cfg.UnicastPeerTTL {
+			if pt.Peer == r.Src && (r.TTL < pt.Min || r.TTL > pt.Max) {
+				why = DropTTL
+			}
+		}
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()

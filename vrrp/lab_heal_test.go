@@ -1,8 +1,10 @@
 package vrrp
 
 import (
+	"net/netip"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,4 +97,49 @@ func TestLabAsymmetricHeal(t *testing.T) {
 	// And traffic reaches lb1 at once, not after the neighbour entry's reprobe.
 	d := p.until(t, time.Now(), "lb1", 500*time.Millisecond)
 	t.Logf("after the heal the VIP is answered by lb1 within %v", d)
+}
+
+// TestLabKeepalivedInteropIPv6Unicast: halb and keepalived 2.2.7 paired over unicast IPv6. keepalived
+// sends unicast IPv6 adverts with hop limit 64; halb must accept them (the TTL rule applies to
+// multicast only), so that exactly one of the two holds the VIP, in both priority orders, and
+// killing the winner moves the VIP.
+func TestLabKeepalivedInteropIPv6Unicast(t *testing.T) {
+	labAvailable(t)
+	if _, err := exec.LookPath("keepalived"); err != nil {
+		t.Skip("keepalived not installed")
+	}
+	ivl := 250 * time.Millisecond
+	for _, halbHigh := range []bool{true, false} {
+		t.Run(map[bool]string{true: "halb high", false: "keepalived high"}[halbHigh], func(t *testing.T) {
+			l := netlab.NewT(t)
+			hp, kp := 150, 100
+			if !halbHigh {
+				hp, kp = 100, 150
+			}
+			me, peer := l.Host("lb1").IPv6.Addr(), l.Host("lb2").IPv6.Addr()
+			ka := startKeepalived(t, l, "lb2", kaOpts{version: 3, prio: kp, interval: ivl, vrid: 51, vip: netlab.VIP1v6.String(),
+				unicastSrc: peer.String(), peers: []string{me.String()}})
+			c := halbCfg("", uint8(hp), 3, ivl, "")
+			c.Instances[0].Family = 6
+			c.Instances[0].VIPs = []VIP{{Prefix: netip.PrefixFrom(netlab.VIP1v6, 128)}}
+			c.Instances[0].UnicastSrc, c.Instances[0].UnicastPeers = me, []netip.Addr{peer}
+			hb := startHalb(t, l, "lb1", c)
+			winner, loser, wn := "lb1", "lb2", hb
+			if !halbHigh {
+				winner, loser, wn = "lb2", "lb1", ka
+			}
+			waitAddr(t, l, netlab.VIP1v6, winner, true, 10*time.Second)
+			// The loser never holds the VIP once the winner is known (two masters for good
+			// was the defect).
+			if poll.Until(8*ivl, 20*time.Millisecond, func() bool {
+				has, _ := l.HasAddr(loser, netlab.VIP1v6)
+				return has
+			}) {
+				t.Fatalf("%s holds the VIP next to %s", loser, winner)
+			}
+			wn.kill(syscall.SIGKILL)
+			wn.wait(5 * time.Second)
+			waitAddr(t, l, netlab.VIP1v6, loser, false, 10*time.Second)
+		})
+	}
 }
