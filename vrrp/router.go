@@ -23,6 +23,9 @@ type deps struct {
 	addresser Addresser
 	// watchLinks subscribes to link changes; nil: no link tracking.
 	watchLinks func(done <-chan struct{}, update func(name string, up bool)) error
+	// watchAddrs follows the node's addresses (the present ones returned, changes to update);
+	// nil: configured advert sources are not checked.
+	watchAddrs func(done <-chan struct{}, update func(ifAddr, bool)) ([]ifAddr, error)
 	// localAddrs lists the node's own addresses; nil: only each Conn's source.
 	localAddrs func() map[netip.Addr]bool
 	// procRoot is where track_process looks for processes ("": /proc).
@@ -40,6 +43,7 @@ func realDeps() deps {
 		},
 		addresser:  netAddresser{},
 		watchLinks: watchLinks,
+		watchAddrs: watchAddrs,
 		localAddrs: localAddrs,
 	}
 }
@@ -85,6 +89,7 @@ type Router struct {
 	started   bool
 	linkDone  chan struct{}
 	linkWG    sync.WaitGroup
+	addrs     map[ifAddr]bool // nil: not watched
 }
 
 type scriptResult struct {
@@ -166,10 +171,24 @@ func (r *Router) Start(ctx context.Context) error {
 	r.fileWG.Add(1)
 	go r.watchTracked(r.fileDone, cmp.Or(r.cfg.TrackPoll, defaultTrackPoll))
 	r.rebuildGroups()
-	if r.deps.watchLinks != nil {
+	if r.deps.watchLinks != nil || r.deps.watchAddrs != nil {
 		r.linkDone = make(chan struct{})
+	}
+	if r.deps.watchLinks != nil {
 		if err := r.deps.watchLinks(r.linkDone, r.linkChanged); err != nil {
 			r.log.Warn("link tracking unavailable", zap.Error(err))
+		}
+	}
+	r.addrs = nil
+	if r.deps.watchAddrs != nil {
+		now, err := r.deps.watchAddrs(r.linkDone, r.addrChanged)
+		if err != nil {
+			r.log.Warn("address tracking unavailable: unicast_src_ip / mcast_src_ip not checked", zap.Error(err))
+		} else {
+			r.addrs = map[ifAddr]bool{}
+			for _, a := range now {
+				r.addrs[a] = true
+			}
 		}
 	}
 	for i, in := range opened {
@@ -334,6 +353,7 @@ func (r *Router) pushTrackers(in *instance) {
 	}
 	r.pushFileTrackers(in, cfg, want)
 	r.pushProcTrackers(in, cfg, want)
+	r.pushSrcTracker(in, cfg, want)
 	for _, ti := range ifs {
 		up, known := r.linkUp[ti.Name]
 		if !known {
@@ -345,7 +365,7 @@ func (r *Router) pushTrackers(in *instance) {
 	}
 	for _, name := range in.trackerNames() {
 		if (hasPrefix(name, trackScriptPrefix) || hasPrefix(name, trackIfPrefix) || hasPrefix(name, trackFilePrefix) ||
-			hasPrefix(name, trackProcPrefix)) && !want[name] {
+			hasPrefix(name, trackProcPrefix) || hasPrefix(name, trackAddrPrefix)) && !want[name] {
 			in.removeTracker(name)
 		}
 	}
