@@ -3,6 +3,7 @@ package vrrp
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +76,53 @@ func TestLabVRRPPeersSpoof(t *testing.T) {
 				t.Fatal("the unguarded master did not yield: the spoofer does not reach it, so the guarded case proves nothing")
 			}
 		})
+	}
+}
+
+// TestLabAnnounceMovesNeighbour: the gratuitous ARP (mdlayher/arp) and the unsolicited NA with
+// the override flag (mdlayher/ndp) move a client's existing neighbour entries to the sender.
+func TestLabAnnounceMovesNeighbour(t *testing.T) {
+	labAvailable(t)
+	l := netlab.NewT(t)
+	const stale = "02:00:00:00:00:99"
+	vips := []VIP{
+		{Prefix: netip.PrefixFrom(netlab.VIP1, 32), Dev: "eth0"},
+		{Prefix: netip.PrefixFrom(netlab.VIP1v6, 128), Dev: "eth0"},
+	}
+	for _, v := range vips {
+		if _, err := l.IP("client", "neigh", "replace", v.Prefix.Addr().String(), "lladdr", stale, "dev", "eth0", "nud", "stale"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var a netAddresser
+	if err := l.Do("lb1", func() error {
+		for _, v := range vips {
+			if err := a.Add(v); err != nil {
+				return err
+			}
+			if err := a.Announce(v, 2); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := l.Host("lb1").MAC
+	for _, v := range vips {
+		var got string
+		if !poll.Until(2*time.Second, 10*time.Millisecond, func() bool {
+			out, _ := l.IP("client", "neigh", "show", v.Prefix.Addr().String(), "dev", "eth0")
+			f := strings.Fields(out)
+			got = ""
+			for i := 0; i+1 < len(f); i++ {
+				if f[i] == "lladdr" {
+					got = f[i+1]
+				}
+			}
+			return got == want
+		}) {
+			t.Fatalf("client's entry for %v: %q, want lb1's %s", v.Prefix.Addr(), got, want)
+		}
 	}
 }
