@@ -169,6 +169,9 @@ func (b *builder) resolveVRRPExtra(g *Global, in *Instance) {
 	if !x.checkSrcSet {
 		x.CheckUnicastSrc = gx.VRRPCheckUnicastSrc
 	}
+	if in.UseVMAC && (len(in.VMACName) > 15 || strings.ContainsAny(in.VMACName, "/ \t")) {
+		b.d.errorf(in.Pos, "use_vmac", "%s: %q is not a valid interface name (at most 15 characters, no '/' or blank)", in.Name, in.VMACName)
+	}
 	for _, p := range x.VRRPPeers {
 		if !p.IsValid() {
 			continue

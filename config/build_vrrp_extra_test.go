@@ -111,3 +111,13 @@ func TestUnicastPeerTTLAndVRRPPeers(t *testing.T) {
 		}
 	}
 }
+
+func TestUseVMACName(t *testing.T) {
+	if _, diags, err := parseSrc(t, strings.Replace(vrrpExtraInst, "%s", "use_vmac vrrp.interface.long", 1)); err == nil {
+		t.Fatalf("long VMAC name accepted: %v", diags)
+	}
+	cfg := mustParse(t, strings.Replace(vrrpExtraInst, "%s", "use_vmac\nvmac_xmit_base", 1))
+	if in := cfg.Instances[0]; !in.UseVMAC || in.VMACName != "" || !in.VMACXmitBase {
+		t.Fatalf("%+v", in)
+	}
+}

@@ -24,4 +24,5 @@ func vrrpExtra(ic *vrrp.InstanceConfig, in *config.Instance) {
 		ic.UnicastPeerTTL = append(ic.UnicastPeerTTL, vrrp.PeerTTL{Peer: pt.Peer, Min: pt.Min, Max: pt.Max})
 	}
 	ic.AllowedPeers = x.VRRPPeers
+	ic.UseVMAC, ic.VMACName, ic.VMACXmitBase = in.UseVMAC, in.VMACName, in.VMACXmitBase
 }

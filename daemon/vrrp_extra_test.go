@@ -18,6 +18,8 @@ vrrp_instance A {
         198.18.0.10
     }
     higher_prio_send_advert
+    use_vmac vip51
+    vmac_xmit_base
 }
 vrrp_instance B {
     interface eth0
@@ -38,6 +40,9 @@ vrrp_instance B {
 	a, b := v.Instances[0], v.Instances[1]
 	if a.GARPLowerPrioRepeat != 5 || a.GARPLowerPrioDelay != 2*time.Second || !a.HigherPrioSendAdvert || a.LowerPrioNoAdvert {
 		t.Fatalf("A: %+v", a)
+	}
+	if !a.UseVMAC || a.VMACName != "vip51" || !a.VMACXmitBase || b.UseVMAC {
+		t.Fatalf("use_vmac: %+v %+v", a, b)
 	}
 	if b.GARPLowerPrioRepeat != -1 || b.GARPLowerPrioDelay != -1 || !b.LowerPrioNoAdvert || b.HigherPrioSendAdvert {
 		t.Fatalf("B: %+v", b)

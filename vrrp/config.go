@@ -82,6 +82,12 @@ type InstanceConfig struct {
 	DontTrackPrimary     bool
 	// FastHandover: take over at once on a priority-0 advert (two-node pairs; see MachineConfig).
 	FastHandover bool
+	// UseVMAC (use_vmac [NAME]): the VIPs of the instance's interface go on a macvlan
+	// interface NAME (default vrrp.VRID, vrrp6.VRID for IPv6) with the VRRP virtual MAC, and
+	// adverts are sent from it, unless VMACXmitBase (vmac_xmit_base; forced with unicast).
+	UseVMAC      bool
+	VMACName     string
+	VMACXmitBase bool
 }
 
 // PeerTTL is the accepted TTL / hop limit range of one unicast peer.

@@ -105,6 +105,7 @@ type instance struct {
 	signal   chan struct{}
 	done     chan struct{}
 
+	stopped      func() // after the instance stopped (removes its VMAC interface)
 	lastFault    bool
 	lastOwnFault bool
 	holdUntil    time.Time           // Machine.HoldUntil, under mu, for the sync group
@@ -172,6 +173,9 @@ func withDefaults(cfg InstanceConfig) InstanceConfig {
 		for i := range out {
 			if out[i].Dev == "" {
 				out[i].Dev = cfg.Interface
+			}
+			if cfg.UseVMAC && out[i].Dev == cfg.Interface {
+				out[i].Dev = vmacName(cfg)
 			}
 		}
 		return out
@@ -349,6 +353,9 @@ func (in *instance) run() {
 					in.removeVIPs()
 					in.conn.Close()
 					<-readerDone
+					if in.stopped != nil {
+						in.stopped()
+					}
 					return
 				}
 			}

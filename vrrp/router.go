@@ -30,6 +30,8 @@ type deps struct {
 	localAddrs func() map[netip.Addr]bool
 	// procRoot is where track_process looks for processes ("": /proc).
 	procRoot string
+	// vmac creates and removes VMAC interfaces (use_vmac); nil: use_vmac is refused.
+	vmac vmacOps
 }
 
 func realDeps() deps {
@@ -39,8 +41,15 @@ func realDeps() deps {
 			if len(cfg.UnicastPeers) > 0 {
 				src = cfg.UnicastSrc
 			}
-			return openConn(cfg.Interface, cfg.family(), src, len(cfg.UnicastPeers) == 0, exclude)
+			if !src.IsValid() && sockIf(cfg) != cfg.Interface {
+				var err error
+				if src, err = vmacSource(cfg, exclude); err != nil {
+					return nil, err
+				}
+			}
+			return openConn(sockIf(cfg), cfg.family(), src, len(cfg.UnicastPeers) == 0, exclude)
 		},
+		vmac:       newNetVMAC(),
 		addresser:  netAddresser{},
 		watchLinks: watchLinks,
 		watchAddrs: watchAddrs,
@@ -158,6 +167,9 @@ func (r *Router) Start(ctx context.Context) error {
 		if err != nil {
 			for _, o := range opened {
 				o.conn.Close()
+				if o.stopped != nil {
+					o.stopped()
+				}
 			}
 			return err
 		}
@@ -205,8 +217,25 @@ func (r *Router) Start(ctx context.Context) error {
 }
 
 func (r *Router) newInstance(ic InstanceConfig) (*instance, error) {
+	var dropVMAC func()
+	if ic.UseVMAC {
+		if r.deps.vmac == nil {
+			return nil, fmt.Errorf("vrrp: instance %s: use_vmac not available", ic.Name)
+		}
+		if err := r.deps.vmac.create(ic); err != nil {
+			return nil, fmt.Errorf("vrrp: instance %s: %w", ic.Name, err)
+		}
+		dropVMAC = func() {
+			if err := r.deps.vmac.remove(ic); err != nil {
+				r.log.Warn("removing the VMAC interface failed", zap.String("instance", ic.Name), zap.Error(err))
+			}
+		}
+	}
 	conn, err := r.deps.open(ic, vipSet(withDefaults(ic)))
 	if err != nil {
+		if dropVMAC != nil {
+			dropVMAC()
+		}
 		return nil, fmt.Errorf("vrrp: instance %s: %w", ic.Name, err)
 	}
 	in := newInstance(r.log, ic, conn, r.deps.addresser, r.notify, instanceHooks{
@@ -216,6 +245,7 @@ func (r *Router) newInstance(ic InstanceConfig) (*instance, error) {
 		localAddrs:  r.deps.localAddrs,
 		siblingVRID: r.siblingVRID,
 	})
+	in.stopped = dropVMAC
 	return in, nil
 }
 
@@ -683,7 +713,8 @@ func (r *Router) Apply(cfg Config) error {
 func sameSocket(a, b InstanceConfig) bool {
 	a, b = withDefaults(a), withDefaults(b)
 	return a.Version == b.Version && a.UnicastSrc == b.UnicastSrc && a.McastSrc == b.McastSrc &&
-		(len(a.UnicastPeers) == 0) == (len(b.UnicastPeers) == 0)
+		(len(a.UnicastPeers) == 0) == (len(b.UnicastPeers) == 0) &&
+		a.UseVMAC == b.UseVMAC && (!a.UseVMAC || vmacName(a) == vmacName(b) && vmacXmitBase(a) == vmacXmitBase(b))
 }
 
 // Stop stops every instance: a master sends priority 0, VIPs are removed,
