@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
@@ -39,64 +40,68 @@ func (f *fakeAddrs) set(a ifAddr, present bool) {
 // (keepalived does; halb used to become master and fail every send); it leaves FAULT when the
 // address appears there, and goes back when it disappears (an IPv6 link flap removes it).
 func TestRouterUnicastSrcMissing(t *testing.T) {
-	w := &wire{}
-	src := netip.MustParseAddr("198.18.0.1")
-	fa := &fakeAddrs{now: []ifAddr{{"eth1", src}, {"eth0", netip.MustParseAddr("198.18.0.77")}}}
-	cfg := fakeCfg(150)
-	cfg.Instances[0].UnicastSrc = src
-	cfg.Instances[0].UnicastPeers = []netip.Addr{netip.MustParseAddr("198.18.0.2")}
-	n := &fakeNode{addr: newFakeAddr(), src: src}
-	r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), cfg, deps{
-		open:       func(InstanceConfig, map[netip.Addr]bool) (Conn, error) { return w.open(src), nil },
-		addresser:  n.addr,
-		watchAddrs: fa.watch,
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		src := netip.MustParseAddr("198.18.0.1")
+		fa := &fakeAddrs{now: []ifAddr{{"eth1", src}, {"eth0", netip.MustParseAddr("198.18.0.77")}}}
+		cfg := fakeCfg(150)
+		cfg.Instances[0].UnicastSrc = src
+		cfg.Instances[0].UnicastPeers = []netip.Addr{netip.MustParseAddr("198.18.0.2")}
+		n := &fakeNode{addr: newFakeAddr(), src: src}
+		r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), cfg, deps{
+			open:       func(InstanceConfig, map[netip.Addr]bool) (Conn, error) { return w.open(src), nil },
+			addresser:  n.addr,
+			watchAddrs: fa.watch,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.r = r
+		n.start(t)
+		eventually(t, "FAULT at start", func() bool { return n.state() == StateFault })
+		if c := n.r.Status()[0].LastTransition.Cause; c != "unicast_src_ip 198.18.0.1 not on eth0" {
+			t.Fatalf("cause %q", c)
+		}
+		// It stays there: several master down intervals (20 ms adverts), no VIP.
+		if poll.Until(200*time.Millisecond, 2*time.Millisecond, func() bool { return n.state() != StateFault || n.addr.has(vipP) }) {
+			t.Fatalf("left FAULT without its source address: %v", n.state())
+		}
+		fa.set(ifAddr{"eth0", src}, true)
+		eventually(t, "master once the address is there", func() bool { return n.state() == StateMaster && n.addr.has(vipP) })
+		fa.set(ifAddr{"eth0", src}, false)
+		eventually(t, "FAULT when it goes", func() bool { return n.state() == StateFault && !n.addr.has(vipP) })
+		if c := n.r.Status()[0].LastTransition.Cause; !strings.Contains(c, "not on eth0") {
+			t.Fatalf("cause %q", c)
+		}
+		fa.set(ifAddr{"eth0", src}, true)
+		eventually(t, "master again", func() bool { return n.state() == StateMaster })
+		if err := n.r.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.r = r
-	n.start(t)
-	eventually(t, "FAULT at start", func() bool { return n.state() == StateFault })
-	if c := n.r.Status()[0].LastTransition.Cause; c != "unicast_src_ip 198.18.0.1 not on eth0" {
-		t.Fatalf("cause %q", c)
-	}
-	// It stays there: several master down intervals (20 ms adverts), no VIP.
-	if poll.Until(200*time.Millisecond, 2*time.Millisecond, func() bool { return n.state() != StateFault || n.addr.has(vipP) }) {
-		t.Fatalf("left FAULT without its source address: %v", n.state())
-	}
-	fa.set(ifAddr{"eth0", src}, true)
-	eventually(t, "master once the address is there", func() bool { return n.state() == StateMaster && n.addr.has(vipP) })
-	fa.set(ifAddr{"eth0", src}, false)
-	eventually(t, "FAULT when it goes", func() bool { return n.state() == StateFault && !n.addr.has(vipP) })
-	if c := n.r.Status()[0].LastTransition.Cause; !strings.Contains(c, "not on eth0") {
-		t.Fatalf("cause %q", c)
-	}
-	fa.set(ifAddr{"eth0", src}, true)
-	eventually(t, "master again", func() bool { return n.state() == StateMaster })
-	if err := n.r.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // Without a configured source nothing is tracked, whatever the addresses.
 func TestRouterNoSrcNoTracker(t *testing.T) {
-	w := &wire{}
-	fa := &fakeAddrs{}
-	n := &fakeNode{addr: newFakeAddr(), src: netip.MustParseAddr("198.18.0.1")}
-	r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), fakeCfg(150), deps{
-		open:       func(InstanceConfig, map[netip.Addr]bool) (Conn, error) { return w.open(n.src), nil },
-		addresser:  n.addr,
-		watchAddrs: fa.watch,
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		fa := &fakeAddrs{}
+		n := &fakeNode{addr: newFakeAddr(), src: netip.MustParseAddr("198.18.0.1")}
+		r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), fakeCfg(150), deps{
+			open:       func(InstanceConfig, map[netip.Addr]bool) (Conn, error) { return w.open(n.src), nil },
+			addresser:  n.addr,
+			watchAddrs: fa.watch,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.r = r
+		n.start(t)
+		eventually(t, "master", func() bool { return n.state() == StateMaster })
+		if cs := n.r.Status()[0].Contributions; len(cs) != 0 {
+			t.Fatalf("contributions %+v", cs)
+		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.r = r
-	n.start(t)
-	eventually(t, "master", func() bool { return n.state() == StateMaster })
-	if cs := n.r.Status()[0].Contributions; len(cs) != 0 {
-		t.Fatalf("contributions %+v", cs)
-	}
 }
 
 // TestLabUnicastSrcMissing: the real netlink watcher in a lab namespace. lb1's unicast_src_ip is

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -77,54 +78,56 @@ func (f *fakeVMAC) remove(cfg InstanceConfig) error {
 // TestRouterVMACLifecycle: the VMAC interface exists from Start to Stop, the VIP goes on it, and a
 // reload that turns use_vmac off removes it.
 func TestRouterVMACLifecycle(t *testing.T) {
-	w := &wire{}
-	fv := &fakeVMAC{live: map[string]bool{}}
-	n := &fakeNode{addr: newFakeAddr(), src: netip.MustParseAddr("198.18.0.1")}
-	var opened []string
-	var mu sync.Mutex
-	cfg := fakeCfg(150)
-	cfg.Instances[0].UseVMAC = true
-	r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), cfg, deps{
-		open: func(ic InstanceConfig, _ map[netip.Addr]bool) (Conn, error) {
-			mu.Lock()
-			opened = append(opened, sockIf(ic))
-			mu.Unlock()
-			return w.open(n.src), nil
-		},
-		addresser: n.addr,
-		vmac:      fv,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.r = r
-	n.start(t)
-	eventually(t, "master", func() bool { return n.state() == StateMaster })
-	if !fv.live["vrrp.51"] || opened[0] != "vrrp.51" {
-		t.Fatalf("vmac %v, socket on %v", fv.live, opened)
-	}
-	has, _ := n.addr.Has(VIP{Prefix: vipP, Dev: "vrrp.51"})
-	if !has {
-		t.Fatal("VIP not added")
-	}
-	off := fakeCfg(150)
-	if err := r.Apply(off); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "vmac removed on reload", func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		fv := &fakeVMAC{live: map[string]bool{}}
+		n := &fakeNode{addr: newFakeAddr(), src: netip.MustParseAddr("198.18.0.1")}
+		var opened []string
+		var mu sync.Mutex
+		cfg := fakeCfg(150)
+		cfg.Instances[0].UseVMAC = true
+		r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), cfg, deps{
+			open: func(ic InstanceConfig, _ map[netip.Addr]bool) (Conn, error) {
+				mu.Lock()
+				opened = append(opened, sockIf(ic))
+				mu.Unlock()
+				return w.open(n.src), nil
+			},
+			addresser: n.addr,
+			vmac:      fv,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.r = r
+		n.start(t)
+		eventually(t, "master", func() bool { return n.state() == StateMaster })
+		if !fv.live["vrrp.51"] || opened[0] != "vrrp.51" {
+			t.Fatalf("vmac %v, socket on %v", fv.live, opened)
+		}
+		has, _ := n.addr.Has(VIP{Prefix: vipP, Dev: "vrrp.51"})
+		if !has {
+			t.Fatal("VIP not added")
+		}
+		off := fakeCfg(150)
+		if err := r.Apply(off); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "vmac removed on reload", func() bool {
+			fv.mu.Lock()
+			defer fv.mu.Unlock()
+			return !fv.live["vrrp.51"]
+		})
+		if err := r.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		fv.mu.Lock()
 		defer fv.mu.Unlock()
-		return !fv.live["vrrp.51"]
+		if want := []string{"create vrrp.51", "remove vrrp.51", "create vrrp.51", "remove vrrp.51"}; !slices.Equal(fv.events, want) {
+			t.Fatalf("events %v, want %v", fv.events, want)
+		}
 	})
-	if err := r.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	fv.mu.Lock()
-	defer fv.mu.Unlock()
-	if want := []string{"create vrrp.51", "remove vrrp.51", "create vrrp.51", "remove vrrp.51"}; !slices.Equal(fv.events, want) {
-		t.Fatalf("events %v, want %v", fv.events, want)
-	}
 }
