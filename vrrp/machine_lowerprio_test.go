@@ -1,7 +1,9 @@
 package vrrp
 
 import (
+	"net/netip"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -115,4 +117,42 @@ func TestAsymmetricHealMachines(t *testing.T) {
 	want(t, acts, "dual:198.18.0.2 advert:150 garp-lower")
 	// B hears A 1.5 s later and yields, without announcing.
 	want(t, b.step(11500*time.Millisecond, Event{Kind: EvAdvert, Src: peerL, Priority: 150, Interval: time.Second}), "MASTER>BACKUP")
+}
+
+// TestRouterLowerPrioBurst: the shell sends garp_lower_prio_repeat announcements per VIP when the
+// machine asks, at once and garp_lower_prio_delay later (fake clock).
+func TestRouterLowerPrioBurst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		cfg := fakeCfg(150)
+		cfg.Instances[0].GARPDelay = 0
+		cfg.Instances[0].GARPLowerPrioRepeat = 7
+		cfg.Instances[0].GARPLowerPrioDelay = 3 * time.Second
+		a := newFakeNode(t, w, "198.18.0.1", cfg)
+		a.start(t)
+		eventually(t, "master", func() bool { return a.state() == StateMaster })
+		announced := func() int { a.addr.mu.Lock(); defer a.addr.mu.Unlock(); return a.addr.announce }
+		before := announced()
+		inj := w.open(netip.MustParseAddr("198.18.0.9"))
+		low := Advert{Version: 3, VRID: 51, Priority: 50, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{vipP.Addr()}}
+		b, _ := low.Marshal(inj.src, GroupV4())
+		inj.Send(b, GroupV4())
+		synctest.Wait()
+		if got := announced() - before; got != 7 {
+			t.Fatalf("announcements after the lower priority master: %d, want 7", got)
+		}
+		if a.state() != StateMaster {
+			t.Fatal("gave up to a lower priority master")
+		}
+		time.Sleep(3*time.Second - time.Millisecond) // fake clock: just before the second burst
+		synctest.Wait()
+		if got := announced() - before; got != 7 {
+			t.Fatalf("second burst early: %d", got)
+		}
+		time.Sleep(2 * time.Millisecond)
+		synctest.Wait()
+		if got := announced() - before; got != 14 {
+			t.Fatalf("after garp_lower_prio_delay: %d announcements, want 14", got)
+		}
+	})
 }
