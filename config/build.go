@@ -103,11 +103,11 @@ func newBuilder(d *diags) *builder {
 		cfg:        &Config{Global: defaultGlobal()},
 		instAccept: map[*Instance]bool{},
 	}
-	b.global = blockSpec[Global]{"global_defs", globalTable()}
+	b.global = blockSpec[Global]{"global_defs", withVRRPExtraGlobal(globalTable())}
 	b.script = blockSpec[Script]{"vrrp_script", scriptTable()}
 	b.tfile = blockSpec[TrackFile]{"vrrp_track_file", trackFileTable()}
 	b.tproc = blockSpec[TrackProcess]{"vrrp_track_process", trackProcTable()}
-	b.instance = blockSpec[Instance]{"vrrp_instance", instanceTable()}
+	b.instance = blockSpec[Instance]{"vrrp_instance", withVRRPExtraInstance(instanceTable())}
 	b.auth = blockSpec[Instance]{"authentication", authTable()}
 	b.sync = blockSpec[SyncGroup]{"vrrp_sync_group", syncTable()}
 	b.vs = blockSpec[vsBuild]{"virtual_server", vsTable()}

@@ -106,16 +106,29 @@ func encodeValue(buf *bytes.Buffer, v reflect.Value) error {
 }
 
 func encodeStruct(buf *bytes.Buffer, v reflect.Value) error {
-	t := v.Type()
 	buf.WriteByte('{')
 	first := true
+	if err := encodeFields(buf, v, &first); err != nil {
+		return err
+	}
+	buf.WriteByte('}')
+	return nil
+}
+
+// encodeFields writes v's fields; an embedded struct without a json name is inlined, as
+// encoding/json does.
+func encodeFields(buf *bytes.Buffer, v reflect.Value, first *bool) error {
+	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
+		tag := f.Tag.Get("json")
+		if f.Anonymous && tag == "" && f.Type.Kind() == reflect.Struct {
+			if err := encodeFields(buf, v.Field(i), first); err != nil {
+				return err
+			}
 			continue
 		}
-		tag := f.Tag.Get("json")
-		if tag == "-" {
+		if !f.IsExported() || tag == "-" {
 			continue
 		}
 		name, opts, _ := strings.Cut(tag, ",")
@@ -126,10 +139,10 @@ func encodeStruct(buf *bytes.Buffer, v reflect.Value) error {
 		if strings.Contains(opts, "omitempty") && fv.IsZero() {
 			continue
 		}
-		if !first {
+		if !*first {
 			buf.WriteByte(',')
 		}
-		first = false
+		*first = false
 		if err := writeJSON(buf, name); err != nil {
 			return err
 		}
@@ -138,7 +151,6 @@ func encodeStruct(buf *bytes.Buffer, v reflect.Value) error {
 			return err
 		}
 	}
-	buf.WriteByte('}')
 	return nil
 }
 

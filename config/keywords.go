@@ -13,8 +13,7 @@ func unimplemented(kw string) bool {
 		"enable_snmp_rfcv2", "enable_snmp_rfcv3", "enable_traps", "enable_dbus", "dbus_service_name",
 		"lvs_sync_daemon_interface", "lvs_flush", "lvs_flush_on_stop",
 		"vrrp_iptables", "vrrp_ipsets", "nftables", "nftables_priority", "nftables_ifindex", "nftables_counters",
-		"vrrp_check_unicast_src", "vrrp_lower_prio_no_advert", "vrrp_higher_prio_send_advert",
-		"vrrp_garp_lower_prio_delay", "vrrp_garp_lower_prio_repeat", "vrrp_min_garp", "vrrp_startup_delay",
+		"vrrp_min_garp", "vrrp_startup_delay",
 		"vrrp_netlink_cmd_rcv_bufs", "vrrp_netlink_cmd_rcv_bufs_force", "vrrp_netlink_monitor_rcv_bufs",
 		"vrrp_netlink_monitor_rcv_bufs_force", "process_monitor_rcv_bufs", "process_monitor_rcv_bufs_force",
 		"lvs_netlink_cmd_rcv_bufs", "lvs_netlink_cmd_rcv_bufs_force", "lvs_netlink_monitor_rcv_bufs",
@@ -41,9 +40,8 @@ func unimplemented(kw string) bool {
 		"linkbeat_interface", "interface_up_down_delays", "SSL":
 		return true
 	// vrrp_instance
-	case "garp_lower_prio_delay", "garp_lower_prio_repeat", "lower_prio_no_advert", "higher_prio_send_advert",
-		"kernel_rx_buf_size", "debug", "strict_mode", "native_ipv6", "unicast_ttl", "unicast_fault_no_peer",
-		"check_unicast_src", "track_bfd", "track_group", "virtual_routes", "virtual_rules", "notify_master_rx_lower_pri",
+	case "kernel_rx_buf_size", "debug", "strict_mode", "native_ipv6", "unicast_ttl", "unicast_fault_no_peer",
+		"track_bfd", "track_group", "virtual_routes", "virtual_rules", "notify_master_rx_lower_pri",
 		"notify_deleted", "old_unicast_checksum", "skip_check_adv_addr", "use_ipvlan", "no_accept_unicast",
 		"garp_extra_if", "gna_extra_if", "mcast_ttl_v4", "mcast_ttl_v6", "vmac_xmit_base_fix", "notify_priority_changes",
 		"unicast_peer_ttl", "use_vmac_addr", "dont_track_primary_rx", "vrf", "mcast_dst_ip", "track_src_ip",

@@ -118,6 +118,7 @@ type Global struct {
 	VRRPMcastGroup4             netip.Addr    `json:"vrrp_mcast_group4"`
 	VRRPMcastGroup6             netip.Addr    `json:"vrrp_mcast_group6"`
 	VRRPSkipCheckAdvAddr        bool          `json:"vrrp_skip_check_adv_addr"`
+	GlobalVRRPExtra                           // vrrp_garp_lower_prio_*, vrrp_*_prio_*advert, vrrp_check_unicast_src
 
 	// halb's own keywords.
 	AdminSocket      string         `json:"admin_socket"`
@@ -186,6 +187,7 @@ type Instance struct {
 	GarpMasterRefreshRepeat int           `json:"garp_master_refresh_repeat"`
 
 	DontTrackPrimary bool `json:"dont_track_primary"`
+	VRRPExtra             // garp_lower_prio_*, *_prio_*advert, check_unicast_src, unicast TTLs, vrrp_peers
 	// FastHandover (halb): take over at once on a priority-0 advert instead of after Skew_Time.
 	FastHandover bool   `json:"fast_handover"`
 	UseVMAC      bool   `json:"use_vmac"`

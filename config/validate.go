@@ -63,6 +63,7 @@ func (b *builder) resolve() {
 		if in.GarpMasterRefreshRepeat == unset {
 			in.GarpMasterRefreshRepeat = g.VRRPGarpMasterRefreshRepeat
 		}
+		b.resolveVRRPExtra(g, in)
 		if v, ok := b.instAccept[in]; ok {
 			in.Accept = v
 		} else {

@@ -351,6 +351,7 @@ func vrrpConfig(cfg *config.Config) vrrp.Config {
 			GARPDelay: in.GarpMasterDelay, GARPRepeat: in.GarpMasterRepeat, GARPRefresh: in.GarpMasterRefresh,
 			GARPRefreshRepeat: in.GarpMasterRefreshRepeat, DontTrackPrimary: in.DontTrackPrimary, FastHandover: in.FastHandover,
 		}
+		vrrpExtra(&ic, in)
 		if in.State == config.StateMaster && !in.NoPreempt {
 			ic.StartState = vrrp.StateMaster
 		}

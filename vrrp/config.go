@@ -48,6 +48,12 @@ type InstanceConfig struct {
 
 	UnicastSrc   netip.Addr
 	UnicastPeers []netip.Addr
+	// UnicastPeerTTL bounds the TTL / hop limit of a unicast peer's adverts (unicast_peer's
+	// min_ttl / max_ttl); peers not listed: any.
+	UnicastPeerTTL []PeerTTL
+	// AllowedPeers (vrrp_peers): when set, adverts whose source is in none of these prefixes
+	// are dropped (DropNotAllowed), multicast or unicast.
+	AllowedPeers []netip.Prefix
 	McastSrc     netip.Addr
 
 	NoPreempt    bool
@@ -65,9 +71,29 @@ type InstanceConfig struct {
 	GARPRepeat        int           // garp_master_repeat (default 5)
 	GARPRefresh       time.Duration // garp_master_refresh (default 0: off)
 	GARPRefreshRepeat int           // garp_master_refresh_repeat (default 1)
-	DontTrackPrimary  bool
+	// GARPLowerPrioRepeat (garp_lower_prio_repeat): the burst a master sends when it hears a
+	// lower priority master; 0: GARPRepeat (keepalived's default); negative: none.
+	GARPLowerPrioRepeat int
+	// GARPLowerPrioDelay (garp_lower_prio_delay): the second such burst after this delay;
+	// 0: GARPDelay (keepalived's default); negative: none.
+	GARPLowerPrioDelay   time.Duration
+	LowerPrioNoAdvert    bool // lower_prio_no_advert
+	HigherPrioSendAdvert bool // higher_prio_send_advert
+	DontTrackPrimary     bool
 	// FastHandover: take over at once on a priority-0 advert (two-node pairs; see MachineConfig).
 	FastHandover bool
+	// UseVMAC (use_vmac [NAME]): the VIPs of the instance's interface go on a macvlan
+	// interface NAME (default vrrp.VRID, vrrp6.VRID for IPv6) with the VRRP virtual MAC, and
+	// adverts are sent from it, unless VMACXmitBase (vmac_xmit_base; forced with unicast).
+	UseVMAC      bool
+	VMACName     string
+	VMACXmitBase bool
+}
+
+// PeerTTL is the accepted TTL / hop limit range of one unicast peer.
+type PeerTTL struct {
+	Peer     netip.Addr
+	Min, Max int
 }
 
 // ScriptConfig is one vrrp_script.

@@ -27,12 +27,17 @@ func FuzzDecode(f *testing.F) {
 		f.Add(b, s.src.Is6(), uint8(s.a.Version), uint8(s.a.AuthType), uint8(255))
 	}
 	f.Add([]byte{0x31, 0x33, 0x64, 0xff, 0, 0x64, 0, 0}, false, uint8(3), uint8(0), uint8(255))
+	// The version's high bit makes the filter a unicast one (TTL not checked): keepalived's
+	// unicast IPv6 adverts come with hop limit 64.
+	if b, err := seeds[3].a.Marshal(src6, GroupV6()); err == nil {
+		f.Add(b, true, uint8(0x80|3), uint8(0), uint8(64))
+	}
 	f.Fuzz(func(t *testing.T, b []byte, v6 bool, version, auth, ttl uint8) {
 		src, dst := src4, GroupV4()
 		if v6 {
 			src, dst = src6, GroupV6()
 		}
-		flt := Filter{Version: int(version), AuthType: AuthType(auth), AuthData: PassData("pw")}
+		flt := Filter{Version: int(version & 0x7f), AuthType: AuthType(auth), AuthData: PassData("pw"), Unicast: version&0x80 != 0}
 		a, why := Decode(Received{Payload: b, Src: src, Dst: dst, TTL: int(ttl)}, flt)
 		if why != DropNone {
 			if why.String() == "" {

@@ -105,6 +105,7 @@ type instance struct {
 	signal   chan struct{}
 	done     chan struct{}
 
+	stopped      func() // after the instance stopped (removes its VMAC interface)
 	lastFault    bool
 	lastOwnFault bool
 	holdUntil    time.Time           // Machine.HoldUntil, under mu, for the sync group
@@ -161,11 +162,20 @@ func withDefaults(cfg InstanceConfig) InstanceConfig {
 	if cfg.GARPRefreshRepeat == 0 {
 		cfg.GARPRefreshRepeat = 1
 	}
+	if cfg.GARPLowerPrioRepeat == 0 {
+		cfg.GARPLowerPrioRepeat = cfg.GARPRepeat
+	}
+	if cfg.GARPLowerPrioDelay == 0 {
+		cfg.GARPLowerPrioDelay = cfg.GARPDelay
+	}
 	fix := func(vs []VIP) []VIP {
 		out := slices.Clone(vs)
 		for i := range out {
 			if out[i].Dev == "" {
 				out[i].Dev = cfg.Interface
+			}
+			if cfg.UseVMAC && out[i].Dev == cfg.Interface {
+				out[i].Dev = vmacName(cfg)
 			}
 		}
 		return out
@@ -183,6 +193,8 @@ func (in *instance) machineConfig(cfg InstanceConfig) MachineConfig {
 		Version: cfg.Version, Priority: cfg.Priority, Interval: cfg.AdvertInt, Primary: src,
 		NoPreempt: cfg.NoPreempt, PreemptDelay: cfg.PreemptDelay, StartMaster: cfg.StartState == StateMaster,
 		GARPDelay: cfg.GARPDelay, GARPRefresh: cfg.GARPRefresh, FastHandover: cfg.FastHandover,
+		GARPLowerPrio: cfg.GARPLowerPrioRepeat > 0, GARPLowerPrioDelay: max(cfg.GARPLowerPrioDelay, 0),
+		LowerPrioNoAdvert: cfg.LowerPrioNoAdvert, HigherPrioSendAdvert: cfg.HigherPrioSendAdvert,
 	}
 }
 
@@ -341,6 +353,9 @@ func (in *instance) run() {
 					in.removeVIPs()
 					in.conn.Close()
 					<-readerDone
+					if in.stopped != nil {
+						in.stopped()
+					}
 					return
 				}
 			}
@@ -427,7 +442,8 @@ func (in *instance) reader(out chan<- Received, done chan<- struct{}) {
 
 // receive validates one packet; it returns the advert event when accepted.
 func (in *instance) receive(r Received) (Event, bool) {
-	f := Filter{Version: in.cfg.Version, VRID: in.cfg.VRID, AuthType: in.cfg.AuthType, AuthData: in.auth}
+	f := Filter{Version: in.cfg.Version, VRID: in.cfg.VRID, AuthType: in.cfg.AuthType, AuthData: in.auth,
+		Unicast: len(in.cfg.UnicastPeers) > 0}
 	if in.cfg.Version == 2 {
 		f.Interval = in.cfg.AdvertInt
 	}
@@ -440,6 +456,17 @@ func (in *instance) receive(r Received) (Event, bool) {
 	}
 	if why == DropNone && len(in.cfg.UnicastPeers) > 0 && !slices.Contains(in.cfg.UnicastPeers, r.Src) {
 		why = DropNotPeer
+	}
+	if why == DropNone && len(in.cfg.AllowedPeers) > 0 &&
+		!slices.ContainsFunc(in.cfg.AllowedPeers, func(p netip.Prefix) bool { return p.Contains(r.Src.WithZone("")) }) {
+		why = DropNotAllowed
+	}
+	if why == DropNone && f.Unicast {
+		for _, pt := range in.cfg.UnicastPeerTTL {
+			if pt.Peer == r.Src && (r.TTL < pt.Min || r.TTL > pt.Max) {
+				why = DropTTL
+			}
+		}
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -463,8 +490,12 @@ func (in *instance) execute(acts []Action, forced bool) {
 			in.transition(a, forced)
 		case ActGARP:
 			n := in.cfg.GARPRepeat
-			if a.Refresh {
+			switch {
+			case a.Refresh:
 				n = in.cfg.GARPRefreshRepeat
+			case a.LowerPrio:
+				n = in.cfg.GARPLowerPrioRepeat
+				in.log.Info("staying master against a lower priority master: gratuitous burst", zap.Int("count", n))
 			}
 			for _, v := range in.allVIPs() {
 				if err := in.addr.Announce(v, n); err != nil {

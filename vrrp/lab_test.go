@@ -170,6 +170,9 @@ type kaOpts struct {
 	vip      string
 	state    string
 	nopre    bool
+	// unicast: unicast_src_ip and unicast_peer (empty: multicast)
+	unicastSrc string
+	peers      []string
 }
 
 func startKeepalived(t *testing.T, l *netlab.Lab, host string, o kaOpts) *node {
@@ -190,6 +193,17 @@ func startKeepalived(t *testing.T, l *netlab.Lab, host string, o kaOpts) *node {
 	if o.state == "" {
 		o.state = "BACKUP"
 	}
+	vipLen := 32
+	if strings.Contains(o.vip, ":") {
+		vipLen = 128
+	}
+	if o.unicastSrc != "" {
+		nopre += "    unicast_src_ip " + o.unicastSrc + "\n    unicast_peer {\n"
+		for _, p := range o.peers {
+			nopre += "        " + p + "\n"
+		}
+		nopre += "    }\n"
+	}
 	conf := fmt.Sprintf(`global_defs {
     router_id %s
     vrrp_version %d
@@ -204,10 +218,10 @@ vrrp_instance VI_1 {
     priority %d
     advert_int %s
 %s%s    virtual_ipaddress {
-        %s/32
+        %s/%d
     }
 }
-`, host, o.version, o.state, o.vrid, o.prio, strconv.FormatFloat(o.interval.Seconds(), 'f', -1, 64), auth, nopre, o.vip)
+`, host, o.version, o.state, o.vrid, o.prio, strconv.FormatFloat(o.interval.Seconds(), 'f', -1, 64), auth, nopre, o.vip, vipLen)
 	cf := filepath.Join(dir, "keepalived.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

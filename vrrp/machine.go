@@ -55,6 +55,19 @@ type MachineConfig struct {
 	// instead of after Skew_Time. Skew_Time lets the best of several backups win; in a two-node
 	// pair there is only one, and the planned handover drops from Skew_Time to about zero.
 	FastHandover bool
+	// GARPLowerPrio (keepalived's garp_lower_prio_repeat > 0): a master that hears a lower
+	// priority master answers with a gratuitous burst (ActGARP LowerPrio), and again after
+	// GARPLowerPrioDelay when that is positive (garp_lower_prio_delay). It moves the hosts
+	// of the segment back to us after a partition, whichever of the two heard the other first.
+	GARPLowerPrio      bool
+	GARPLowerPrioDelay time.Duration
+	// LowerPrioNoAdvert (lower_prio_no_advert): a master that hears a lower priority master
+	// does not answer with an advert at once (RFC behaviour; keepalived answers by default).
+	LowerPrioNoAdvert bool
+	// HigherPrioSendAdvert (higher_prio_send_advert): a master that hears a higher priority
+	// master sends one advert with its own priority before going back to backup, so that the
+	// other master, hearing a lower priority, sends its garp_lower_prio_repeat burst.
+	HigherPrioSendAdvert bool
 }
 
 // EventKind says what happened.
@@ -106,6 +119,7 @@ type Action struct {
 	Peer         netip.Addr
 	PeerPriority uint8
 	Refresh      bool // ActGARP: a periodic refresh burst (garp_master_refresh_repeat)
+	LowerPrio    bool // ActGARP: a burst against a lower priority master (garp_lower_prio_repeat)
 }
 
 // Machine is the pure VRRP state machine: it never reads the clock and owns
@@ -126,6 +140,7 @@ type Machine struct {
 	downCause string
 	garpAt    time.Time // delayed second burst
 	refreshAt time.Time // periodic refresh
+	lowerAt   time.Time // second burst against a lower priority master
 	preemptAt time.Time // preempt_delay: lower-priority masters tolerated until then
 }
 
@@ -256,7 +271,7 @@ func (m *Machine) shutdown(acts []Action) []Action {
 }
 
 func (m *Machine) clearTimers() {
-	m.adverAt, m.downAt, m.garpAt, m.refreshAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	m.adverAt, m.downAt, m.garpAt, m.refreshAt, m.lowerAt = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 }
 
 func (m *Machine) becomeMaster(now time.Time, cause string, acts []Action) []Action {
@@ -314,6 +329,10 @@ func (m *Machine) timer(now time.Time, acts []Action) []Action {
 		if !m.refreshAt.IsZero() && !now.Before(m.refreshAt) {
 			acts = append(acts, Action{Kind: ActGARP, Refresh: true})
 			m.refreshAt = now.Add(m.cfg.GARPRefresh)
+		}
+		if !m.lowerAt.IsZero() && !now.Before(m.lowerAt) {
+			acts = append(acts, Action{Kind: ActGARP, LowerPrio: true})
+			m.lowerAt = time.Time{}
 		}
 	}
 	return acts
@@ -375,16 +394,28 @@ func (m *Machine) advert(now time.Time, ev Event, acts []Action) []Action {
 			if ivl <= 0 {
 				ivl = m.cfg.Interval
 			}
+			if m.cfg.HigherPrioSendAdvert {
+				acts = append(acts, Action{Kind: ActSendAdvert, Priority: m.prio})
+			}
 			acts = m.becomeBackup(now, ivl, cause, acts)
 			m.masterAddr, m.masterPrio = ev.Src, ev.Priority
 			m.masterSeen = now
 			return acts
 		}
-		// Two masters: report, and assert ourselves at once (keepalived does).
-		acts = append(acts,
-			Action{Kind: ActDualMaster, Peer: ev.Src, PeerPriority: ev.Priority},
-			Action{Kind: ActSendAdvert, Priority: m.prio})
-		m.adverAt = now.Add(m.cfg.Interval)
+		// Two masters and we stay: report, assert ourselves at once (keepalived does unless
+		// lower_prio_no_advert), and move the segment's neighbour caches back to us: the other
+		// master may have announced itself last, and it may not hear us for a while yet.
+		acts = append(acts, Action{Kind: ActDualMaster, Peer: ev.Src, PeerPriority: ev.Priority})
+		if !m.cfg.LowerPrioNoAdvert {
+			acts = append(acts, Action{Kind: ActSendAdvert, Priority: m.prio})
+			m.adverAt = now.Add(m.cfg.Interval)
+		}
+		if m.cfg.GARPLowerPrio {
+			acts = append(acts, Action{Kind: ActGARP, LowerPrio: true})
+			if m.cfg.GARPLowerPrioDelay > 0 {
+				m.lowerAt = now.Add(m.cfg.GARPLowerPrioDelay)
+			}
+		}
 	}
 	return acts
 }
@@ -417,7 +448,7 @@ func (m *Machine) fault(now time.Time, ev Event, acts []Action) []Action {
 
 func (m *Machine) deadline() time.Time {
 	var d time.Time
-	for _, t := range []time.Time{m.adverAt, m.downAt, m.garpAt, m.refreshAt} {
+	for _, t := range []time.Time{m.adverAt, m.downAt, m.garpAt, m.refreshAt, m.lowerAt} {
 		if !t.IsZero() && (d.IsZero() || t.Before(d)) {
 			d = t
 		}

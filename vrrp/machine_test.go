@@ -69,7 +69,14 @@ func kinds(acts []Action) string {
 		case ActTransition:
 			s = append(s, a.From.String()+">"+a.To.String())
 		case ActGARP:
-			s = append(s, "garp")
+			switch {
+			case a.LowerPrio:
+				s = append(s, "garp-lower")
+			case a.Refresh:
+				s = append(s, "garp-refresh")
+			default:
+				s = append(s, "garp")
+			}
 		case ActDualMaster:
 			s = append(s, "dual:"+a.Peer.String())
 		}

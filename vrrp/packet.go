@@ -189,7 +189,7 @@ type DropReason uint8
 // Drop reasons, counted per instance.
 const (
 	DropNone         DropReason = iota
-	DropTTL                     // IP TTL / hop limit not 255
+	DropTTL                     // multicast: TTL / hop limit not 255; unicast: outside the peer's min_ttl..max_ttl
 	DropShort                   // shorter than the VRRP header
 	DropVersion                 // version not the configured one
 	DropType                    // type not 1 (advertisement)
@@ -204,6 +204,7 @@ const (
 	DropZeroInterval            // advertisement interval 0
 	DropOwn                     // our own packet looped back
 	DropNotPeer                 // unicast: source is not a configured peer
+	DropNotAllowed              // source in none of the vrrp_peers prefixes
 	numDropReasons
 )
 
@@ -241,6 +242,8 @@ func (d DropReason) String() string {
 		return "own"
 	case DropNotPeer:
 		return "not_peer"
+	case DropNotAllowed:
+		return "not_allowed"
 	}
 	return fmt.Sprintf("drop(%d)", uint8(d))
 }
@@ -262,6 +265,10 @@ type Filter struct {
 	AuthData [8]byte
 	// Interval, when non-zero for v2, must match the advert's interval.
 	Interval time.Duration
+	// Unicast: the instance uses unicast peers. keepalived's rule: TTL / hop limit 255 is
+	// required for multicast only; a unicast advert's TTL is checked against the peer's
+	// min_ttl / max_ttl by the caller (keepalived itself sends unicast IPv6 with hop limit 64).
+	Unicast bool
 }
 
 // Received is one packet as read from the socket.
@@ -277,7 +284,7 @@ type Received struct {
 func Decode(r Received, f Filter) (Advert, DropReason) {
 	var a Advert
 	b := r.Payload
-	if r.TTL != 255 {
+	if !f.Unicast && r.TTL != 255 {
 		return a, DropTTL
 	}
 	if len(b) < hdrLen {

@@ -23,10 +23,15 @@ type deps struct {
 	addresser Addresser
 	// watchLinks subscribes to link changes; nil: no link tracking.
 	watchLinks func(done <-chan struct{}, update func(name string, up bool)) error
+	// watchAddrs follows the node's addresses (the present ones returned, changes to update);
+	// nil: configured advert sources are not checked.
+	watchAddrs func(done <-chan struct{}, update func(ifAddr, bool)) ([]ifAddr, error)
 	// localAddrs lists the node's own addresses; nil: only each Conn's source.
 	localAddrs func() map[netip.Addr]bool
 	// procRoot is where track_process looks for processes ("": /proc).
 	procRoot string
+	// vmac creates and removes VMAC interfaces (use_vmac); nil: use_vmac is refused.
+	vmac vmacOps
 }
 
 func realDeps() deps {
@@ -36,10 +41,18 @@ func realDeps() deps {
 			if len(cfg.UnicastPeers) > 0 {
 				src = cfg.UnicastSrc
 			}
-			return openConn(cfg.Interface, cfg.family(), src, len(cfg.UnicastPeers) == 0, exclude)
+			if !src.IsValid() && sockIf(cfg) != cfg.Interface {
+				var err error
+				if src, err = vmacSource(cfg, exclude); err != nil {
+					return nil, err
+				}
+			}
+			return openConn(sockIf(cfg), cfg.family(), src, len(cfg.UnicastPeers) == 0, exclude)
 		},
+		vmac:       newNetVMAC(),
 		addresser:  netAddresser{},
 		watchLinks: watchLinks,
+		watchAddrs: watchAddrs,
 		localAddrs: localAddrs,
 	}
 }
@@ -85,6 +98,7 @@ type Router struct {
 	started   bool
 	linkDone  chan struct{}
 	linkWG    sync.WaitGroup
+	addrs     map[ifAddr]bool // nil: not watched
 }
 
 type scriptResult struct {
@@ -153,6 +167,9 @@ func (r *Router) Start(ctx context.Context) error {
 		if err != nil {
 			for _, o := range opened {
 				o.conn.Close()
+				if o.stopped != nil {
+					o.stopped()
+				}
 			}
 			return err
 		}
@@ -166,10 +183,24 @@ func (r *Router) Start(ctx context.Context) error {
 	r.fileWG.Add(1)
 	go r.watchTracked(r.fileDone, cmp.Or(r.cfg.TrackPoll, defaultTrackPoll))
 	r.rebuildGroups()
-	if r.deps.watchLinks != nil {
+	if r.deps.watchLinks != nil || r.deps.watchAddrs != nil {
 		r.linkDone = make(chan struct{})
+	}
+	if r.deps.watchLinks != nil {
 		if err := r.deps.watchLinks(r.linkDone, r.linkChanged); err != nil {
 			r.log.Warn("link tracking unavailable", zap.Error(err))
+		}
+	}
+	r.addrs = nil
+	if r.deps.watchAddrs != nil {
+		now, err := r.deps.watchAddrs(r.linkDone, r.addrChanged)
+		if err != nil {
+			r.log.Warn("address tracking unavailable: unicast_src_ip / mcast_src_ip not checked", zap.Error(err))
+		} else {
+			r.addrs = map[ifAddr]bool{}
+			for _, a := range now {
+				r.addrs[a] = true
+			}
 		}
 	}
 	for i, in := range opened {
@@ -186,8 +217,25 @@ func (r *Router) Start(ctx context.Context) error {
 }
 
 func (r *Router) newInstance(ic InstanceConfig) (*instance, error) {
+	var dropVMAC func()
+	if ic.UseVMAC {
+		if r.deps.vmac == nil {
+			return nil, fmt.Errorf("vrrp: instance %s: use_vmac not available", ic.Name)
+		}
+		if err := r.deps.vmac.create(ic); err != nil {
+			return nil, fmt.Errorf("vrrp: instance %s: %w", ic.Name, err)
+		}
+		dropVMAC = func() {
+			if err := r.deps.vmac.remove(ic); err != nil {
+				r.log.Warn("removing the VMAC interface failed", zap.String("instance", ic.Name), zap.Error(err))
+			}
+		}
+	}
 	conn, err := r.deps.open(ic, vipSet(withDefaults(ic)))
 	if err != nil {
+		if dropVMAC != nil {
+			dropVMAC()
+		}
 		return nil, fmt.Errorf("vrrp: instance %s: %w", ic.Name, err)
 	}
 	in := newInstance(r.log, ic, conn, r.deps.addresser, r.notify, instanceHooks{
@@ -197,6 +245,7 @@ func (r *Router) newInstance(ic InstanceConfig) (*instance, error) {
 		localAddrs:  r.deps.localAddrs,
 		siblingVRID: r.siblingVRID,
 	})
+	in.stopped = dropVMAC
 	return in, nil
 }
 
@@ -334,6 +383,7 @@ func (r *Router) pushTrackers(in *instance) {
 	}
 	r.pushFileTrackers(in, cfg, want)
 	r.pushProcTrackers(in, cfg, want)
+	r.pushSrcTracker(in, cfg, want)
 	for _, ti := range ifs {
 		up, known := r.linkUp[ti.Name]
 		if !known {
@@ -345,7 +395,7 @@ func (r *Router) pushTrackers(in *instance) {
 	}
 	for _, name := range in.trackerNames() {
 		if (hasPrefix(name, trackScriptPrefix) || hasPrefix(name, trackIfPrefix) || hasPrefix(name, trackFilePrefix) ||
-			hasPrefix(name, trackProcPrefix)) && !want[name] {
+			hasPrefix(name, trackProcPrefix) || hasPrefix(name, trackAddrPrefix)) && !want[name] {
 			in.removeTracker(name)
 		}
 	}
@@ -663,7 +713,8 @@ func (r *Router) Apply(cfg Config) error {
 func sameSocket(a, b InstanceConfig) bool {
 	a, b = withDefaults(a), withDefaults(b)
 	return a.Version == b.Version && a.UnicastSrc == b.UnicastSrc && a.McastSrc == b.McastSrc &&
-		(len(a.UnicastPeers) == 0) == (len(b.UnicastPeers) == 0)
+		(len(a.UnicastPeers) == 0) == (len(b.UnicastPeers) == 0) &&
+		a.UseVMAC == b.UseVMAC && (!a.UseVMAC || vmacName(a) == vmacName(b) && vmacXmitBase(a) == vmacXmitBase(b))
 }
 
 // Stop stops every instance: a master sends priority 0, VIPs are removed,

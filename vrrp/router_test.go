@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -175,172 +176,182 @@ func eventually(t *testing.T, what string, cond func() bool) {
 func TestRouterPairFake(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs after the routers' cleanups
-	w := &wire{}
-	a := newFakeNode(t, w, "198.18.0.1", fakeCfg(150))
-	b := newFakeNode(t, w, "198.18.0.2", fakeCfg(100))
-	a.start(t)
-	b.start(t)
-	eventually(t, "a master, b backup", func() bool {
-		return a.state() == StateMaster && b.state() == StateBackup && b.r.Status()[0].MasterAddr == a.src
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		a := newFakeNode(t, w, "198.18.0.1", fakeCfg(150))
+		b := newFakeNode(t, w, "198.18.0.2", fakeCfg(100))
+		a.start(t)
+		b.start(t)
+		eventually(t, "a master, b backup", func() bool {
+			return a.state() == StateMaster && b.state() == StateBackup && b.r.Status()[0].MasterAddr == a.src
+		})
+		if !a.addr.has(vipP) || b.addr.has(vipP) {
+			t.Fatal("VIP placement")
+		}
+		st := b.r.Status()[0]
+		if st.MasterAddr != a.src || st.MasterPriority != 150 || st.Counters.AdvertsReceived == 0 {
+			t.Fatalf("b status %+v", st)
+		}
+
+		// External tracker lowers a below b: b preempts.
+		a.r.SetTracker("VI_1", "vs web", TrackerState{Weight: -60, Reason: "virtual server web down"})
+		eventually(t, "b master after a's priority drop", func() bool { return b.state() == StateMaster && a.state() == StateBackup })
+		sa := a.r.Status()[0]
+		if sa.EffectivePriority != 90 || len(sa.Contributions) != 1 || sa.Contributions[0].Reason != "virtual server web down" {
+			t.Fatalf("a status %+v", sa)
+		}
+		if !strings.Contains(b.r.Status()[0].LastTransition.Cause, "preempting lower priority master 198.18.0.1 (prio 90)") {
+			t.Fatalf("cause %q", b.r.Status()[0].LastTransition.Cause)
+		}
+		eventually(t, "VIP moved", func() bool { return b.addr.has(vipP) && !a.addr.has(vipP) })
+
+		// A fault tracker puts a in FAULT.
+		a.r.SetTracker("VI_1", "vs web", TrackerState{Fault: true, Reason: "quorum lost"})
+		eventually(t, "a fault", func() bool { return a.state() == StateFault })
+		if c := a.r.Status()[0].LastTransition.Cause; c != "quorum lost" {
+			t.Fatalf("cause %q", c)
+		}
+		a.r.SetTracker("VI_1", "vs web", TrackerState{})
+		eventually(t, "a master again", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
+
+		// Stop a: priority 0, b takes over.
+		if err := a.r.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if a.addr.has(vipP) {
+			t.Fatal("VIP left after Stop")
+		}
+		eventually(t, "b master after stop", func() bool { return b.state() == StateMaster })
+		if c := b.r.Status()[0].LastTransition.Cause; !strings.Contains(c, "stepped down (priority 0)") {
+			t.Fatalf("cause %q", c)
+		}
+		b.r.Stop(context.Background())
 	})
-	if !a.addr.has(vipP) || b.addr.has(vipP) {
-		t.Fatal("VIP placement")
-	}
-	st := b.r.Status()[0]
-	if st.MasterAddr != a.src || st.MasterPriority != 150 || st.Counters.AdvertsReceived == 0 {
-		t.Fatalf("b status %+v", st)
-	}
-
-	// External tracker lowers a below b: b preempts.
-	a.r.SetTracker("VI_1", "vs web", TrackerState{Weight: -60, Reason: "virtual server web down"})
-	eventually(t, "b master after a's priority drop", func() bool { return b.state() == StateMaster && a.state() == StateBackup })
-	sa := a.r.Status()[0]
-	if sa.EffectivePriority != 90 || len(sa.Contributions) != 1 || sa.Contributions[0].Reason != "virtual server web down" {
-		t.Fatalf("a status %+v", sa)
-	}
-	if !strings.Contains(b.r.Status()[0].LastTransition.Cause, "preempting lower priority master 198.18.0.1 (prio 90)") {
-		t.Fatalf("cause %q", b.r.Status()[0].LastTransition.Cause)
-	}
-	eventually(t, "VIP moved", func() bool { return b.addr.has(vipP) && !a.addr.has(vipP) })
-
-	// A fault tracker puts a in FAULT.
-	a.r.SetTracker("VI_1", "vs web", TrackerState{Fault: true, Reason: "quorum lost"})
-	eventually(t, "a fault", func() bool { return a.state() == StateFault })
-	if c := a.r.Status()[0].LastTransition.Cause; c != "quorum lost" {
-		t.Fatalf("cause %q", c)
-	}
-	a.r.SetTracker("VI_1", "vs web", TrackerState{})
-	eventually(t, "a master again", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
-
-	// Stop a: priority 0, b takes over.
-	if err := a.r.Stop(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if a.addr.has(vipP) {
-		t.Fatal("VIP left after Stop")
-	}
-	eventually(t, "b master after stop", func() bool { return b.state() == StateMaster })
-	if c := b.r.Status()[0].LastTransition.Cause; !strings.Contains(c, "stepped down (priority 0)") {
-		t.Fatalf("cause %q", c)
-	}
-	b.r.Stop(context.Background())
 }
 
 func TestRouterDropsCounted(t *testing.T) {
-	w := &wire{}
-	a := newFakeNode(t, w, "198.18.0.1", fakeCfg(150))
-	a.start(t)
-	eventually(t, "master", func() bool { return a.state() == StateMaster })
-	inj := w.open(netip.MustParseAddr("198.18.0.9"))
-	bad := Advert{Version: 2, VRID: 51, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip4}}
-	b, _ := bad.Marshal(inj.src, GroupV4())
-	inj.Send(b, GroupV4())
-	other := Advert{Version: 3, VRID: 52, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip4}}
-	b, _ = other.Marshal(inj.src, GroupV4())
-	inj.Send(b, GroupV4())
-	eventually(t, "drops counted", func() bool {
-		d := a.r.Status()[0].Counters.Dropped
-		return d[DropVersion] == 1 && d[DropVRID] == 1
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		a := newFakeNode(t, w, "198.18.0.1", fakeCfg(150))
+		a.start(t)
+		eventually(t, "master", func() bool { return a.state() == StateMaster })
+		inj := w.open(netip.MustParseAddr("198.18.0.9"))
+		bad := Advert{Version: 2, VRID: 51, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip4}}
+		b, _ := bad.Marshal(inj.src, GroupV4())
+		inj.Send(b, GroupV4())
+		other := Advert{Version: 3, VRID: 52, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip4}}
+		b, _ = other.Marshal(inj.src, GroupV4())
+		inj.Send(b, GroupV4())
+		eventually(t, "drops counted", func() bool {
+			d := a.r.Status()[0].Counters.Dropped
+			return d[DropVersion] == 1 && d[DropVRID] == 1
+		})
+		if a.state() != StateMaster {
+			t.Fatal("a dropped packet changed the state")
+		}
+		// A lower-priority master is reported as a dual master.
+		low := Advert{Version: 3, VRID: 51, Priority: 10, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{vip4}}
+		b, _ = low.Marshal(inj.src, GroupV4())
+		inj.Send(b, GroupV4())
+		eventually(t, "dual master counted", func() bool { return a.r.Status()[0].Counters.DualMaster == 1 })
 	})
-	if a.state() != StateMaster {
-		t.Fatal("a dropped packet changed the state")
-	}
-	// A lower-priority master is reported as a dual master.
-	low := Advert{Version: 3, VRID: 51, Priority: 10, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{vip4}}
-	b, _ = low.Marshal(inj.src, GroupV4())
-	inj.Send(b, GroupV4())
-	eventually(t, "dual master counted", func() bool { return a.r.Status()[0].Counters.DualMaster == 1 })
 }
 
 // TestRouterSiblingVRIDNotDropped: two instances on one interface hear each other's adverts on
 // their sockets; those are not drops. A VRID nobody here runs still is.
 func TestRouterSiblingVRIDNotDropped(t *testing.T) {
-	w := &wire{}
-	cfg := fakeCfg(150)
-	second := cfg.Instances[0]
-	second.Name, second.VRID, second.VIPs = "VI_2", 52, []VIP{{Prefix: netip.MustParsePrefix("198.18.0.20/32")}}
-	cfg.Instances = append(cfg.Instances, second)
-	n := &fakeNode{addr: newFakeAddr(), src: netip.MustParseAddr("198.18.0.1")}
-	d := deps{
-		open:      func(InstanceConfig, map[netip.Addr]bool) (Conn, error) { return w.open(n.src), nil },
-		addresser: n.addr,
-	}
-	r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), cfg, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.r = r
-	n.start(t)
-	peer := newFakeNode(t, w, "198.18.0.2", fakeCfg(100)) // VRID 51 adverts reach both of n's sockets
-	peer.start(t)
-	eventually(t, "both masters elected", func() bool {
-		st := r.Status()
-		return len(st) == 2 && st[0].State == StateMaster && st[1].State == StateMaster && st[0].Counters.AdvertsSent > 3 && st[1].Counters.AdvertsSent > 3
-	})
-	inj := w.open(netip.MustParseAddr("198.18.0.9"))
-	foreign := Advert{Version: 3, VRID: 99, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip4}}
-	b, _ := foreign.Marshal(inj.src, GroupV4())
-	inj.Send(b, GroupV4())
-	eventually(t, "the foreign VRID counted on both", func() bool {
-		st := r.Status()
-		return st[0].Counters.Dropped[DropVRID] == 1 && st[1].Counters.Dropped[DropVRID] == 1
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		cfg := fakeCfg(150)
+		second := cfg.Instances[0]
+		second.Name, second.VRID, second.VIPs = "VI_2", 52, []VIP{{Prefix: netip.MustParsePrefix("198.18.0.20/32")}}
+		cfg.Instances = append(cfg.Instances, second)
+		n := &fakeNode{addr: newFakeAddr(), src: netip.MustParseAddr("198.18.0.1")}
+		d := deps{
+			open:      func(InstanceConfig, map[netip.Addr]bool) (Conn, error) { return w.open(n.src), nil },
+			addresser: n.addr,
+		}
+		r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), cfg, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.r = r
+		n.start(t)
+		peer := newFakeNode(t, w, "198.18.0.2", fakeCfg(100)) // VRID 51 adverts reach both of n's sockets
+		peer.start(t)
+		eventually(t, "both masters elected", func() bool {
+			st := r.Status()
+			return len(st) == 2 && st[0].State == StateMaster && st[1].State == StateMaster && st[0].Counters.AdvertsSent > 3 && st[1].Counters.AdvertsSent > 3
+		})
+		inj := w.open(netip.MustParseAddr("198.18.0.9"))
+		foreign := Advert{Version: 3, VRID: 99, Priority: 200, Interval: time.Second, Addrs: []netip.Addr{vip4}}
+		b, _ := foreign.Marshal(inj.src, GroupV4())
+		inj.Send(b, GroupV4())
+		eventually(t, "the foreign VRID counted on both", func() bool {
+			st := r.Status()
+			return st[0].Counters.Dropped[DropVRID] == 1 && st[1].Counters.Dropped[DropVRID] == 1
+		})
 	})
 }
 
 func TestRouterApplyNoFlap(t *testing.T) {
-	w := &wire{}
-	a := newFakeNode(t, w, "198.18.0.1", fakeCfg(150))
-	a.start(t)
-	eventually(t, "master", func() bool { return a.state() == StateMaster })
-	before := a.r.Status()[0].Counters.Transitions
-	cfg := fakeCfg(140)
-	extra := netip.MustParsePrefix("198.18.0.20/32")
-	cfg.Instances[0].VIPs = append(cfg.Instances[0].VIPs, VIP{Prefix: extra})
-	cfg.Instances[0].Name = "VI_renamed"
-	if err := a.r.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "reconfigured", func() bool {
-		s := a.r.Status()
-		return len(s) == 1 && s[0].Name == "VI_renamed" && s[0].EffectivePriority == 140 && a.addr.has(extra)
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		a := newFakeNode(t, w, "198.18.0.1", fakeCfg(150))
+		a.start(t)
+		eventually(t, "master", func() bool { return a.state() == StateMaster })
+		before := a.r.Status()[0].Counters.Transitions
+		cfg := fakeCfg(140)
+		extra := netip.MustParsePrefix("198.18.0.20/32")
+		cfg.Instances[0].VIPs = append(cfg.Instances[0].VIPs, VIP{Prefix: extra})
+		cfg.Instances[0].Name = "VI_renamed"
+		if err := a.r.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "reconfigured", func() bool {
+			s := a.r.Status()
+			return len(s) == 1 && s[0].Name == "VI_renamed" && s[0].EffectivePriority == 140 && a.addr.has(extra)
+		})
+		s := a.r.Status()[0]
+		if s.State != StateMaster || s.Counters.Transitions != before || !a.addr.has(vipP) {
+			t.Fatalf("flapped: %+v", s)
+		}
+		// A changed VRID is a different instance: the old one stops, a new starts.
+		cfg.Instances[0].VRID = 60
+		if err := a.r.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "new instance master", func() bool { s := a.r.Status(); return len(s) == 1 && s[0].VRID == 60 && s[0].State == StateMaster })
+		// Bad config is refused and changes nothing.
+		cfg.Instances[0].VRID = 0
+		if err := a.r.Apply(cfg); err == nil {
+			t.Fatal("bad config accepted")
+		}
 	})
-	s := a.r.Status()[0]
-	if s.State != StateMaster || s.Counters.Transitions != before || !a.addr.has(vipP) {
-		t.Fatalf("flapped: %+v", s)
-	}
-	// A changed VRID is a different instance: the old one stops, a new starts.
-	cfg.Instances[0].VRID = 60
-	if err := a.r.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "new instance master", func() bool { s := a.r.Status(); return len(s) == 1 && s[0].VRID == 60 && s[0].State == StateMaster })
-	// Bad config is refused and changes nothing.
-	cfg.Instances[0].VRID = 0
-	if err := a.r.Apply(cfg); err == nil {
-		t.Fatal("bad config accepted")
-	}
 }
 
 func TestRouterSyncGroup(t *testing.T) {
-	w := &wire{}
-	cfg := fakeCfg(150)
-	i2 := cfg.Instances[0]
-	i2.Name, i2.VRID, i2.VIPs = "VI_2", 52, []VIP{{Prefix: netip.MustParsePrefix("198.18.0.20/32")}}
-	cfg.Instances = append(cfg.Instances, i2)
-	cfg.SyncGroups = []SyncGroupConfig{{Name: "G", Members: []string{"VI_1", "VI_2"}}}
-	a := newFakeNode(t, w, "198.18.0.1", cfg)
-	a.start(t)
-	both := func(s State) func() bool {
-		return func() bool { st := a.r.Status(); return st[0].State == s && st[1].State == s }
-	}
-	eventually(t, "both master", both(StateMaster))
-	a.r.SetTracker("VI_1", "x", TrackerState{Fault: true, Reason: "x failed"})
-	eventually(t, "both fault", both(StateFault))
-	if c := a.r.Status()[1].LastTransition.Cause; !strings.Contains(c, "sync group G") {
-		t.Fatalf("VI_2 cause %q", c)
-	}
-	a.r.SetTracker("VI_1", "x", TrackerState{})
-	eventually(t, "both master again", both(StateMaster))
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		cfg := fakeCfg(150)
+		i2 := cfg.Instances[0]
+		i2.Name, i2.VRID, i2.VIPs = "VI_2", 52, []VIP{{Prefix: netip.MustParsePrefix("198.18.0.20/32")}}
+		cfg.Instances = append(cfg.Instances, i2)
+		cfg.SyncGroups = []SyncGroupConfig{{Name: "G", Members: []string{"VI_1", "VI_2"}}}
+		a := newFakeNode(t, w, "198.18.0.1", cfg)
+		a.start(t)
+		both := func(s State) func() bool {
+			return func() bool { st := a.r.Status(); return st[0].State == s && st[1].State == s }
+		}
+		eventually(t, "both master", both(StateMaster))
+		a.r.SetTracker("VI_1", "x", TrackerState{Fault: true, Reason: "x failed"})
+		eventually(t, "both fault", both(StateFault))
+		if c := a.r.Status()[1].LastTransition.Cause; !strings.Contains(c, "sync group G") {
+			t.Fatalf("VI_2 cause %q", c)
+		}
+		a.r.SetTracker("VI_1", "x", TrackerState{})
+		eventually(t, "both master again", both(StateMaster))
+	})
 }
 
 func TestRouterScriptsAndNotify(t *testing.T) {
@@ -405,80 +416,84 @@ func TestConfigValidate(t *testing.T) {
 // lowered it below the peer), the whole group stays backup on this node
 // instead of preempting with the other member and flapping.
 func TestRouterSyncGroupNoFlap(t *testing.T) {
-	w := &wire{}
-	group := func(prio uint8) Config {
-		cfg := fakeCfg(prio)
-		// 200 ms: a loaded test machine (with -race) must not stall for a
-		// master-down interval, or it sees a genuine takeover.
-		cfg.Instances[0].AdvertInt = 200 * time.Millisecond
-		i2 := cfg.Instances[0]
-		i2.Name, i2.VRID, i2.VIPs = "VI_2", 52, []VIP{{Prefix: netip.MustParsePrefix("198.18.0.20/32")}}
-		cfg.Instances = append(cfg.Instances, i2)
-		cfg.SyncGroups = []SyncGroupConfig{{Name: "G", Members: []string{"VI_1", "VI_2"}}}
-		return cfg
-	}
-	a := newFakeNode(t, w, "198.18.0.1", group(150))
-	b := newFakeNode(t, w, "198.18.0.2", group(100))
-	a.start(t)
-	b.start(t)
-	states := func(n *fakeNode, s State) bool {
-		st := n.r.Status()
-		return st[0].State == s && st[1].State == s
-	}
-	eventually(t, "a master, b backup", func() bool { return states(a, StateMaster) && states(b, StateBackup) })
-	a.r.SetTracker("VI_1", "vs", TrackerState{Weight: -60, Reason: "vs down"})
-	// Keepalived's rule: the group is master only where all members can be.
-	// Which node ends up master depends on timing (a's lowered VI_1 may
-	// keep it if b's VI_2 still hears a's VI_2); it must be one node for
-	// both members, and then stay put.
-	var m, bk *fakeNode
-	eventually(t, "consistent group", func() bool {
-		switch {
-		case states(a, StateMaster) && states(b, StateBackup):
-			m, bk = a, b
-		case states(b, StateMaster) && states(a, StateBackup):
-			m, bk = b, a
-		default:
-			return false
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		group := func(prio uint8) Config {
+			cfg := fakeCfg(prio)
+			// 200 ms: a loaded test machine (with -race) must not stall for a
+			// master-down interval, or it sees a genuine takeover.
+			cfg.Instances[0].AdvertInt = 200 * time.Millisecond
+			i2 := cfg.Instances[0]
+			i2.Name, i2.VRID, i2.VIPs = "VI_2", 52, []VIP{{Prefix: netip.MustParsePrefix("198.18.0.20/32")}}
+			cfg.Instances = append(cfg.Instances, i2)
+			cfg.SyncGroups = []SyncGroupConfig{{Name: "G", Members: []string{"VI_1", "VI_2"}}}
+			return cfg
 		}
-		return true
-	})
-	count := func() uint64 {
-		var n uint64
-		for _, s := range append(a.r.Status(), b.r.Status()...) {
-			n += s.Counters.Transitions
+		a := newFakeNode(t, w, "198.18.0.1", group(150))
+		b := newFakeNode(t, w, "198.18.0.2", group(100))
+		a.start(t)
+		b.start(t)
+		states := func(n *fakeNode, s State) bool {
+			st := n.r.Status()
+			return st[0].State == s && st[1].State == s
 		}
-		return n
-	}
-	before := count()
-	// 10 advert intervals ≈ 3 master-down intervals: a preempt cycle would
-	// show within one.
-	flapped := poll.Until(2*time.Second, 5*time.Millisecond, func() bool {
-		return !states(m, StateMaster) || !states(bk, StateBackup)
+		eventually(t, "a master, b backup", func() bool { return states(a, StateMaster) && states(b, StateBackup) })
+		a.r.SetTracker("VI_1", "vs", TrackerState{Weight: -60, Reason: "vs down"})
+		// Keepalived's rule: the group is master only where all members can be.
+		// Which node ends up master depends on timing (a's lowered VI_1 may
+		// keep it if b's VI_2 still hears a's VI_2); it must be one node for
+		// both members, and then stay put.
+		var m, bk *fakeNode
+		eventually(t, "consistent group", func() bool {
+			switch {
+			case states(a, StateMaster) && states(b, StateBackup):
+				m, bk = a, b
+			case states(b, StateMaster) && states(a, StateBackup):
+				m, bk = b, a
+			default:
+				return false
+			}
+			return true
+		})
+		count := func() uint64 {
+			var n uint64
+			for _, s := range append(a.r.Status(), b.r.Status()...) {
+				n += s.Counters.Transitions
+			}
+			return n
+		}
+		before := count()
+		// 10 advert intervals ≈ 3 master-down intervals: a preempt cycle would
+		// show within one.
+		flapped := poll.Until(2*time.Second, 5*time.Millisecond, func() bool {
+			return !states(m, StateMaster) || !states(bk, StateBackup)
+		})
+		if flapped {
+			t.Fatalf("group flapped: a %v %v, b %v %v", a.r.Status()[0].State, a.r.Status()[1].State, b.r.Status()[0].State, b.r.Status()[1].State)
+		}
+		if n := count(); n != before {
+			t.Fatalf("%d transitions while stable", n-before)
+		}
+		a.r.SetTracker("VI_1", "vs", TrackerState{})
+		eventually(t, "a master again", func() bool { return states(a, StateMaster) && states(b, StateBackup) })
 	})
-	if flapped {
-		t.Fatalf("group flapped: a %v %v, b %v %v", a.r.Status()[0].State, a.r.Status()[1].State, b.r.Status()[0].State, b.r.Status()[1].State)
-	}
-	if n := count(); n != before {
-		t.Fatalf("%d transitions while stable", n-before)
-	}
-	a.r.SetTracker("VI_1", "vs", TrackerState{})
-	eventually(t, "a master again", func() bool { return states(a, StateMaster) && states(b, StateBackup) })
 }
 
 func TestRouterOwnAddressDropped(t *testing.T) {
-	w := &wire{}
-	a := newFakeNode(t, w, "198.18.0.1", fakeCfg(100))
-	other := netip.MustParseAddr("198.18.0.5") // a second address of this node
-	a.r.deps.localAddrs = func() map[netip.Addr]bool { return map[netip.Addr]bool{other: true} }
-	a.start(t)
-	eventually(t, "master", func() bool { return a.state() == StateMaster })
-	inj := w.open(other)
-	adv := Advert{Version: 3, VRID: 51, Priority: 200, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{vip4}}
-	b, _ := adv.Marshal(other, GroupV4())
-	inj.Send(b, GroupV4())
-	eventually(t, "own drop counted", func() bool { return a.r.Status()[0].Counters.Dropped[DropOwn] == 1 })
-	if a.state() != StateMaster {
-		t.Fatal("own advert changed the state")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		w := &wire{}
+		a := newFakeNode(t, w, "198.18.0.1", fakeCfg(100))
+		other := netip.MustParseAddr("198.18.0.5") // a second address of this node
+		a.r.deps.localAddrs = func() map[netip.Addr]bool { return map[netip.Addr]bool{other: true} }
+		a.start(t)
+		eventually(t, "master", func() bool { return a.state() == StateMaster })
+		inj := w.open(other)
+		adv := Advert{Version: 3, VRID: 51, Priority: 200, Interval: 20 * time.Millisecond, Addrs: []netip.Addr{vip4}}
+		b, _ := adv.Marshal(other, GroupV4())
+		inj.Send(b, GroupV4())
+		eventually(t, "own drop counted", func() bool { return a.r.Status()[0].Counters.Dropped[DropOwn] == 1 })
+		if a.state() != StateMaster {
+			t.Fatal("own advert changed the state")
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
@@ -96,45 +97,47 @@ func TestReadTrackFile(t *testing.T) {
 // weighted one changes the priority; a reload that drops the tracking lets
 // the instance recover.
 func TestRouterTrackFile(t *testing.T) {
-	dir := t.TempDir()
-	maint := filepath.Join(dir, "maint")
-	prio := filepath.Join(dir, "prio")
-	w := &wire{}
-	cfg := fakeCfg(150)
-	cfg.TrackPoll = 5 * time.Millisecond
-	cfg.Files = []FileConfig{
-		{Name: "maint", Path: maint, Weight: 0, Init: true}, // created with 0
-		{Name: "prio", Path: prio, Weight: 1},
-	}
-	cfg.Instances[0].TrackFiles = []TrackFileRef{{Name: "maint"}, {Name: "prio", Weight: -60, WeightSet: true}}
-	a := newFakeNode(t, w, "198.18.0.1", cfg)
-	b := newFakeNode(t, w, "198.18.0.2", fakeCfg(100))
-	a.start(t)
-	b.start(t)
-	if data, err := os.ReadFile(maint); err != nil || string(data) != "0\n" {
-		t.Fatalf("init_file: %q %v", data, err)
-	}
-	eventually(t, "a master", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		maint := filepath.Join(dir, "maint")
+		prio := filepath.Join(dir, "prio")
+		w := &wire{}
+		cfg := fakeCfg(150)
+		cfg.TrackPoll = 5 * time.Millisecond
+		cfg.Files = []FileConfig{
+			{Name: "maint", Path: maint, Weight: 0, Init: true}, // created with 0
+			{Name: "prio", Path: prio, Weight: 1},
+		}
+		cfg.Instances[0].TrackFiles = []TrackFileRef{{Name: "maint"}, {Name: "prio", Weight: -60, WeightSet: true}}
+		a := newFakeNode(t, w, "198.18.0.1", cfg)
+		b := newFakeNode(t, w, "198.18.0.2", fakeCfg(100))
+		a.start(t)
+		b.start(t)
+		if data, err := os.ReadFile(maint); err != nil || string(data) != "0\n" {
+			t.Fatalf("init_file: %q %v", data, err)
+		}
+		eventually(t, "a master", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
 
-	os.WriteFile(maint, []byte("1\n"), 0o644)
-	eventually(t, "a FAULT, b master", func() bool { return a.state() == StateFault && b.state() == StateMaster })
-	if c := a.r.Status()[0].LastTransition.Cause; !strings.Contains(c, "file maint value 1") {
-		t.Fatalf("cause %q", c)
-	}
-	os.WriteFile(maint, []byte("0\n"), 0o644)
-	eventually(t, "a master again", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
+		os.WriteFile(maint, []byte("1\n"), 0o644)
+		eventually(t, "a FAULT, b master", func() bool { return a.state() == StateFault && b.state() == StateMaster })
+		if c := a.r.Status()[0].LastTransition.Cause; !strings.Contains(c, "file maint value 1") {
+			t.Fatalf("cause %q", c)
+		}
+		os.WriteFile(maint, []byte("0\n"), 0o644)
+		eventually(t, "a master again", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
 
-	os.WriteFile(prio, []byte("1"), 0o644) // 1 × -60: 150 → 90, below b
-	eventually(t, "b master on a's lower priority", func() bool { return a.state() == StateBackup && b.state() == StateMaster })
-	st := a.r.Status()[0]
-	if st.EffectivePriority != 90 {
-		t.Fatalf("effective priority %d: %+v", st.EffectivePriority, st.Contributions)
-	}
+		os.WriteFile(prio, []byte("1"), 0o644) // 1 × -60: 150 → 90, below b
+		eventually(t, "b master on a's lower priority", func() bool { return a.state() == StateBackup && b.state() == StateMaster })
+		st := a.r.Status()[0]
+		if st.EffectivePriority != 90 {
+			t.Fatalf("effective priority %d: %+v", st.EffectivePriority, st.Contributions)
+		}
 
-	cfg.Instances[0].TrackFiles = nil
-	if err := a.r.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "a master after the reload", func() bool { return a.state() == StateMaster && a.r.Status()[0].EffectivePriority == 150 })
-	a.r.Stop(context.Background())
+		cfg.Instances[0].TrackFiles = nil
+		if err := a.r.Apply(cfg); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "a master after the reload", func() bool { return a.state() == StateMaster && a.r.Status()[0].EffectivePriority == 150 })
+		a.r.Stop(context.Background())
+	})
 }

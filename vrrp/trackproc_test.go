@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/zap"
@@ -111,56 +112,60 @@ func TestScanProcs(t *testing.T) {
 // TestRouterTrackProcess: the master loses its tracked process and goes to
 // FAULT; the process comes back and so does the master.
 func TestRouterTrackProcess(t *testing.T) {
-	f := &fakeProcs{t: t, root: t.TempDir()}
-	pid := f.add("haproxy", "S", "haproxy")
-	w := &wire{}
-	cfg := fakeCfg(150)
-	cfg.TrackPoll = 5 * time.Millisecond
-	cfg.Procs = []ProcConfig{{Name: "chk_haproxy", Process: "haproxy", Quorum: 1, QuorumMax: -1}}
-	cfg.Instances[0].TrackProcs = []TrackProcRef{{Name: "chk_haproxy"}}
-	src := netip.MustParseAddr("198.18.0.1")
-	a := &fakeNode{addr: newFakeAddr(), src: src}
-	r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), cfg, deps{
-		open:      func(InstanceConfig, map[netip.Addr]bool) (Conn, error) { return w.open(src), nil },
-		addresser: a.addr,
-		procRoot:  f.root,
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeProcs{t: t, root: t.TempDir()}
+		pid := f.add("haproxy", "S", "haproxy")
+		w := &wire{}
+		cfg := fakeCfg(150)
+		cfg.TrackPoll = 5 * time.Millisecond
+		cfg.Procs = []ProcConfig{{Name: "chk_haproxy", Process: "haproxy", Quorum: 1, QuorumMax: -1}}
+		cfg.Instances[0].TrackProcs = []TrackProcRef{{Name: "chk_haproxy"}}
+		src := netip.MustParseAddr("198.18.0.1")
+		a := &fakeNode{addr: newFakeAddr(), src: src}
+		r, err := newRouter(zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), cfg, deps{
+			open:      func(InstanceConfig, map[netip.Addr]bool) (Conn, error) { return w.open(src), nil },
+			addresser: a.addr,
+			procRoot:  f.root,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.r = r
+		b := newFakeNode(t, w, "198.18.0.2", fakeCfg(100))
+		a.start(t)
+		b.start(t)
+		eventually(t, "a master", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
+		f.kill(pid)
+		eventually(t, "a FAULT", func() bool { return a.state() == StateFault && b.state() == StateMaster })
+		if c := a.r.Status()[0].LastTransition.Cause; !strings.Contains(c, "process chk_haproxy failed (0 running, quorum 1)") {
+			t.Fatalf("cause %q", c)
+		}
+		f.add("haproxy", "S", "haproxy")
+		eventually(t, "a master again", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
+		a.r.Stop(context.Background())
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.r = r
-	b := newFakeNode(t, w, "198.18.0.2", fakeCfg(100))
-	a.start(t)
-	b.start(t)
-	eventually(t, "a master", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
-	f.kill(pid)
-	eventually(t, "a FAULT", func() bool { return a.state() == StateFault && b.state() == StateMaster })
-	if c := a.r.Status()[0].LastTransition.Cause; !strings.Contains(c, "process chk_haproxy failed (0 running, quorum 1)") {
-		t.Fatalf("cause %q", c)
-	}
-	f.add("haproxy", "S", "haproxy")
-	eventually(t, "a master again", func() bool { return a.state() == StateMaster && b.state() == StateBackup })
-	a.r.Stop(context.Background())
 }
 
 // TestRouterOnTransition: the hook hears every state change of every instance.
 func TestRouterOnTransition(t *testing.T) {
-	var mu sync.Mutex
-	var seen []string
-	w := &wire{}
-	cfg := fakeCfg(150)
-	cfg.OnTransition = func(name string, to State) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var seen []string
+		w := &wire{}
+		cfg := fakeCfg(150)
+		cfg.OnTransition = func(name string, to State) {
+			mu.Lock()
+			seen = append(seen, name+" "+to.String())
+			mu.Unlock()
+		}
+		a := newFakeNode(t, w, "198.18.0.1", cfg)
+		a.start(t)
+		eventually(t, "a master", func() bool { return a.state() == StateMaster })
+		a.r.Stop(context.Background())
 		mu.Lock()
-		seen = append(seen, name+" "+to.String())
-		mu.Unlock()
-	}
-	a := newFakeNode(t, w, "198.18.0.1", cfg)
-	a.start(t)
-	eventually(t, "a master", func() bool { return a.state() == StateMaster })
-	a.r.Stop(context.Background())
-	mu.Lock()
-	defer mu.Unlock()
-	if len(seen) < 2 || seen[len(seen)-2] != "VI_1 MASTER" || !strings.HasPrefix(seen[len(seen)-1], "VI_1 ") || seen[len(seen)-1] == "VI_1 MASTER" {
-		t.Fatalf("transitions heard: %v", seen)
-	}
+		defer mu.Unlock()
+		if len(seen) < 2 || seen[len(seen)-2] != "VI_1 MASTER" || !strings.HasPrefix(seen[len(seen)-1], "VI_1 ") || seen[len(seen)-1] == "VI_1 MASTER" {
+			t.Fatalf("transitions heard: %v", seen)
+		}
+	})
 }

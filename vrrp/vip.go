@@ -1,13 +1,15 @@
 package vrrp
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 
-	"github.com/gopacket/gopacket"
-	"github.com/gopacket/gopacket/layers"
+	"github.com/mdlayher/arp"
+	"github.com/mdlayher/ethernet"
+	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -154,38 +156,52 @@ func (netAddresser) Announce(v VIP, count int) error {
 // garpFrame is a gratuitous ARP request (sender = target = ip) broadcast
 // from mac, as keepalived sends.
 func garpFrame(mac net.HardwareAddr, ip netip.Addr) ([]byte, error) {
-	eth := &layers.Ethernet{SrcMAC: mac, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP}
-	arp := &layers.ARP{
-		AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
-		HwAddressSize: 6, ProtAddressSize: 4, Operation: layers.ARPRequest,
-		SourceHwAddress: mac, SourceProtAddress: ip.AsSlice(),
-		DstHwAddress: layers.EthernetBroadcast, DstProtAddress: ip.AsSlice(),
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true}, eth, arp); err != nil {
+	p, err := arp.NewPacket(arp.OperationRequest, mac, ip, ethernet.Broadcast, ip)
+	if err != nil {
 		return nil, fmt.Errorf("vrrp: encode ARP: %w", err)
 	}
-	return buf.Bytes(), nil
+	pb, err := p.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: encode ARP: %w", err)
+	}
+	f := &ethernet.Frame{Destination: ethernet.Broadcast, Source: mac, EtherType: ethernet.EtherTypeARP, Payload: pb}
+	b, err := f.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("vrrp: encode ARP: %w", err)
+	}
+	return b, nil
 }
 
+// allNodes is ff02::1 and its Ethernet group address.
+var (
+	allNodes    = netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 1})
+	allNodesMAC = net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
+)
+
 // unsolicitedNA is an unsolicited neighbour advertisement for ip with the
-// override flag, to all nodes, from ip itself.
+// override flag and ip's link-layer address, to all nodes, from ip itself, hop limit 255.
 func unsolicitedNA(mac net.HardwareAddr, ip netip.Addr) ([]byte, error) {
-	allNodes := net.ParseIP("ff02::1")
-	eth := &layers.Ethernet{SrcMAC: mac, DstMAC: net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}, EthernetType: layers.EthernetTypeIPv6}
-	ip6 := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6, SrcIP: ip.AsSlice(), DstIP: allNodes}
-	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)}
-	if err := icmp.SetNetworkLayerForChecksum(ip6); err != nil {
+	na := &ndp.NeighborAdvertisement{
+		Override:      true,
+		TargetAddress: ip,
+		Options:       []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: mac}},
+	}
+	icmp, err := ndp.MarshalMessageChecksum(na, ip, allNodes)
+	if err != nil {
 		return nil, fmt.Errorf("vrrp: encode NA: %w", err)
 	}
-	na := &layers.ICMPv6NeighborAdvertisement{
-		Flags:         0x20, // override
-		TargetAddress: ip.AsSlice(),
-		Options:       layers.ICMPv6Options{{Type: layers.ICMPv6OptTargetAddress, Data: mac}},
-	}
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip6, icmp, na); err != nil {
+	ip6 := make([]byte, 40, 40+len(icmp))
+	ip6[0] = 6 << 4
+	binary.BigEndian.PutUint16(ip6[4:6], uint16(len(icmp)))
+	ip6[6] = 58 // ICMPv6
+	ip6[7] = 255
+	src, dst := ip.As16(), allNodes.As16()
+	copy(ip6[8:24], src[:])
+	copy(ip6[24:40], dst[:])
+	f := &ethernet.Frame{Destination: allNodesMAC, Source: mac, EtherType: ethernet.EtherTypeIPv6, Payload: append(ip6, icmp...)}
+	b, err := f.MarshalBinary()
+	if err != nil {
 		return nil, fmt.Errorf("vrrp: encode NA: %w", err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }

@@ -407,7 +407,7 @@ func labStatus(dir string, stdout, stderr io.Writer) int {
 	}
 	l := &netlab.Lab{ID: st.ID}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPID\tRUNNING\tLINK\tHOLDS")
+	fmt.Fprintln(tw, "NODE\tPID\tRUNNING\tLINK\tVRRP\tHOLDS")
 	for _, lb := range []string{"lb1", "lb2"} {
 		var holds []string
 		for _, v := range labVIPs {
@@ -419,7 +419,8 @@ func labStatus(dir string, stdout, stderr io.Writer) int {
 		if out, err := l.IP(lb, "-o", "link", "show", "eth0"); err == nil && !strings.Contains(out, ",UP") {
 			link = "down"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%v\t%s\t%s\n", lb, st.PIDs[lb], alivePID(st.PIDs[lb]), link, strings.Join(holds, " "))
+		fmt.Fprintf(tw, "%s\t%d\t%v\t%s\t%s\t%s\n", lb, st.PIDs[lb], alivePID(st.PIDs[lb]), link,
+			labVRRP(filepath.Join(dir, lb+".sock")), strings.Join(holds, " "))
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(stdout, "\nthe client (198.18.0.100) sees:")

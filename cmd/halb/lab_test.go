@@ -82,6 +82,19 @@ func TestLabTwoNodes(t *testing.T) {
 	step("lb1 masters VIP1, lb2 masters VIP2, both serve", func() bool {
 		return holds("lb1", 0) && holds("lb2", 1) && !holds("lb2", 0) && !holds("lb1", 1) && serves(0) && serves(1)
 	})
+	// `halb lab status` shows each node's VRRP state.
+	if err := writeLabState(dir, &labState{ID: l.ID, PIDs: pids}); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if rc := labStatus(dir, &out, &out); rc != exitOK {
+		t.Fatalf("lab status: %d\n%s", rc, out.String())
+	}
+	for _, want := range []string{"VRRP", "VI_1 master, VI_2 backup", "VI_1 backup, VI_2 master"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("lab status lacks %q:\n%s", want, out.String())
+		}
+	}
 
 	// kill -9 lb1 and take its link down: a dead node.
 	_ = syscall.Kill(pids["lb1"], syscall.SIGKILL)
