@@ -17,8 +17,6 @@ func inert(block, kw string) (why string, ok bool) {
 		}
 	case "vrrp_instance":
 		switch kw {
-		case "use_vmac", "vmac_xmit_base":
-			return "halb's VRRP speaker keeps the VIPs on the interface's own MAC address", true
 		case "accept", "no_accept":
 			return "halb does not filter traffic to the VIPs (keepalived does with vrrp_strict and iptables/nftables)", true
 		}
