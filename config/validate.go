@@ -227,6 +227,7 @@ func (b *builder) validate() {
 		seen[k] = vs
 		b.validateVS(vs)
 	}
+	b.validateBGP() // build_bgp.go
 }
 
 func (b *builder) validateGlobal() {
