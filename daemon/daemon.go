@@ -65,6 +65,7 @@ type Daemon struct {
 	lvsNL  *ipvs.NetlinkTable
 	syncd  *syncFollower // lvs_sync_daemon; nil without IPVS
 	admin  *admin.Server
+	bgp    atomic.Pointer[bgpRunner] // bgp.go; nil without a bgp block
 
 	started    time.Time
 	lastReload atomic.Pointer[admin.Reload]
@@ -217,6 +218,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.checks.Set(targets, services...)
 	d.mu.Unlock()
 	d.checks.Start(runCtx)
+	if err := d.startBGP(runCtx, cfg); err != nil {
+		d.stopParts(context.Background())
+		return err
+	}
 
 	if err := d.startAdmin(runCtx, cfg); err != nil {
 		d.stopParts(context.Background())
@@ -322,6 +327,7 @@ func (d *Daemon) Stop() error {
 		if timeout <= 0 {
 			timeout = 30 * time.Second
 		}
+		d.drainBGP() // withdraw, wait drain_time: new flows go to the other nodes
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		err = d.stopParts(ctx)
@@ -342,6 +348,7 @@ func (d *Daemon) stopParts(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, d.closeBGP())
 	if d.checks != nil {
 		d.checks.Stop()
 	}
@@ -423,6 +430,7 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 		errs = append(errs, d.lvs.SetDesired(ipvsServices(cfg)))
 		d.applyLVSGlobals(old.cfg, cfg)
 	}
+	errs = append(errs, d.reloadBGP(cfg))
 	d.applyLogLevel(cfg)
 	return errors.Join(errs...)
 }
@@ -488,6 +496,7 @@ func (d *Daemon) onQuorum(q health.QuorumChange) {
 	if d.router != nil {
 		d.pushTrackers(d.gen.Load().cfg, q.Service, q.Up)
 	}
+	d.bgpSync()
 }
 
 func (d *Daemon) serviceUp(name string) bool {
