@@ -43,10 +43,12 @@ func (l *logger) fields(f gobgplog.Fields) []zap.Field {
 	return out
 }
 
-func (l *logger) note(msg string, f gobgplog.Fields) {
+// note remembers msg as the last error of the neighbor f["Key"]; it reports whether the text
+// differs from the previous one.
+func (l *logger) note(msg string, f gobgplog.Fields) bool {
 	key, ok := f["Key"].(string)
 	if !ok || key == "" {
-		return
+		return false
 	}
 	detail := msg
 	for _, k := range []string{"Reason", "Error", "Data"} {
@@ -56,8 +58,10 @@ func (l *logger) note(msg string, f gobgplog.Fields) {
 		}
 	}
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := l.last[key].msg != detail
 	l.last[key] = lastError{msg: detail, at: l.now()}
-	l.mu.Unlock()
+	return changed
 }
 
 func (l *logger) lastError(addr string) lastError {
@@ -90,12 +94,19 @@ func (l *logger) Info(msg string, f gobgplog.Fields) {
 func (l *logger) Debug(msg string, f gobgplog.Fields) {
 	switch msg {
 	case "failed to connect":
-		l.note(msg, f)
+		// Every connect retry fails the same way while a neighbor is down: warn on a change only.
+		if l.note(msg, f) {
+			l.z.Warn("neighbor unreachable; retrying", l.fields(f)...)
+		}
 	case "state changed":
-		// A session torn down before it was up (a refused OPEN, a NOTIFICATION in OpenConfirm)
-		// is logged only here; GoBGP keeps no more detail than the reason's kind.
+		// A session torn down before it was up (a refused OPEN, a NOTIFICATION in OpenConfirm,
+		// garbage instead of a BGP header) is logged only here; GoBGP keeps no more detail than
+		// the reason's kind. GoBGP retries after its idle hold time (the back-off), so this warns
+		// at most once per neighbor per idle hold time.
 		if f["new"] == "BGP_FSM_IDLE" && f["old"] != "BGP_FSM_ESTABLISHED" && f["old"] != "BGP_FSM_ACTIVE" {
-			l.note(fmt.Sprintf("session reset in %v", f["old"]), gobgplog.Fields{"Key": f["Key"], "Reason": f["reason"]})
+			m := fmt.Sprintf("session reset in %v", f["old"])
+			l.note(m, gobgplog.Fields{"Key": f["Key"], "Reason": f["reason"]})
+			l.z.Warn(m+"; retrying after the idle hold time", l.fields(f)...)
 		}
 	}
 	if l.z.Core().Enabled(zapcore.DebugLevel) {

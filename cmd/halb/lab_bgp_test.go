@@ -388,21 +388,38 @@ func TestLabBGP(t *testing.T) {
 	ok, failed, gap, errs = ld.halt()
 	t.Logf("MEASURE SIGTERM: withdrawn after %v, exited after %v; client: %d ok, %d failed, longest gap %v %v",
 		withdrawn.Round(time.Millisecond), exited.Round(time.Millisecond), ok, failed, gap.Round(time.Millisecond), errs)
-	if failed > 0 {
+	// Nothing is refused: new connections go to lb1 and lb2 from the withdrawal on, and lb3
+	// keeps listening through the drain time. What plain ECMP cannot save is a connection whose
+	// packets straddle the route change: its first packets reached lb3, the rest reach another
+	// node, which resets it (docs/bgp.md). Each worker has at most one connection in flight, so
+	// at most `workers` requests may fail that way; more means halb refused or cut something.
+	if failed > 4 {
 		b.dump()
-		t.Errorf("SIGTERM: %d of %d requests failed: %v", failed, ok+failed, errs)
+		t.Errorf("SIGTERM: %d of %d requests failed (more than the 4 in flight at the route change): %v", failed, ok+failed, errs)
 	}
 	if ok == 0 {
 		t.Errorf("SIGTERM: no request answered")
 	}
 
-	// The bad neighbors: logged, retried, and nothing else stopped serving.
-	data, _ := os.ReadFile(filepath.Join(b.dir, "lb1.log"))
-	log := string(data)
-	for _, nb := range []string{"198.18.0.11", "198.18.0.12"} {
-		if n := strings.Count(log, `"Key": "`+nb+`"`) + strings.Count(log, `Key":"`+nb+`"`); n == 0 {
-			t.Errorf("lb1 logged nothing about the bad neighbor %s", nb)
+	// The bad neighbors: logged, retried after the back-off (GoBGP's idle hold time, 5 s), and
+	// nothing else stopped serving (lb2 ran throughout).
+	warns := func(nb string) []string {
+		data, _ := os.ReadFile(filepath.Join(b.dir, "lb2.log"))
+		var lines []string
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, `"`+nb+`"`) && strings.Contains(line, "WARN") {
+				lines = append(lines, line)
+			}
 		}
+		return lines
+	}
+	for _, nb := range []string{"198.18.0.11", "198.18.0.12"} {
+		b.step("lb2 logs the bad neighbor "+nb+" twice (retried)", 20*time.Second, func() bool { return len(warns(nb)) >= 2 })
+		w := warns(nb)
+		t.Logf("bad neighbor %s: %d errors logged, first: %s", nb, len(w), w[0])
+	}
+	if hops := b.nexthops(); !hopsAre(hops, "lb1", "lb2") {
+		t.Errorf("next hops after the bad neighbors: %v", hops)
 	}
 	if via, err := b.get(time.Second); err != nil {
 		t.Errorf("after everything, the VIP does not answer: %v", err)
