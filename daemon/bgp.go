@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"halb/admin"
 	"halb/bgp"
 	"halb/config"
 	"halb/health"
@@ -352,4 +353,42 @@ func (d *Daemon) bgpSync() {
 	if r := d.bgp.Load(); r != nil {
 		r.sync()
 	}
+}
+
+// BGP implements admin.BGPSource.
+func (s source) BGP() (admin.BGP, bool) {
+	r := s.d.bgp.Load()
+	if r == nil {
+		return admin.BGP{}, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, iface, lastErr, stopping := r.status(ctx)
+	v := admin.BGP{RouterID: st.RouterID.String(), LocalAS: st.LocalAS, Interface: iface, Stopping: stopping, LastError: lastErr,
+		Sessions: []admin.BGPSession{}, Announced: []admin.BGPAnnounce{}}
+	for _, x := range st.Sessions {
+		v.Sessions = append(v.Sessions, admin.BGPSession{Neighbor: x.Neighbor.String(), RemoteAS: x.RemoteAS, State: x.State, Up: x.Up,
+			Since: x.Since, Flaps: x.Flaps, Received: x.Accepted, LastError: x.LastError, LastErrorAt: x.LastErrorAt})
+	}
+	for _, a := range st.Announced {
+		x := admin.BGPAnnounce{Prefix: a.Prefix.String(), Prepend: a.Prepend}
+		for _, c := range a.Communities {
+			x.Communities = append(x.Communities, bgp.Community(c))
+		}
+		if a.HasMED {
+			med := a.MED
+			x.MED = &med
+		}
+		v.Announced = append(v.Announced, x)
+	}
+	return v, true
+}
+
+// SetServiceDrain implements admin.ServiceDrainer.
+func (c controller) SetServiceDrain(service string, drain bool) error {
+	r := c.d.bgp.Load()
+	if r == nil {
+		return errors.New("BGP is not configured (no bgp block)")
+	}
+	return r.setDrained(service, drain)
 }

@@ -200,6 +200,12 @@ func (b *bgpLab) get(timeout time.Duration) (string, error) {
 	return via, nil
 }
 
+// ctl runs `halb ctl` against a node's admin socket.
+func (b *bgpLab) ctl(node string, args ...string) (string, error) {
+	out, err := exec.Command(b.self, append([]string{"ctl", "-s", filepath.Join(b.dir, node+".sock")}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
 func (b *bgpLab) dump() {
 	for _, h := range append([]string{"router"}, netlab.BGPNodes...) {
 		data, _ := os.ReadFile(filepath.Join(b.dir, h+".log"))
@@ -373,6 +379,16 @@ func TestLabBGP(t *testing.T) {
 	b.startWebs("lb2")
 	b.step("lb2 re-announced", 10*time.Second, func() bool { return hopsAre(b.nexthops(), all...) })
 
+	// The operator drains lb1's service: withdrawn; enabled again: announced.
+	if out, err := b.ctl("lb1", "drain", "service", labBGPVIP+":80"); err != nil {
+		t.Fatalf("drain service: %v: %s", err, out)
+	}
+	b.step("lb1 withdrawn by drain service", 5*time.Second, func() bool { return hopsAre(b.nexthops(), "lb2", "lb3") })
+	if out, err := b.ctl("lb1", "enable", "service", labBGPVIP+":80"); err != nil {
+		t.Fatalf("enable service: %v: %s", err, out)
+	}
+	b.step("lb1 announced after enable service", 5*time.Second, func() bool { return hopsAre(b.nexthops(), all...) })
+
 	// SIGTERM lb3 under steady load: withdraw, drain, close; no request fails.
 	ld = b.startLoad(4)
 	time.Sleep(300 * time.Millisecond) // steady load before the stop
@@ -393,6 +409,14 @@ func TestLabBGP(t *testing.T) {
 	// packets straddle the route change: its first packets reached lb3, the rest reach another
 	// node, which resets it (docs/bgp.md). Each worker has at most one connection in flight, so
 	// at most `workers` requests may fail that way; more means halb refused or cut something.
+	for _, h := range all {
+		data, _ := os.ReadFile(filepath.Join(b.dir, h+".log"))
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, `"status": 5`) || strings.Contains(line, "ERROR") || (strings.Contains(line, "WARN") && !strings.Contains(line, "bgp.gobgp") && !strings.Contains(line, "no dummy")) {
+				t.Logf("%s: %s", h, line)
+			}
+		}
+	}
 	if failed > 4 {
 		b.dump()
 		t.Errorf("SIGTERM: %d of %d requests failed (more than the 4 in flight at the route change): %v", failed, ok+failed, errs)
@@ -417,6 +441,12 @@ func TestLabBGP(t *testing.T) {
 		b.step("lb2 logs the bad neighbor "+nb+" twice (retried)", 20*time.Second, func() bool { return len(warns(nb)) >= 2 })
 		w := warns(nb)
 		t.Logf("bad neighbor %s: %d errors logged, first: %s", nb, len(w), w[0])
+	}
+	out, err := b.ctl("lb2", "show", "bgp")
+	t.Logf("halb ctl show bgp on lb2:\n%s", out)
+	if err != nil || !strings.Contains(out, "198.18.0.254  65000  ESTABLISHED") || !strings.Contains(out, labBGPVIP+"/32") ||
+		!strings.Contains(out, "session reset in BGP_FSM_") {
+		t.Errorf("show bgp on lb2 lacks the session, the prefix or the bad neighbor's error: %v", err)
 	}
 	if hops := b.nexthops(); !hopsAre(hops, "lb1", "lb2") {
 		t.Errorf("next hops after the bad neighbors: %v", hops)
