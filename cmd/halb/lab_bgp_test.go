@@ -272,6 +272,18 @@ func (b *bgpLab) startLoad(workers int) *load {
 	return ld
 }
 
+// more waits until n more requests were answered (the load ran on, across an event).
+func (ld *load) more(n int) bool {
+	ld.mu.Lock()
+	target := ld.ok + n
+	ld.mu.Unlock()
+	return poll.Until(10*time.Second, time.Millisecond, func() bool {
+		ld.mu.Lock()
+		defer ld.mu.Unlock()
+		return ld.ok >= target
+	})
+}
+
 func (ld *load) halt() (ok, failed int, gap time.Duration, errs []string) {
 	close(ld.stop)
 	ld.wg.Wait()
@@ -358,7 +370,7 @@ func TestLabBGP(t *testing.T) {
 	b.signal("lb1", syscall.SIGKILL)
 	b.step("lb1's next hop dropped", 5*time.Second, func() bool { return hopsAre(b.nexthops(), "lb2", "lb3") })
 	dropped := time.Since(start)
-	time.Sleep(300 * time.Millisecond) // let the load run on the new set: the gap is measured across the event
+	ld.more(200) // the load runs on the new set: the gap is measured across the event
 	ok, failed, gap, errs := ld.halt()
 	t.Logf("MEASURE kill -9: next hop dropped after %v; client: %d ok, %d failed, longest gap %v %v", dropped.Round(time.Millisecond), ok, failed, gap.Round(time.Millisecond), errs)
 	if dropped > time.Second {
@@ -391,7 +403,7 @@ func TestLabBGP(t *testing.T) {
 
 	// SIGTERM lb3 under steady load: withdraw, drain, close; no request fails.
 	ld = b.startLoad(4)
-	time.Sleep(300 * time.Millisecond) // steady load before the stop
+	ld.more(200) // steady load before the stop
 	start = time.Now()
 	b.signal("lb3", syscall.SIGTERM)
 	b.step("lb3 withdrawn", 5*time.Second, func() bool { return hopsAre(b.nexthops(), "lb1", "lb2") })
@@ -464,4 +476,69 @@ func TestLabBGP(t *testing.T) {
 		}
 	}
 	_ = context.Background
+}
+
+// TestMeasureBGPFailover measures, in the BGP lab with BIRD, HALB_MEASURE_RUNS (default 5) times
+// each: kill -9 of lb1 and SIGTERM of lb3 under client load (2 and 4 workers making new
+// connections one after another), and lb2's quorum loss (its web servers stop): the time until
+// the router's kernel route drops the node's next hop, the longest time the client went without
+// an answer, and the requests that failed. Run with
+// HALB_MEASURE=1 go test -count=1 -run TestMeasureBGPFailover -v ./cmd/halb
+func TestMeasureBGPFailover(t *testing.T) {
+	if os.Getenv("HALB_MEASURE") == "" {
+		t.Skip("set HALB_MEASURE=1 to measure")
+	}
+	needBird(t)
+	runs := 5
+	if s := os.Getenv("HALB_MEASURE_RUNS"); s != "" {
+		fmt.Sscan(s, &runs)
+	}
+	b := startBGPLab(t, nil)
+	all := []string{"lb1", "lb2", "lb3"}
+	b.step("three next hops", 20*time.Second, func() bool { return hopsAre(b.nexthops(), all...) })
+	type figure struct {
+		drop, gap []time.Duration
+		failed    []int
+	}
+	figs := map[string]*figure{"kill -9": {}, "SIGTERM": {}, "quorum loss": {}}
+	event := func(name, node string, workers int, do func(), rest []string) {
+		ld := b.startLoad(workers)
+		ld.more(100)
+		start := time.Now()
+		do()
+		b.step(name+": next hop dropped", 10*time.Second, func() bool { return hopsAre(b.nexthops(), rest...) })
+		drop := time.Since(start)
+		ld.more(300)
+		_, failed, gap, _ := ld.halt()
+		f := figs[name]
+		f.drop, f.gap, f.failed = append(f.drop, drop), append(f.gap, gap), append(f.failed, failed)
+	}
+	for range runs {
+		event("kill -9", "lb1", 2, func() { b.signal("lb1", syscall.SIGKILL) }, []string{"lb2", "lb3"})
+		b.startNode("lb1")
+		b.step("lb1 back", 20*time.Second, func() bool { return hopsAre(b.nexthops(), all...) })
+
+		event("SIGTERM", "lb3", 4, func() { b.signal("lb3", syscall.SIGTERM) }, []string{"lb1", "lb2"})
+		b.mu.Lock()
+		pid := b.pids["lb3"]
+		b.mu.Unlock()
+		b.step("lb3 exits", 15*time.Second, func() bool { return !alivePID(pid) })
+		b.startNode("lb3")
+		b.step("lb3 back", 20*time.Second, func() bool { return hopsAre(b.nexthops(), all...) })
+
+		event("quorum loss", "lb2", 2, func() { b.stopWebs("lb2") }, []string{"lb1", "lb3"})
+		b.startWebs("lb2")
+		b.step("lb2 back", 20*time.Second, func() bool { return hopsAre(b.nexthops(), all...) })
+	}
+	stats := func(ds []time.Duration) string {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+		return fmt.Sprintf("%v / %v / %v", r(s[0]), r(s[len(s)/2]), r(s[len(s)-1]))
+	}
+	for _, name := range []string{"kill -9", "SIGTERM", "quorum loss"} {
+		f := figs[name]
+		t.Logf("MEASURE %s (%d runs, min / median / max): next hop dropped %s; longest client gap %s; failed requests %v",
+			name, runs, stats(f.drop), stats(f.gap), f.failed)
+	}
 }
