@@ -142,11 +142,12 @@ func (s *Speaker) peer(n Neighbor) *api.Peer {
 			ConnectRetry: secs(DefaultConnectRetry), IdleHoldTimeAfterReset: secs(DefaultIdleHold),
 		}},
 		Transport: &api.Transport{RemotePort: uint32(n.Port), PassiveMode: n.Passive},
-		// Both families on every session: MP-BGP carries the /128s (RFC 4760).
-		AfiSafis: []*api.AfiSafi{
-			{Config: &api.AfiSafiConfig{Family: familyV4, Enabled: true}},
-			{Config: &api.AfiSafiConfig{Family: familyV6, Enabled: true}},
-		},
+		// The session carries the family of its transport: IPv4 prefixes to IPv4 neighbors, the
+		// /128s (MP_REACH_NLRI, RFC 4760) to IPv6 neighbors, each with a next hop of its family.
+		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: familyV4, Enabled: true}}},
+	}
+	if n.Addr.Is6() && !n.Addr.Is4In6() {
+		p.AfiSafis = []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: familyV6, Enabled: true}}}
 	}
 	if n.LocalAddr.IsValid() {
 		p.Transport.LocalAddress = n.LocalAddr.String()

@@ -37,21 +37,23 @@ func startRouter(t *testing.T, expectAS uint32) *router {
 	go r.srv.Serve()
 	ctx := context.Background()
 	if err := r.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
-		Asn: 65000, RouterId: "198.18.1.1", ListenPort: int32(r.port), ListenAddresses: []string{"127.0.0.1"},
+		Asn: 65000, RouterId: "198.18.1.1", ListenPort: int32(r.port), ListenAddresses: []string{"127.0.0.1", "::1"},
 	}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.srv.Stop)
-	if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
-		Conf:      &api.PeerConf{NeighborAddress: "127.0.0.2", PeerAsn: expectAS},
-		Transport: &api.Transport{PassiveMode: true},
-		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 3, KeepaliveInterval: 1}},
-		AfiSafis: []*api.AfiSafi{
-			{Config: &api.AfiSafiConfig{Family: familyV4, Enabled: true}},
-			{Config: &api.AfiSafiConfig{Family: familyV6, Enabled: true}},
-		},
-	}}); err != nil {
-		t.Fatal(err)
+	for _, p := range []struct {
+		addr string
+		fam  *api.Family
+	}{{"127.0.0.2", familyV4}, {"::1", familyV6}} {
+		if err := r.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
+			Conf:      &api.PeerConf{NeighborAddress: p.addr, PeerAsn: expectAS},
+			Transport: &api.Transport{PassiveMode: true},
+			Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: 3, KeepaliveInterval: 1}},
+			AfiSafis:  []*api.AfiSafi{{Config: &api.AfiSafiConfig{Family: p.fam, Enabled: true}}},
+		}}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return r
 }
@@ -92,13 +94,17 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
-func newTestSpeaker(t *testing.T, r *router, localAS uint32) *Speaker {
+func newTestSpeaker(t *testing.T, r *router, localAS uint32, v6 bool) *Speaker {
 	t.Helper()
 	s := NewSpeaker(zaptest.NewLogger(t))
 	cfg := Config{RouterID: netip.MustParseAddr("198.18.1.11"), LocalAS: localAS, Neighbors: []Neighbor{{
 		Addr: netip.MustParseAddr("127.0.0.1"), RemoteAS: 65000, Port: uint16(r.port), HoldTime: 3 * time.Second,
 		LocalAddr: netip.MustParseAddr("127.0.0.2"),
 	}}}
+	if v6 {
+		cfg.Neighbors = append(cfg.Neighbors, Neighbor{Addr: netip.MustParseAddr("::1"), RemoteAS: 65000, Port: uint16(r.port),
+			HoldTime: 3 * time.Second, LocalAddr: netip.MustParseAddr("::1")})
+	}
 	if err := s.Start(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -108,16 +114,16 @@ func newTestSpeaker(t *testing.T, r *router, localAS uint32) *Speaker {
 
 func TestSpeakerAnnounceWithdraw(t *testing.T) {
 	r := startRouter(t, 65011)
-	s := newTestSpeaker(t, r, 65011)
+	s := newTestSpeaker(t, r, 65011, true)
 	ctx := context.Background()
 	v4 := Route{Prefix: netip.MustParsePrefix("198.18.0.10/32"), Communities: []uint32{65011<<16 | 100}, MED: 50, HasMED: true, Prepend: 2}
 	v6 := Route{Prefix: netip.MustParsePrefix("2001:db8::10/128")}
 	if err := s.SetRoutes(ctx, []Route{v4, v6}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "session up", 10*time.Second, func() bool {
+	waitFor(t, "sessions up", 10*time.Second, func() bool {
 		st := s.Status(ctx)
-		return len(st.Sessions) == 1 && st.Sessions[0].Up
+		return len(st.Sessions) == 2 && st.Sessions[0].Up && st.Sessions[1].Up
 	})
 	waitFor(t, "both routes at the router", 5*time.Second, func() bool { return len(r.routes(t)) == 2 })
 	got := r.routes(t)
@@ -126,8 +132,11 @@ func TestSpeakerAnnounceWithdraw(t *testing.T) {
 			t.Errorf("198.18.0.10/32 attributes %q lack %q", got["198.18.0.10/32"], want)
 		}
 	}
-	if !strings.Contains(got["2001:db8::10/128"], "family:") {
-		t.Errorf("2001:db8::10/128 not carried by MP_REACH: %q", got["2001:db8::10/128"])
+	if a := got["2001:db8::10/128"]; !strings.Contains(a, "family:") || !strings.Contains(a, `next_hops:"::1"`) {
+		t.Errorf("2001:db8::10/128 not carried by MP_REACH with an IPv6 next hop: %q", a)
+	}
+	if a := got["198.18.0.10/32"]; !strings.Contains(a, `next_hop:"127.0.0.2"`) {
+		t.Errorf("198.18.0.10/32 has not the session's address as next hop: %q", a)
 	}
 	if err := s.SetRoutes(ctx, []Route{v6}); err != nil {
 		t.Fatal(err)
@@ -146,7 +155,7 @@ func TestSpeakerAnnounceWithdraw(t *testing.T) {
 
 func TestSpeakerWrongASIsReported(t *testing.T) {
 	r := startRouter(t, 65099) // the router expects another AS: it refuses halb's OPEN
-	s := newTestSpeaker(t, r, 65011)
+	s := newTestSpeaker(t, r, 65011, false)
 	ctx := context.Background()
 	waitFor(t, "the refusal as last error", 10*time.Second, func() bool {
 		st := s.Status(ctx)
@@ -177,7 +186,7 @@ func TestSpeakerWrongASIsReported(t *testing.T) {
 
 func TestSpeakerApplyNeighbors(t *testing.T) {
 	r := startRouter(t, 65011)
-	s := newTestSpeaker(t, r, 65011)
+	s := newTestSpeaker(t, r, 65011, false)
 	ctx := context.Background()
 	cfg := Config{RouterID: netip.MustParseAddr("198.18.1.11"), LocalAS: 65011, Neighbors: []Neighbor{
 		{Addr: netip.MustParseAddr("198.18.1.99"), RemoteAS: 65000, Port: 1}, // never answers

@@ -76,6 +76,7 @@ func TestBGPDiagnostics(t *testing.T) {
 		{"announce and vip", head + "}\nvirtual_server 198.18.0.20 80 {\n bgp_announce\n}", "198.18.0.20 is also a bgp_vip", true},
 		{"bgp keyword elsewhere", "global_defs {\n local_as 3\n}", "t.conf:2: local_as: not valid in global_defs (it belongs in bgp)", true},
 		{"drain negative", head + " drain_time -1s\n}", "drain_time", true},
+		{"family without neighbor", head + nb + " }\n bgp_vip 2001:db8::20\n}", "t.conf:8: warning: bgp_vip: 2001:db8::20 has no neighbor of its address family", false},
 		{"interface name", head + " vip_interface a/b\n}", `"a/b" is not an interface name`, true},
 	}
 	for _, tt := range tests {

@@ -277,6 +277,23 @@ func (b *builder) validateBGP() {
 			b.d.errorf(vs.BGPAnnounce.Pos, "bgp_announce", "%s is also a bgp_vip; announce it one way", vs.Addr.Addr())
 		}
 	}
+	// A session carries the family of its neighbor's address: a VIP needs a neighbor of its family.
+	fams := map[bool]bool{}
+	for _, nb := range g.Neighbors {
+		fams[nb.Addr.Is4()] = true
+	}
+	if len(g.Neighbors) > 0 {
+		for _, v := range g.VIPs {
+			if !fams[v.Addr.Is4()] {
+				b.d.warnf(v.Announce.Pos, "bgp_vip", "%s has no neighbor of its address family: it is announced to no one", v.Addr)
+			}
+		}
+		for _, vs := range announced {
+			if a := vs.Addr.Addr(); vs.Kind == VSAddr && !fams[a.Is4()] {
+				b.d.warnf(vs.BGPAnnounce.Pos, "bgp_announce", "%s has no neighbor of its address family: it is announced to no one", a)
+			}
+		}
+	}
 	for _, in := range b.cfg.Instances {
 		for _, v := range in.VIPs {
 			if vips[v.Prefix.Addr()] {

@@ -11,6 +11,7 @@ import (
 
 const (
 	labBGPVIP      = "198.18.10.10"
+	labBGPVIP6     = "2001:db8:10::10"
 	labBGPLocalAS  = 65011
 	labBGPRouterAS = 65000
 )
@@ -19,6 +20,9 @@ const (
 func labBGPNodeAddr(node string) string {
 	return map[string]string{"lb1": "198.18.0.1", "lb2": "198.18.0.2", "lb3": "198.18.0.3"}[node]
 }
+
+// labBGPNodeAddr6 is a balancer's IPv6 address on the lab bridge.
+func labBGPNodeAddr6(node string) string { return "2001:db8::" + node[2:] }
 
 // labBGPWebPort is the port the web servers serve node's traffic on: each balancer has its own,
 // so that stopping one node's web servers costs only that node its quorum.
@@ -39,6 +43,10 @@ bgp {
     local_as %[4]d
     drain_time 2s
     neighbor 198.18.0.254 {
+        remote_as %[5]d
+        hold_time 3
+    }
+    neighbor 2001:db8::fe {
         remote_as %[5]d
         hold_time 3
     }
@@ -63,7 +71,26 @@ virtual_server %[6]s 80 {
         }
     }
 }
-`, node, dir, labBGPNodeAddr(node), labBGPLocalAS, labBGPRouterAS, labBGPVIP, port, extra)
+virtual_server %[9]s 80 {
+    proxy_mode http
+    lb_algo mh
+    delay_loop 1
+    timeout_connect 1s
+    bgp_announce
+    real_server 198.18.0.11 %[7]d {
+        TCP_CHECK {
+            connect_timeout 1
+            retry 0
+        }
+    }
+    real_server 198.18.0.12 %[7]d {
+        TCP_CHECK {
+            connect_timeout 1
+            retry 0
+        }
+    }
+}
+`, node, dir, labBGPNodeAddr(node), labBGPLocalAS, labBGPRouterAS, labBGPVIP, port, extra, labBGPVIP6)
 }
 
 // labBirdConfig is the router's BIRD 2 config: passive eBGP sessions to the balancers (hold 3 s),
@@ -72,6 +99,7 @@ func labBirdConfig(dir string) string {
 	var peers strings.Builder
 	for _, n := range []string{"lb1", "lb2", "lb3"} {
 		fmt.Fprintf(&peers, "protocol bgp %s from balancers { neighbor %s as %d; }\n", n, labBGPNodeAddr(n), labBGPLocalAS)
+		fmt.Fprintf(&peers, "protocol bgp %s_v6 from balancers6 { neighbor %s as %d; }\n", n, labBGPNodeAddr6(n), labBGPLocalAS)
 	}
 	return fmt.Sprintf(`# halb BGP lab router
 log "%[1]s/bird.log" all;
@@ -81,6 +109,10 @@ protocol kernel {
     ipv4 { import none; export all; };
     merge paths on;
 }
+protocol kernel {
+    ipv6 { import none; export all; };
+    merge paths on;
+}
 template bgp balancers {
     local 198.18.0.254 as %[2]d;
     passive on;
@@ -88,6 +120,14 @@ template bgp balancers {
     keepalive time 1;
     error wait time 1, 5;
     ipv4 { import all; export none; };
+}
+template bgp balancers6 {
+    local 2001:db8::fe as %[2]d;
+    passive on;
+    hold time 3;
+    keepalive time 1;
+    error wait time 1, 5;
+    ipv6 { import all; export none; };
 }
 %[3]s`, dir, labBGPRouterAS, peers.String())
 }

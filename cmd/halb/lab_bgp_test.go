@@ -144,8 +144,13 @@ func (b *bgpLab) stopWebs(node string) {
 }
 
 // nexthops lists the next hops of the router's kernel route to the VIP.
-func (b *bgpLab) nexthops() []string {
-	out, err := b.l.IP("router", "route", "show", labBGPVIP+"/32")
+func (b *bgpLab) nexthops() []string { return b.hops("-4", labBGPVIP+"/32") }
+
+// nexthops6 lists the next hops of the router's kernel route to the IPv6 VIP.
+func (b *bgpLab) nexthops6() []string { return b.hops("-6", labBGPVIP6+"/128") }
+
+func (b *bgpLab) hops(family, prefix string) []string {
+	out, err := b.l.IP("router", family, "route", "show", prefix)
 	if err != nil {
 		return nil
 	}
@@ -170,10 +175,12 @@ func hopsAre(got []string, nodes ...string) bool {
 }
 
 // get makes one request on a new connection from the client; it returns the balancer's address.
-func (b *bgpLab) get(timeout time.Duration) (string, error) {
+func (b *bgpLab) get(timeout time.Duration) (string, error) { return b.getFrom(labBGPVIP, timeout) }
+
+func (b *bgpLab) getFrom(vip string, timeout time.Duration) (string, error) {
 	var conn net.Conn
 	if err := b.l.Do("client", func() (err error) {
-		conn, err = (&net.Dialer{Timeout: timeout}).Dial("tcp", labBGPVIP+":80")
+		conn, err = (&net.Dialer{Timeout: timeout}).Dial("tcp", net.JoinHostPort(vip, "80"))
 		return err
 	}); err != nil {
 		return "", err
@@ -346,6 +353,26 @@ func TestLabBGP(t *testing.T) {
 	if out, _ := b.l.IP("router", "route", "show", labBGPVIP+"/32"); true {
 		t.Logf("router: %s", strings.TrimSpace(out))
 	}
+
+	// The IPv6 VIP too, over the IPv6 sessions (MP-BGP): three next hops, served.
+	b.step("IPv6: one route with three next hops", 20*time.Second, func() bool {
+		var want []string
+		for _, n := range all {
+			want = append(want, labBGPNodeAddr6(n))
+		}
+		slices.Sort(want)
+		return slices.Equal(b.nexthops6(), want)
+	})
+	count6 := map[string]int{}
+	for range 30 {
+		via, err := b.getFrom(labBGPVIP6, time.Second)
+		if err != nil {
+			b.dump()
+			t.Fatalf("IPv6 VIP: %v", err)
+		}
+		count6[via]++
+	}
+	t.Logf("30 IPv6 connections by node: %v", count6)
 
 	// 300 new connections spread over the three nodes.
 	count := map[string]int{}
