@@ -2,7 +2,20 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"halb/internal/netlab"
+	"halb/internal/poll"
 )
 
 // The BGP lab (internal/netlab's NewBGP): lb1..lb3 announce the VIP 198.18.10.10 to a BIRD 2
@@ -130,4 +143,166 @@ template bgp balancers6 {
     ipv6 { import all; export none; };
 }
 %[3]s`, dir, labBGPRouterAS, peers.String())
+}
+
+// labUpBGP starts the holder of a BGP lab and waits for the three next hops.
+func labUpBGP(dir string, stdout, stderr io.Writer) int {
+	if err := netlab.Available(); err != nil {
+		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+		return exitFailure
+	}
+	if _, err := exec.LookPath("bird"); err != nil {
+		fmt.Fprintln(stderr, "halb lab: the BGP lab needs BIRD 2 (Debian package bird2)")
+		return exitFailure
+	}
+	if st, err := readLabState(dir); err == nil && alivePID(st.Holder) {
+		fmt.Fprintf(stderr, "halb lab: a lab is already up (holder pid %d); `halb lab down` first\n", st.Holder)
+		return exitFailure
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+		return exitFailure
+	}
+	_ = os.Remove(filepath.Join(dir, "state.json"))
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+		return exitFailure
+	}
+	logf, err := os.Create(filepath.Join(dir, "holder.log"))
+	if err != nil {
+		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+		return exitFailure
+	}
+	defer logf.Close()
+	h := exec.Command(self, "lab", "-dir", dir, "-topo", "bgp", "hold")
+	h.Stdout, h.Stderr = logf, logf
+	h.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := h.Start(); err != nil {
+		fmt.Fprintf(stderr, "halb lab: start holder: %v\n", err)
+		return exitFailure
+	}
+	_ = h.Process.Release()
+	fmt.Fprintln(stdout, "building the BGP lab (router with BIRD, three halb nodes, two web servers, client)...")
+	ok := poll.Until(40*time.Second, 100*time.Millisecond, func() bool {
+		st, err := readLabState(dir)
+		return err == nil && len(labBGPHops(&netlab.Lab{ID: st.ID})) == 3
+	})
+	if ok {
+		return labStatusBGP(dir, stdout, stderr)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "holder.log"))
+	fmt.Fprintf(stderr, "halb lab: the BGP lab did not come up in time; holder log:\n%s", b)
+	return exitFailure
+}
+
+// labBGPHops lists the next hops of the router's route to the VIP.
+func labBGPHops(l *netlab.Lab) []string {
+	out, err := l.IP("router", "route", "show", labBGPVIP+"/32")
+	if err != nil {
+		return nil
+	}
+	var hops []string
+	f := strings.Fields(out)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "via" {
+			hops = append(hops, f[i+1])
+		}
+	}
+	return hops
+}
+
+// labHoldBGP builds the BGP lab, runs it until signalled, then tears it down.
+func labHoldBGP(dir string, stderr io.Writer) int {
+	l, err := netlab.NewBGP()
+	if err != nil {
+		fmt.Fprintf(stderr, "halb lab hold: %v\n", err)
+		return exitFailure
+	}
+	defer l.Close()
+	st := &labState{ID: l.ID, Holder: os.Getpid(), PIDs: map[string]int{}, Topo: "bgp"}
+	self, _ := os.Executable()
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "halb lab hold: %v\n", err)
+		for _, p := range st.PIDs {
+			stopPID(p, time.Second)
+		}
+		return exitFailure
+	}
+	conf := filepath.Join(dir, "bird.conf")
+	if err := os.WriteFile(conf, []byte(labBirdConfig(dir)), 0o600); err != nil {
+		return fail(err)
+	}
+	pid, err := labSpawn(l, dir, "router", "bird", "-f", "-c", conf, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid"))
+	if err != nil {
+		return fail(err)
+	}
+	st.PIDs["router"] = pid
+	for _, n := range netlab.BGPNodes {
+		for _, w := range []struct{ host, addr string }{{"web1", "198.18.0.11"}, {"web2", "198.18.0.12"}} {
+			addr := fmt.Sprintf("%s:%d", w.addr, labBGPWebPort(n))
+			pid, err := labSpawn(l, dir, w.host, self, "lab", "web", w.host, addr)
+			if err != nil {
+				return fail(err)
+			}
+			st.PIDs[w.host+"@"+addr] = pid
+		}
+		c := filepath.Join(dir, n+".conf")
+		if err := os.WriteFile(c, []byte(labBGPNodeConfig(dir, n, "")), 0o600); err != nil {
+			return fail(err)
+		}
+		pid, err := labSpawn(l, dir, n, self, "run", "-f", c)
+		if err != nil {
+			return fail(err)
+		}
+		st.PIDs[n] = pid
+	}
+	if err := writeLabState(dir, st); err != nil {
+		return fail(err)
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	<-sigs
+	if cur, err := readLabState(dir); err == nil {
+		st = cur
+	}
+	for _, n := range netlab.BGPNodes { // graceful: withdraw, drain, close
+		stopPID(st.PIDs[n], 10*time.Second)
+	}
+	for name, p := range st.PIDs {
+		if !strings.HasPrefix(name, "lb") {
+			stopPID(p, 2*time.Second)
+		}
+	}
+	_ = os.Remove(filepath.Join(dir, "state.json"))
+	return exitOK
+}
+
+// labStatusBGP shows the nodes, the router's route to the VIP and what the client sees.
+func labStatusBGP(dir string, stdout, stderr io.Writer) int {
+	st, err := readLabState(dir)
+	if err != nil {
+		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+		return exitFailure
+	}
+	l := &netlab.Lab{ID: st.ID}
+	hops := labBGPHops(l)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tPID\tRUNNING\tNEXT HOP AT THE ROUTER")
+	for _, n := range netlab.BGPNodes {
+		fmt.Fprintf(tw, "%s\t%d\t%v\t%v\n", n, st.PIDs[n], alivePID(st.PIDs[n]), slices.Contains(hops, labBGPNodeAddr(n)))
+	}
+	_ = tw.Flush()
+	route, _ := l.IP("router", "route", "show", labBGPVIP+"/32")
+	fmt.Fprintf(stdout, "\nrouter (BIRD 2, ECMP, L4 hash): %s\n", strings.Join(strings.Fields(route), " "))
+	fmt.Fprintf(stdout, "\nthe client (%s) sees:\n", netlab.BGPClient)
+	for range 3 {
+		line, err := labGet(l, "client", netip.MustParseAddrPort(labBGPVIP+":80"))
+		if err != nil {
+			line = "ERROR " + err.Error()
+		}
+		fmt.Fprintf(stdout, "  http://%s/  ->  %s\n", labBGPVIP, line)
+	}
+	fmt.Fprintf(stdout, "\nlogs and configs: %s ; per node: halb ctl -s %s/lb1.sock show bgp ; router: birdc -s %s/bird.ctl show protocols\n", dir, dir, dir)
+	return exitOK
 }
