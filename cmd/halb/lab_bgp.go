@@ -7,8 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -229,11 +231,11 @@ func labHoldBGP(dir string, stderr io.Writer) int {
 		}
 		return exitFailure
 	}
-	conf := filepath.Join(dir, "bird.conf")
-	if err := os.WriteFile(conf, []byte(labBirdConfig(dir)), 0o600); err != nil {
+	argvs, _, err := labRouterArgv("bird", dir)
+	if err != nil {
 		return fail(err)
 	}
-	pid, err := labSpawn(l, dir, "router", "bird", "-f", "-c", conf, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid"))
+	pid, err := labSpawn(l, dir, "router", argvs[0]...)
 	if err != nil {
 		return fail(err)
 	}
@@ -305,4 +307,85 @@ func labStatusBGP(dir string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "\nlogs and configs: %s ; per node: halb ctl -s %s/lb1.sock show bgp ; router: birdc -s %s/bird.ctl show protocols\n", dir, dir, dir)
 	return exitOK
+}
+
+// labFRRConfig is the router's FRR config (bgpd), the same sessions and ECMP as labBirdConfig:
+// passive eBGP sessions to the balancers, IPv4 ones for IPv4, IPv6 ones for IPv6, and
+// maximum-paths for the multipath route that zebra installs.
+func labFRRConfig(dir string) string {
+	var nb, v4, v6 strings.Builder
+	for _, n := range []string{"lb1", "lb2", "lb3"} {
+		for _, a := range []string{labBGPNodeAddr(n), labBGPNodeAddr6(n)} {
+			fmt.Fprintf(&nb, " neighbor %s remote-as %d\n neighbor %s timers 1 3\n neighbor %s passive\n", a, labBGPLocalAS, a, a)
+		}
+		fmt.Fprintf(&v4, "  neighbor %s activate\n", labBGPNodeAddr(n))
+		fmt.Fprintf(&v6, "  neighbor %s activate\n", labBGPNodeAddr6(n))
+	}
+	return fmt.Sprintf(`! halb BGP lab router (FRR)
+frr defaults traditional
+hostname router
+log file %[1]s/frr.log
+!
+router bgp %[2]d
+ bgp router-id 198.18.0.254
+ no bgp ebgp-requires-policy
+ no bgp default ipv4-unicast
+ timers bgp 1 3
+%[3]s !
+ address-family ipv4 unicast
+%[4]s  maximum-paths 8
+ exit-address-family
+ !
+ address-family ipv6 unicast
+%[5]s  maximum-paths 8
+ exit-address-family
+!
+`, dir, labBGPRouterAS, nb.String(), v4.String(), v6.String())
+}
+
+// labRouterArgv returns the commands that run the lab router (BIRD, or FRR's zebra and bgpd) and
+// the directory of the router's files. FRR drops its privileges to the user frr, which must read
+// its config and write its sockets: its files go to a fresh directory of its own under the
+// system's temporary directory (the caller removes it).
+func labRouterArgv(kind, dir string) ([][]string, string, error) {
+	switch kind {
+	case "bird":
+		conf := filepath.Join(dir, "bird.conf")
+		if err := os.WriteFile(conf, []byte(labBirdConfig(dir)), 0o600); err != nil {
+			return nil, "", err
+		}
+		return [][]string{{"bird", "-f", "-c", conf, "-s", filepath.Join(dir, "bird.ctl"), "-P", filepath.Join(dir, "bird.pid")}}, dir, nil
+	case "frr":
+		u, err := user.Lookup("frr")
+		if err != nil {
+			return nil, "", fmt.Errorf("FRR's user: %w", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		fdir, err := os.MkdirTemp("", "halb-lab-frr-")
+		if err != nil {
+			return nil, "", err
+		}
+		zconf, bconf := filepath.Join(fdir, "zebra.conf"), filepath.Join(fdir, "bgpd.conf")
+		files := map[string]string{zconf: "hostname router\nlog file " + fdir + "/zebra.log\n", bconf: labFRRConfig(fdir)}
+		for name, text := range files {
+			if err := os.WriteFile(name, []byte(text), 0o600); err != nil {
+				return nil, fdir, err
+			}
+		}
+		for _, name := range []string{fdir, zconf, bconf} {
+			if err := os.Chown(name, uid, gid); err != nil {
+				return nil, fdir, err
+			}
+		}
+		if err := os.Chmod(fdir, 0o750); err != nil {
+			return nil, fdir, err
+		}
+		common := []string{"-u", "frr", "-g", "frr", "--vty_socket", fdir, "-z", filepath.Join(fdir, "zserv.api")}
+		return [][]string{
+			append([]string{"/usr/lib/frr/zebra", "-f", zconf, "-i", filepath.Join(fdir, "zebra.pid")}, common...),
+			append([]string{"/usr/lib/frr/bgpd", "-f", bconf, "-i", filepath.Join(fdir, "bgpd.pid")}, common...),
+		}, fdir, nil
+	}
+	return nil, "", fmt.Errorf("unknown router %q (bird, frr)", kind)
 }

@@ -28,6 +28,7 @@ type bgpLab struct {
 	t    testing.TB
 	l    *netlab.Lab
 	dir  string
+	rdir string // the router's files
 	self string
 	pids map[string]int
 	webs map[string][]*http.Server // node -> its web servers (one per web host)
@@ -47,8 +48,17 @@ func needBird(t testing.TB) {
 	}
 }
 
-// startBGPLab builds the lab and starts everything; extra goes into each node's bgp block.
-func startBGPLab(t testing.TB, extra func(node string) string) *bgpLab {
+func needFRR(t testing.TB) {
+	t.Helper()
+	needBird(t) // the wrong-AS neighbor of the test is a BIRD
+	if _, err := os.Stat("/usr/lib/frr/bgpd"); err != nil {
+		t.Skip("FRR is not installed (Debian package frr)")
+	}
+}
+
+// startBGPLab builds the lab and starts everything, with router "bird" or "frr"; extra goes
+// into each node's bgp block.
+func startBGPLab(t testing.TB, router string, extra func(node string) string) *bgpLab {
 	t.Helper()
 	l, err := netlab.NewBGP()
 	if err != nil {
@@ -72,10 +82,23 @@ func startBGPLab(t testing.TB, extra func(node string) string) *bgpLab {
 			_ = syscall.Kill(p, syscall.SIGKILL)
 		}
 	})
-	if err := os.WriteFile(filepath.Join(b.dir, "bird.conf"), []byte(labBirdConfig(b.dir)), 0o600); err != nil {
+	argvs, rdir, err := labRouterArgv(router, b.dir)
+	if rdir != b.dir && rdir != "" {
+		t.Cleanup(func() { _ = os.RemoveAll(rdir) })
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
-	b.spawn("router", "bird", "-f", "-c", filepath.Join(b.dir, "bird.conf"), "-s", filepath.Join(b.dir, "bird.ctl"), "-P", filepath.Join(b.dir, "bird.pid"))
+	b.rdir = rdir
+	for i, argv := range argvs {
+		if i > 0 { // FRR: bgpd connects to zebra's socket
+			sock := filepath.Join(rdir, "zserv.api")
+			if !poll.Until(10*time.Second, 10*time.Millisecond, func() bool { _, err := os.Stat(sock); return err == nil }) {
+				t.Fatalf("%s did not create %s", argvs[0][0], sock)
+			}
+		}
+		b.spawn(fmt.Sprintf("router#%d", i), argv...)
+	}
 	for _, n := range netlab.BGPNodes {
 		b.startWebs(n)
 		x := ""
@@ -90,14 +113,15 @@ func startBGPLab(t testing.TB, extra func(node string) string) *bgpLab {
 	return b
 }
 
-func (b *bgpLab) spawn(host string, argv ...string) int {
+func (b *bgpLab) spawn(name string, argv ...string) int {
 	b.t.Helper()
+	host, _, _ := strings.Cut(name, "#") // several processes in one host: "router#1"
 	pid, err := labSpawn(b.l, b.dir, host, argv...)
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	b.mu.Lock()
-	b.pids[host] = pid
+	b.pids[name] = pid
 	b.mu.Unlock()
 	return pid
 }
@@ -218,6 +242,9 @@ func (b *bgpLab) dump() {
 		data, _ := os.ReadFile(filepath.Join(b.dir, h+".log"))
 		if h == "router" {
 			data, _ = os.ReadFile(filepath.Join(b.dir, "bird.log"))
+			if frr, err := os.ReadFile(filepath.Join(b.rdir, "frr.log")); err == nil {
+				data = frr
+			}
 		}
 		lines := strings.Split(string(data), "\n")
 		if len(lines) > 30 {
@@ -332,7 +359,7 @@ func (b *bgpLab) wrongASNeighbor() {
 	if err := os.WriteFile(p, []byte(conf), 0o600); err != nil {
 		b.t.Fatal(err)
 	}
-	b.spawn("web2", "bird", "-f", "-c", p, "-s", filepath.Join(b.dir, "bird-wrongas.ctl"), "-P", filepath.Join(b.dir, "bird-wrongas.pid"))
+	b.spawn("web2#bird", "bird", "-f", "-c", p, "-s", filepath.Join(b.dir, "bird-wrongas.ctl"), "-P", filepath.Join(b.dir, "bird-wrongas.pid"))
 }
 
 // TestLabBGP checks the BGP issue's must-holds in the lab with BIRD 2 as the router: three nodes
@@ -341,11 +368,21 @@ func (b *bgpLab) wrongASNeighbor() {
 // fails no request; bad neighbors (garbage, wrong AS) are logged and retried while all serve.
 func TestLabBGP(t *testing.T) {
 	needBird(t)
+	testLabBGP(t, "bird")
+}
+
+// TestLabBGPFRR runs the same checks with FRR (zebra and bgpd) as the router.
+func TestLabBGPFRR(t *testing.T) {
+	needFRR(t)
+	testLabBGP(t, "frr")
+}
+
+func testLabBGP(t *testing.T, router string) {
 	bad := func(string) string {
 		return "    neighbor 198.18.0.11 {\n        remote_as 65000\n        hold_time 3\n    }\n" +
 			"    neighbor 198.18.0.12 {\n        remote_as 65000\n        hold_time 3\n    }\n"
 	}
-	b := startBGPLab(t, bad)
+	b := startBGPLab(t, router, bad)
 	b.garbageNeighbor()
 	b.wrongASNeighbor()
 	all := []string{"lb1", "lb2", "lb3"}
@@ -520,7 +557,11 @@ func TestMeasureBGPFailover(t *testing.T) {
 	if s := os.Getenv("HALB_MEASURE_RUNS"); s != "" {
 		fmt.Sscan(s, &runs)
 	}
-	b := startBGPLab(t, nil)
+	router := os.Getenv("HALB_ROUTER")
+	if router == "" {
+		router = "bird"
+	}
+	b := startBGPLab(t, router, nil)
 	all := []string{"lb1", "lb2", "lb3"}
 	b.step("three next hops", 20*time.Second, func() bool { return hopsAre(b.nexthops(), all...) })
 	type figure struct {
