@@ -21,11 +21,12 @@ import (
 // that announces it has quorum and is not drained, and every tracked script passes; it is made
 // local (bgp.LocalVIPs) before it is announced and stays local a drain time after its withdrawal.
 type bgpRunner struct {
-	log   *zap.Logger
-	sp    *bgp.Speaker
-	up    func(service string) bool
-	now   func() time.Time
-	local *bgp.LocalVIPs
+	log      *zap.Logger
+	sp       *bgp.Speaker
+	up       func(service string) bool
+	now      func() time.Time
+	newLocal func(iface string) vipKeeper
+	local    vipKeeper
 
 	mu       sync.Mutex
 	cfg      *config.Config
@@ -93,16 +94,25 @@ func bgpRoutes(cfg *config.Config, healthy func(service string) bool, scriptsOK 
 	return out
 }
 
+// vipKeeper keeps the announced VIPs local (bgp.LocalVIPs; a fake in tests).
+type vipKeeper interface {
+	Set(addrs []netip.Addr) error
+	Close() error
+	Name() string
+}
+
 func newBGPRunner(log *zap.Logger, up func(string) bool) *bgpRunner {
-	return &bgpRunner{log: log.Named("bgp"), sp: bgp.NewSpeaker(log), up: up, now: time.Now,
+	r := &bgpRunner{log: log.Named("bgp"), sp: bgp.NewSpeaker(log), up: up, now: time.Now,
 		drained: map[string]bool{}, scripts: map[string]bool{}}
+	r.newLocal = func(iface string) vipKeeper { return bgp.NewLocalVIPs(r.log, iface) }
+	return r
 }
 
 // start runs the speaker for cfg and announces what is healthy.
 func (r *bgpRunner) start(ctx context.Context, cfg *config.Config) error {
 	r.mu.Lock()
 	r.cfg = cfg
-	r.local = bgp.NewLocalVIPs(r.log, cfg.BGP.Interface)
+	r.local = r.newLocal(cfg.BGP.Interface)
 	r.startScriptsLocked(cfg)
 	r.mu.Unlock()
 	if err := r.sp.Start(ctx, bgpConfig(cfg.BGP)); err != nil {
@@ -119,7 +129,7 @@ func (r *bgpRunner) apply(ctx context.Context, cfg *config.Config) error {
 		if err := r.local.Close(); err != nil {
 			r.log.Warn("close the old VIP interface", zap.Error(err))
 		}
-		r.local, r.linger = bgp.NewLocalVIPs(r.log, cfg.BGP.Interface), bgp.Linger{}
+		r.local, r.linger = r.newLocal(cfg.BGP.Interface), bgp.Linger{}
 	}
 	r.cfg = cfg
 	r.startScriptsLocked(cfg)

@@ -1,14 +1,20 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zaptest"
+
 	"halb/bgp"
 	"halb/config"
+	"halb/internal/poll"
 )
 
 func TestBGPDefaultsAgree(t *testing.T) {
@@ -138,5 +144,155 @@ func TestMaglevTablesIdenticalAcrossNodes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// fakeVIPs records what the runner makes local.
+type fakeVIPs struct {
+	mu     sync.Mutex
+	name   string
+	addrs  []netip.Addr
+	closed bool
+}
+
+func (f *fakeVIPs) Set(a []netip.Addr) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.addrs = slices.Clone(a)
+	return nil
+}
+func (f *fakeVIPs) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.addrs, f.closed = nil, true
+	return nil
+}
+func (f *fakeVIPs) Name() string { return f.name }
+func (f *fakeVIPs) get() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, a := range f.addrs {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// TestBGPRunner drives the daemon's BGP shell with a real (embedded) speaker whose only neighbor
+// refuses connections on loopback, and a fake VIP keeper.
+func TestBGPRunner(t *testing.T) {
+	const conf = `
+vrrp_script chk {
+ script "%s"
+ interval 1
+}
+bgp {
+ router_id 198.18.1.11
+ local_as 65011
+ drain_time 0
+ %s
+ neighbor 127.0.0.1 {
+  remote_as 65000
+  port 1
+ }
+ bgp_vip 198.18.0.20
+}
+virtual_server 198.18.0.10 80 {
+ bgp_announce community 65011:%d
+ real_server 198.18.2.1 80 { }
+}
+`
+	cfg := parseConf(t, fmt.Sprintf(conf, "/bin/true", "", 1))
+	var mu sync.Mutex
+	down := map[string]bool{}
+	r := newBGPRunner(zaptest.NewLogger(t), func(s string) bool { mu.Lock(); defer mu.Unlock(); return !down[s] })
+	fv := &fakeVIPs{}
+	r.newLocal = func(iface string) vipKeeper { fv.name = iface; return fv }
+	if err := r.start(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer r.close()
+	announced := func() string {
+		var s []string
+		for _, rt := range r.sp.Announced() {
+			x := rt.Prefix.String()
+			for _, c := range rt.Communities {
+				x += " " + bgp.Community(c)
+			}
+			s = append(s, x)
+		}
+		return strings.Join(s, ", ")
+	}
+	check := func(what, wantRoutes, wantLocal string) {
+		t.Helper()
+		if got := announced(); got != wantRoutes {
+			t.Errorf("%s: announced %q, want %q", what, got, wantRoutes)
+		}
+		if got := strings.Join(fv.get(), ", "); got != wantLocal {
+			t.Errorf("%s: local %q, want %q", what, got, wantLocal)
+		}
+	}
+	check("start", "198.18.0.10/32 65011:1, 198.18.0.20/32", "198.18.0.10, 198.18.0.20")
+	if fv.name != "halb0" {
+		t.Errorf("interface %q", fv.name)
+	}
+
+	mu.Lock()
+	down["198.18.0.10:80"] = true
+	mu.Unlock()
+	r.sync() // what onQuorum does
+	check("quorum lost", "198.18.0.20/32", "198.18.0.20")
+	mu.Lock()
+	down["198.18.0.10:80"] = false
+	mu.Unlock()
+	r.sync()
+	check("quorum back", "198.18.0.10/32 65011:1, 198.18.0.20/32", "198.18.0.10, 198.18.0.20")
+
+	if err := r.setDrained("198.18.0.10:80", true); err != nil {
+		t.Fatal(err)
+	}
+	check("drain service", "198.18.0.20/32", "198.18.0.20")
+	if err := r.setDrained("198.18.0.99:80", true); err == nil {
+		t.Errorf("drain of an unknown service accepted")
+	}
+	if err := r.setDrained("198.18.0.10:80", false); err != nil {
+		t.Fatal(err)
+	}
+	check("enable service", "198.18.0.10/32 65011:1, 198.18.0.20/32", "198.18.0.10, 198.18.0.20")
+
+	// Reload: another community is re-announced; a failing tracked script withdraws everything.
+	cfg2 := parseConf(t, fmt.Sprintf(conf, "/bin/false", "track_script chk", 2))
+	if err := r.apply(context.Background(), cfg2); err != nil {
+		t.Fatal(err)
+	}
+	if !poll.Until(10*time.Second, 10*time.Millisecond, func() bool { return announced() == "" }) {
+		t.Fatalf("the failing script did not withdraw: %q", announced())
+	}
+	check("script failing", "", "")
+	cfg3 := parseConf(t, fmt.Sprintf(conf, "/bin/true", "track_script chk", 2))
+	if err := r.apply(context.Background(), cfg3); err != nil {
+		t.Fatal(err)
+	}
+	if !poll.Until(10*time.Second, 10*time.Millisecond, func() bool { return announced() != "" }) {
+		t.Fatal("the passing script did not re-announce")
+	}
+	check("reloaded", "198.18.0.10/32 65011:2, 198.18.0.20/32", "198.18.0.10, 198.18.0.20")
+
+	// The session's state is readable.
+	st, iface, _, _ := r.status(context.Background())
+	if len(st.Sessions) != 1 || st.Sessions[0].Up || iface != "halb0" {
+		t.Errorf("status: %+v on %q", st.Sessions, iface)
+	}
+
+	// SIGTERM: everything withdrawn; with drain_time 0 the VIPs go at once.
+	if d := r.withdrawAll(); d != 0 {
+		t.Errorf("drain time %v", d)
+	}
+	check("stopping", "", "")
+	if err := r.close(); err != nil {
+		t.Fatal(err)
+	}
+	if !fv.closed {
+		t.Errorf("VIP keeper not closed")
 	}
 }
