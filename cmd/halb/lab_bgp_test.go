@@ -116,10 +116,21 @@ func startBGPLab(t testing.TB, router string, extra func(node string) string) *b
 func (b *bgpLab) spawn(name string, argv ...string) int {
 	b.t.Helper()
 	host, _, _ := strings.Cut(name, "#") // several processes in one host: "router#1"
-	pid, err := labSpawn(b.l, b.dir, host, argv...)
+	logf, err := os.OpenFile(filepath.Join(b.dir, host+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	defer logf.Close()
+	c := b.l.Exec(host, argv...)
+	c.Stdout, c.Stderr = logf, logf
+	// The lab's processes die with the test binary, even when it dies without its cleanups (a
+	// closed stdout pipe, a timeout): no BIRD or halb node outlives the run in a deleted namespace.
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := c.Start(); err != nil {
+		b.t.Fatalf("start %s on %s: %v", argv[0], host, err)
+	}
+	go func() { _ = c.Wait() }()
+	pid := c.Process.Pid
 	b.mu.Lock()
 	b.pids[name] = pid
 	b.mu.Unlock()
