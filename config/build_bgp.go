@@ -10,9 +10,8 @@ import (
 func (b *builder) bgpKeywords() {
 	b.vs.kw["bgp_announce"] = func(b *builder, v *vsBuild, n *node) {
 		a := BGPAnnounce{Pos: n.pos}
-		if b.announceOptions(n, n.args, &a) {
-			v.vs.BGPAnnounce = &a
-		}
+		b.announceOptions(n, n.args, &a) // a bad option is an error; the service still announces
+		v.vs.BGPAnnounce = &a
 	}
 }
 
@@ -59,8 +58,13 @@ func neighborTable() table[BGPNeighbor] {
 			b.asn(n, &nb.RemoteAS)
 			nb.HasRemote = true
 		},
-		"port":           func(b *builder, nb *BGPNeighbor, n *node) { b.integer(n, &nb.Port, 1, 65535) },
-		"hold_time":      func(b *builder, nb *BGPNeighbor, n *node) { b.seconds(n, &nb.HoldTime) },
+		"port": func(b *builder, nb *BGPNeighbor, n *node) { b.integer(n, &nb.Port, 1, 65535) },
+		"hold_time": func(b *builder, nb *BGPNeighbor, n *node) {
+			b.seconds(n, &nb.HoldTime)
+			if nb.HoldTime != 0 && nb.HoldTime < minBGPHoldTime {
+				b.d.errorf(n.pos, n.kw, "must be 0 or at least 3s (RFC 4271), not %s", nb.HoldTime)
+			}
+		},
 		"password":       func(b *builder, nb *BGPNeighbor, n *node) { b.str(n, &nb.Password) },
 		"passive":        func(b *builder, nb *BGPNeighbor, n *node) { b.flag(n, &nb.Passive) },
 		"source_address": func(b *builder, nb *BGPNeighbor, n *node) { b.address(n, &nb.SourceIP) },
@@ -251,9 +255,6 @@ func (b *builder) validateBGP() {
 		seen[nb.Addr] = nb
 		if !nb.HasRemote {
 			b.d.errorf(nb.Pos, "remote_as", "neighbor %s: remote_as is missing", nb.Addr)
-		}
-		if nb.HoldTime != 0 && nb.HoldTime < minBGPHoldTime {
-			b.d.errorf(nb.Pos, "hold_time", "neighbor %s: hold_time must be 0 or at least 3s (RFC 4271), not %s", nb.Addr, nb.HoldTime)
 		}
 		if len(nb.Password) > 80 {
 			b.d.errorf(nb.Pos, "password", "neighbor %s: a TCP MD5 key is at most 80 bytes", nb.Addr)
