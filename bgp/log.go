@@ -73,6 +73,12 @@ func (l *logger) lastError(addr string) lastError {
 func (l *logger) Panic(msg string, f gobgplog.Fields) { l.z.Error(msg, l.fields(f)...) }
 func (l *logger) Fatal(msg string, f gobgplog.Fields) { l.z.Error(msg, l.fields(f)...) }
 func (l *logger) Error(msg string, f gobgplog.Fields) {
+	if msg == "failed to close existing tcp connection" {
+		// GoBGP closing a connection that the retry loop already closed, on every neighbor
+		// removal and stop: not an error of the session.
+		l.z.Debug(msg, l.fields(f)...)
+		return
+	}
 	l.note(msg, f)
 	l.z.Error(msg, l.fields(f)...)
 }
