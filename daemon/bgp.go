@@ -29,6 +29,7 @@ type bgpRunner struct {
 	local    vipKeeper
 
 	mu       sync.Mutex
+	started  bool // the speaker runs: sync may announce
 	cfg      *config.Config
 	drained  map[string]bool // services withdrawn by `halb ctl drain service`
 	scripts  map[string]bool // tracked vrrp_script name -> passing
@@ -118,6 +119,9 @@ func (r *bgpRunner) start(ctx context.Context, cfg *config.Config) error {
 	if err := r.sp.Start(ctx, bgpConfig(cfg.BGP)); err != nil {
 		return err
 	}
+	r.mu.Lock()
+	r.started = true
+	r.mu.Unlock()
 	r.sync()
 	return nil
 }
@@ -143,7 +147,7 @@ func (r *bgpRunner) apply(ctx context.Context, cfg *config.Config) error {
 func (r *bgpRunner) sync() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cfg == nil {
+	if r.cfg == nil || !r.started {
 		return
 	}
 	scriptsOK := !slices.Contains(mapsValues(r.scripts), false)
@@ -320,13 +324,22 @@ func (d *Daemon) startBGP(ctx context.Context, cfg *config.Config) error {
 	if cfg.BGP == nil {
 		return nil
 	}
-	r := newBGPRunner(d.log, d.serviceUp)
+	r := newBGPRunner(d.log, d.quorumUp)
+	d.bgp.Store(r) // before start: a quorum change during the start is not lost
 	if err := r.start(ctx, cfg); err != nil {
+		d.bgp.Store(nil)
 		_ = r.close()
 		return fmt.Errorf("daemon: bgp: %w", err)
 	}
-	d.bgp.Store(r)
 	return nil
+}
+
+// quorumUp is a service's quorum as the health checks last reported it. Unknown is down (unlike
+// VRRP tracking's serviceUp): a node announces a VIP only once its service's quorum was reported,
+// which with non-alpha servers is at once, and with alpha after the first passing checks.
+func (d *Daemon) quorumUp(name string) bool {
+	v, ok := d.svcUp.Load(name)
+	return ok && v.(bool)
 }
 
 // reloadBGP applies a reloaded config: the bgp block may appear, change or go.

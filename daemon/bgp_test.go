@@ -296,3 +296,17 @@ virtual_server 198.18.0.10 80 {
 		t.Errorf("VIP keeper not closed")
 	}
 }
+
+func TestQuorumUpUnknownIsDown(t *testing.T) {
+	d := &Daemon{}
+	if d.quorumUp("198.18.0.10:80") {
+		t.Errorf("a service with no quorum report is announced")
+	}
+	if !d.serviceUp("198.18.0.10:80") {
+		t.Errorf("VRRP tracking's rule changed: unknown is up there")
+	}
+	d.svcUp.Store("198.18.0.10:80", true)
+	if !d.quorumUp("198.18.0.10:80") {
+		t.Errorf("reported quorum not seen")
+	}
+}
