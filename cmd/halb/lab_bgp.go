@@ -29,6 +29,8 @@ const (
 	labBGPVIP6     = "2001:db8:10::10"
 	labBGPLocalAS  = 65011
 	labBGPRouterAS = 65000
+	// labBGPPassword signs the IPv4 sessions with TCP MD5 (RFC 2385); the IPv6 ones go unsigned.
+	labBGPPassword = "halblab-md5"
 )
 
 // labBGPNodeAddr is a balancer's address on the lab bridge.
@@ -60,6 +62,7 @@ bgp {
     neighbor 198.18.0.254 {
         remote_as %[5]d
         hold_time 3
+        password %[10]s
     }
     neighbor 2001:db8::fe {
         remote_as %[5]d
@@ -105,7 +108,7 @@ virtual_server %[9]s 80 {
         }
     }
 }
-`, node, dir, labBGPNodeAddr(node), labBGPLocalAS, labBGPRouterAS, labBGPVIP, port, extra, labBGPVIP6)
+`, node, dir, labBGPNodeAddr(node), labBGPLocalAS, labBGPRouterAS, labBGPVIP, port, extra, labBGPVIP6, labBGPPassword)
 }
 
 // labBirdConfig is the router's BIRD 2 config: passive eBGP sessions to the balancers (hold 3 s),
@@ -130,6 +133,7 @@ protocol kernel {
 }
 template bgp balancers {
     local 198.18.0.254 as %[2]d;
+    password "%[4]s";
     passive on;
     hold time 3;
     keepalive time 1;
@@ -144,7 +148,7 @@ template bgp balancers6 {
     error wait time 1, 5;
     ipv6 { import all; export none; };
 }
-%[3]s`, dir, labBGPRouterAS, peers.String())
+%[3]s`, dir, labBGPRouterAS, peers.String(), labBGPPassword)
 }
 
 // labUpBGP starts the holder of a BGP lab and waits for the three next hops.
@@ -318,6 +322,7 @@ func labFRRConfig(dir string) string {
 		for _, a := range []string{labBGPNodeAddr(n), labBGPNodeAddr6(n)} {
 			fmt.Fprintf(&nb, " neighbor %s remote-as %d\n neighbor %s timers 1 3\n neighbor %s passive\n", a, labBGPLocalAS, a, a)
 		}
+		fmt.Fprintf(&nb, " neighbor %s password %s\n", labBGPNodeAddr(n), labBGPPassword)
 		fmt.Fprintf(&v4, "  neighbor %s activate\n", labBGPNodeAddr(n))
 		fmt.Fprintf(&v6, "  neighbor %s activate\n", labBGPNodeAddr6(n))
 	}
