@@ -31,6 +31,10 @@ const (
 	OpSetLogLevel
 	OpPrompt // switch the connection to interactive mode (several commands)
 	OpQuit   // end an interactive connection
+	// BGP (bgp.go).
+	OpShowBGP
+	OpDrainService
+	OpEnableService
 )
 
 // Command is a parsed request line.
@@ -45,7 +49,8 @@ type Command struct {
 // Mutates reports whether the command changes the daemon's state.
 func (c Command) Mutates() bool {
 	switch c.Op {
-	case OpEnableBackend, OpDisableBackend, OpDrainBackend, OpSetWeight, OpReload, OpSetLogLevel:
+	case OpEnableBackend, OpDisableBackend, OpDrainBackend, OpSetWeight, OpReload, OpSetLogLevel,
+		OpDrainService, OpEnableService:
 		return true
 	}
 	return false
@@ -87,6 +92,12 @@ func (c Command) String() string {
 		return "prompt"
 	case OpQuit:
 		return "quit"
+	case OpShowBGP:
+		return "show bgp"
+	case OpDrainService:
+		return "drain service " + quoteWord(c.Service)
+	case OpEnableService:
+		return "enable service " + quoteWord(c.Service)
 	}
 	return fmt.Sprintf("op(%d)", int(c.Op))
 }
@@ -112,6 +123,9 @@ func Help() []HelpEntry {
 		{"set weight SERVICE/BACKEND N", fmt.Sprintf("set the backend's weight, 0..%d (0 stops new traffic)", MaxWeight)},
 		{"reload", "re-read the configuration file; a bad file is refused and the running one kept"},
 		{"set loglevel LEVEL", "set the log level: debug, info, warn, error"},
+		{"show bgp", "BGP: sessions (state, last error), announced prefixes"},
+		{"drain service SERVICE", "withdraw the service's VIP from BGP (new flows go to the other nodes); open connections finish"},
+		{"enable service SERVICE", "announce the service's VIP over BGP again (undo drain service)"},
 		{"prompt", "interactive mode: several commands on this connection, one JSON reply line each"},
 		{"quit", "end an interactive connection"},
 	}
@@ -173,6 +187,8 @@ func ParseCommand(line string) (Command, error) {
 			return noArgs(Command{Op: OpShowVRRP}, w, 2)
 		case "ipvs":
 			return noArgs(Command{Op: OpShowIPVS}, w, 2)
+		case "bgp":
+			return noArgs(Command{Op: OpShowBGP}, w, 2)
 		case "backends":
 			c := Command{Op: OpShowBackends}
 			if len(w) >= 3 {
@@ -183,10 +199,16 @@ func ParseCommand(line string) (Command, error) {
 			}
 			return noArgs(c, w, 3)
 		}
-		return Command{}, fmt.Errorf("show: unknown object %q (info, services, backends, vrrp, ipvs)", w[1])
+		return Command{}, fmt.Errorf("show: unknown object %q (info, services, backends, vrrp, ipvs, bgp)", w[1])
 	case "enable", "disable", "drain":
+		if len(w) >= 2 && w[1] == "service" && w[0] != "disable" {
+			return parseServiceOp(w)
+		}
 		op := map[string]Op{"enable": OpEnableBackend, "disable": OpDisableBackend, "drain": OpDrainBackend}[w[0]]
 		if len(w) < 2 || w[1] != "backend" {
+			if w[0] != "disable" {
+				return Command{}, fmt.Errorf("%s: usage: %s backend SERVICE/BACKEND, or %s service SERVICE", w[0], w[0], w[0])
+			}
 			return Command{}, fmt.Errorf("%s: usage: %s backend SERVICE/BACKEND", w[0], w[0])
 		}
 		if len(w) < 3 {
@@ -229,6 +251,18 @@ func ParseCommand(line string) (Command, error) {
 		return Command{}, fmt.Errorf("set: unknown setting %q (weight, loglevel)", w[1])
 	}
 	return Command{}, fmt.Errorf("unknown command %q (try help)", w[0])
+}
+
+// parseServiceOp parses `drain service SERVICE` and `enable service SERVICE`.
+func parseServiceOp(w []string) (Command, error) {
+	op := map[string]Op{"enable": OpEnableService, "drain": OpDrainService}[w[0]]
+	if len(w) < 3 {
+		return Command{}, fmt.Errorf("%s service: missing SERVICE", w[0])
+	}
+	if err := checkName("service", w[2]); err != nil {
+		return Command{}, fmt.Errorf("%s service: %w", w[0], err)
+	}
+	return noArgs(Command{Op: op, Service: w[2]}, w, 3)
 }
 
 // splitWords splits a line into words separated by spaces or tabs. A word

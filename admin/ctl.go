@@ -252,6 +252,12 @@ func render(w io.Writer, cmd Command, data json.RawMessage, now time.Time) error
 				r.Service, r.Name, r.Addr, strings.ToUpper(r.State), in, weight, r.Active, r.Total,
 				verdict, dash(ago), dash(strings.Join(flags, ",")))
 		}
+	case OpShowBGP:
+		var v BGP
+		if err := dec(&v); err != nil {
+			return err
+		}
+		writeBGP(w, v, now)
 	case OpShowVRRP:
 		var vs []VRRPInstance
 		if err := dec(&vs); err != nil {

@@ -19,6 +19,8 @@ type collector struct {
 	beUp, beState, beWeight, beActive, beTotal, beBytes, checkDur, checkFail *prometheus.Desc
 
 	vState, vPrio, vPrioCfg, vTrans, vSent, vRecv, vDropped *prometheus.Desc
+
+	bgp bgpMetrics // bgp.go
 }
 
 func newCollector(src Source) *collector {
@@ -60,6 +62,7 @@ func newCollector(src Source) *collector {
 		vSent:    d("halb_vrrp_adverts_sent_total", "VRRP adverts sent.", vr, nil),
 		vRecv:    d("halb_vrrp_adverts_received_total", "VRRP adverts received and accepted.", vr, nil),
 		vDropped: d("halb_vrrp_adverts_dropped_total", "VRRP adverts dropped, by reason.", append(vr[:3:3], "reason"), nil),
+		bgp:      newBGPMetrics(),
 	}
 }
 
@@ -72,6 +75,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	} {
 		ch <- d
 	}
+	c.bgp.describe(ch)
 }
 
 func b2f(b bool) float64 {
@@ -171,6 +175,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			m(c.vDropped, ctr, float64(v.Dropped[r]), append(l[:3:3], r)...)
 		}
 	}
+	c.bgp.collect(c.src, ch)
 }
 
 func sortedKeys(m map[string]uint64) []string {

@@ -540,6 +540,12 @@ func (s *Server) execute(cmd Command, who peer) (resp Response) {
 		return Response{OK: true, Data: rows}
 	case OpShowVRRP:
 		return Response{OK: true, Data: nonNil(s.src.VRRP())}
+	case OpShowBGP:
+		v, ok := s.bgpView()
+		if !ok {
+			return Response{Error: "BGP is not configured (no bgp block)"}
+		}
+		return Response{OK: true, Data: v}
 	case OpShowIPVS:
 		t, err := s.src.IPVS()
 		if err != nil {
@@ -597,6 +603,14 @@ func (s *Server) mutate(cmd Command, who peer) Response {
 		err, msg = s.ctl.SetWeight(cmd.Service, cmd.Backend, cmd.Weight), fmt.Sprintf("%s: weight %d", target, cmd.Weight)
 	case OpSetLogLevel:
 		err, msg = s.ctl.SetLogLevel(cmd.Level), "log level "+cmd.Level
+	case OpDrainService, OpEnableService:
+		sd, ok := s.ctl.(ServiceDrainer)
+		if !ok {
+			err = errors.New("BGP is not available here")
+			break
+		}
+		drain := cmd.Op == OpDrainService
+		err, msg = sd.SetServiceDrain(cmd.Service, drain), cmd.Service+": "+map[bool]string{true: "withdrawn (draining)", false: "announced"}[drain]
 	case OpReload:
 		err = s.ctl.Reload()
 		if err == nil {

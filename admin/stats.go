@@ -34,6 +34,7 @@ type statsPage struct {
 	ReloadOK bool
 	VRRP     []vrrpRow
 	Services []serviceView
+	BGP      *bgpSection // bgp.go; nil without BGP
 }
 
 type vrrpRow struct {
@@ -109,6 +110,7 @@ func (s *Server) page() statsPage {
 		}
 		p.VRRP = append(p.VRRP, row)
 	}
+	p.BGP = s.bgpSection(p.Now)
 	for _, sv := range s.src.Services() {
 		v := serviceView{Service: sv, Class: "svc-" + cssWord(sv.State)}
 		for i := range v.Classes {
@@ -193,7 +195,11 @@ func (s *Server) serveStatsJSON(w http.ResponseWriter, _ *http.Request) {
 		Info     Info           `json:"info"`
 		Services []Service      `json:"services"`
 		VRRP     []VRRPInstance `json:"vrrp"`
-	}{s.src.Info(), nonNil(s.src.Services()), nonNil(s.src.VRRP())}
+		BGP      *BGP           `json:"bgp,omitempty"`
+	}{s.src.Info(), nonNil(s.src.Services()), nonNil(s.src.VRRP()), nil}
+	if b, ok := s.bgpView(); ok {
+		v.BGP = &b
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(v)

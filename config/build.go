@@ -116,6 +116,7 @@ func newBuilder(d *diags) *builder {
 		b.checkers[k] = blockSpec[ckBuild]{CheckerKind(k).String(), checkerTable(CheckerKind(k))}
 	}
 	b.url = blockSpec[URL]{"url", urlTable()}
+	b.bgpKeywords() // build_bgp.go
 	return b
 }
 
@@ -141,6 +142,7 @@ func (b *builder) homeOf(kw string) (string, bool) {
 		note("HTTP_GET", keys(b.checkers[CheckHTTP].kw))
 		note("MISC_CHECK", keys(b.checkers[CheckMisc].kw))
 		note(b.url.name, keys(b.url.kw))
+		note("bgp", keys(bgpTable()))
 		note("the top level", topKeywords())
 	}
 	block, ok := b.allKW[kw]
@@ -157,7 +159,7 @@ func keys[T any](t table[T]) []string {
 }
 
 func topKeywords() []string {
-	return []string{"global_defs", "vrrp_script", "vrrp_track_file", "vrrp_track_process", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group"}
+	return []string{"global_defs", "vrrp_script", "vrrp_track_file", "vrrp_track_process", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group", "bgp"}
 }
 
 // dispatch applies every statement of a block through spec's table.
@@ -184,7 +186,8 @@ func takesBlock(kw string) bool {
 	case "global_defs", "vrrp_script", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group",
 		"notification_email", "authentication", "virtual_ipaddress", "virtual_ipaddress_excluded", "unicast_peer",
 		"track_script", "track_file", "vrrp_track_file", "track_process", "vrrp_track_process", "track_interface", "track_virtual_server", "group", "real_server",
-		"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "PING_CHECK", "DNS_CHECK", "SMTP_CHECK", "UDP_CHECK", "FILE_CHECK", "url":
+		"TCP_CHECK", "HTTP_GET", "SSL_GET", "MISC_CHECK", "PING_CHECK", "DNS_CHECK", "SMTP_CHECK", "UDP_CHECK", "FILE_CHECK", "url",
+		"bgp", "neighbor":
 		return true
 	}
 	return false
@@ -251,6 +254,8 @@ func (b *builder) build(top []*node) {
 			b.buildVS(n)
 		case "virtual_server_group":
 			b.buildVSGroup(n)
+		case "bgp":
+			b.buildBGP(n)
 		default:
 			b.unknown(n, "the top level", topKeywords)
 		}

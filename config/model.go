@@ -32,6 +32,7 @@ type Config struct {
 	SyncGroups     []*SyncGroup     `json:"sync_groups"`
 	VirtualServers []*VirtualServer `json:"virtual_servers"`
 	VSGroups       []*VSGroup       `json:"vs_groups"`
+	BGP            *BGP             `json:"bgp,omitempty"` // model_bgp.go
 	// Files lists every file read, the main file first, then includes in the order read.
 	Files []string `json:"files"`
 	// Hash is the hex SHA-256 over the contents of Files, in order.
@@ -310,6 +311,9 @@ type VirtualServer struct {
 	Rise               int            `json:"rise"`
 	Fall               int            `json:"fall"`
 	PassiveFail        int            `json:"passive_fail"` // 0 = off
+
+	// BGPAnnounce is bgp_announce (model_bgp.go); nil: not announced over BGP.
+	BGPAnnounce *BGPAnnounce `json:"bgp_announce,omitempty"`
 
 	RealServers []*RealServer `json:"real_servers"`
 }

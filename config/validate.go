@@ -231,6 +231,7 @@ func (b *builder) validate() {
 		b.validateMoreCheckers(vs)
 		b.validateProtocol(vs)
 	}
+	b.validateBGP() // build_bgp.go
 }
 
 func (b *builder) validateGlobal() {

@@ -67,6 +67,7 @@ type Daemon struct {
 	lvsNL  *ipvs.NetlinkTable
 	syncd  *syncFollower // lvs_sync_daemon; nil without IPVS
 	admin  *admin.Server
+	bgp    atomic.Pointer[bgpRunner] // bgp.go; nil without a bgp block
 
 	started    time.Time
 	lastReload atomic.Pointer[admin.Reload]
@@ -222,6 +223,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.checks.Set(targets, services...)
 	d.mu.Unlock()
 	d.checks.Start(runCtx)
+	if err := d.startBGP(runCtx, cfg); err != nil {
+		d.stopParts(context.Background())
+		return err
+	}
 
 	if err := d.startAdmin(runCtx, cfg); err != nil {
 		d.stopParts(context.Background())
@@ -327,6 +332,7 @@ func (d *Daemon) Stop() error {
 		if timeout <= 0 {
 			timeout = 30 * time.Second
 		}
+		d.drainBGP() // withdraw, wait drain_time: new flows go to the other nodes
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		err = d.stopParts(ctx)
@@ -350,6 +356,7 @@ func (d *Daemon) stopParts(ctx context.Context) error {
 	if err := d.stopUDP(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, d.closeBGP())
 	if d.checks != nil {
 		d.checks.Stop()
 	}
@@ -434,6 +441,7 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 		errs = append(errs, d.lvs.SetDesired(ipvsServices(cfg)))
 		d.applyLVSGlobals(old.cfg, cfg)
 	}
+	errs = append(errs, d.reloadBGP(cfg))
 	d.applyLogLevel(cfg)
 	return errors.Join(errs...)
 }
@@ -497,6 +505,7 @@ func (d *Daemon) onQuorum(q health.QuorumChange) {
 	if d.router != nil {
 		d.pushTrackers(d.gen.Load().cfg, q.Service, q.Up)
 	}
+	d.bgpSync()
 }
 
 func (d *Daemon) serviceUp(name string) bool {

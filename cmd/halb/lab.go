@@ -33,7 +33,8 @@ const labDefaultDir = "/run/halb-lab"
 type labState struct {
 	ID     string         `json:"id"`
 	Holder int            `json:"holder_pid"`
-	PIDs   map[string]int `json:"pids"` // lb1, lb2, web1, web2
+	PIDs   map[string]int `json:"pids"`           // lb1, lb2, web1, web2 (bgp: lb3, router too)
+	Topo   string         `json:"topo,omitempty"` // "" (VRRP pair) or "bgp" (lab_bgp.go)
 }
 
 var labVIPs = []netip.Addr{netlab.VIP1, netlab.VIP2}
@@ -42,11 +43,13 @@ func labMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", labDefaultDir, "lab state directory (configs, logs, sockets)")
+	topo := fs.String("topo", "vrrp", "topology for up: vrrp (a pair) or bgp (three nodes behind a BIRD router, ECMP)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: halb lab [-dir DIR] COMMAND
-  up              build the lab: lb1 and lb2 (halb, dual-active VIPs 198.18.0.10 and .20), web1, web2, client
+		fmt.Fprintln(stderr, `usage: halb lab [-dir DIR] [-topo vrrp|bgp] COMMAND
+  up              build the lab: lb1 and lb2 (halb, dual-active VIPs 198.18.0.10 and .20), web1, web2, client;
+                  with -topo bgp: lb1..lb3 announce 198.18.10.10 over BGP to a BIRD 2 router (ECMP), client behind it
   status          who holds each VIP, VRRP state of each node, and what the client sees on each VIP
-  kill lb1|lb2    kill -9 a node (watch the VIP move with 'status')
+  kill lb1|lb2    kill -9 a node (watch the VIP move with 'status'; bgp: lb1..lb3)
   stop lb1|lb2    SIGTERM a node (graceful handover: priority 0 advert)
   start lb1|lb2   start a stopped node again (it preempts back)
   down            stop everything and delete the namespaces`)
@@ -59,12 +62,25 @@ func labMain(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
+	bgpLab := *topo == "bgp"
+	if st, err := readLabState(*dir); err == nil && cmd != "up" && cmd != "hold" {
+		bgpLab = st.Topo == "bgp"
+	}
 	switch cmd {
 	case "up":
+		if bgpLab {
+			return labUpBGP(*dir, stdout, stderr)
+		}
 		return labUp(*dir, stdout, stderr)
 	case "status":
+		if bgpLab {
+			return labStatusBGP(*dir, stdout, stderr)
+		}
 		return labStatus(*dir, stdout, stderr)
 	case "kill", "stop", "start":
+		if len(rest) == 1 && rest[0] == "lb3" && bgpLab {
+			return labNode(*dir, cmd, rest[0], stdout, stderr)
+		}
 		if len(rest) != 1 || (rest[0] != "lb1" && rest[0] != "lb2") {
 			fmt.Fprintf(stderr, "usage: halb lab %s lb1|lb2\n", cmd)
 			return exitUsage
@@ -73,6 +89,9 @@ func labMain(args []string, stdout, stderr io.Writer) int {
 	case "down":
 		return labDown(*dir, stdout, stderr)
 	case "hold": // internal: the process that owns the lab
+		if bgpLab {
+			return labHoldBGP(*dir, stderr)
+		}
 		return labHold(*dir, stderr)
 	case "web": // internal: a web server inside a web namespace
 		if len(rest) != 2 {
@@ -368,10 +387,19 @@ func labNode(dir, cmd, node string, stdout, stderr io.Writer) int {
 		// A dead node: the process gets SIGKILL (no goodbye advert, no VIP removal) and its link
 		// goes down, as when the machine loses power; `start` brings both back.
 		_ = syscall.Kill(pid, syscall.SIGKILL)
+		if st.Topo == "bgp" {
+			// The kernel closes the BGP session: the router drops the next hop at once.
+			fmt.Fprintf(stdout, "killed %s (pid %d, SIGKILL); the router drops its next hop when the session closes\n", node, pid)
+			break
+		}
 		_ = (&netlab.Lab{ID: st.ID}).SetLink(node, false)
 		fmt.Fprintf(stdout, "killed %s (pid %d, SIGKILL, link down); its VIPs move after Master_Down_Interval (~3 s)\n", node, pid)
 	case "stop":
-		stopPID(pid, 6*time.Second)
+		stopPID(pid, 10*time.Second)
+		if st.Topo == "bgp" {
+			fmt.Fprintf(stdout, "stopped %s (SIGTERM: withdrawn, drained, closed)\n", node)
+			break
+		}
 		fmt.Fprintf(stdout, "stopped %s (SIGTERM: priority 0 advert, VIPs handed over)\n", node)
 	case "start":
 		if alivePID(pid) {
@@ -476,8 +504,8 @@ func labDown(dir string, stdout, stderr io.Writer) int {
 	stopPID(st.Holder, 20*time.Second)
 	// A holder that died without cleaning up leaves namespaces: remove them now.
 	netlab.Cleanup(st.ID)
-	for _, name := range []string{"lb1", "lb2", "web1", "web2"} {
-		stopPID(st.PIDs[name], time.Second)
+	for _, pid := range st.PIDs {
+		stopPID(pid, time.Second)
 	}
 	_ = os.Remove(filepath.Join(dir, "state.json"))
 	fmt.Fprintln(stdout, "lab down: nodes stopped, namespaces removed")
