@@ -32,6 +32,7 @@ type Config struct {
 	SyncGroups     []*SyncGroup     `json:"sync_groups"`
 	VirtualServers []*VirtualServer `json:"virtual_servers"`
 	VSGroups       []*VSGroup       `json:"vs_groups"`
+	Pools          []*Pool          `json:"pools"` // top-level pool blocks (model_l7.go)
 	// Files lists every file read, the main file first, then includes in the order read.
 	Files []string `json:"files"`
 	// Hash is the hex SHA-256 over the contents of Files, in order.
@@ -301,6 +302,15 @@ type VirtualServer struct {
 	Rise               int            `json:"rise"`
 	Fall               int            `json:"fall"`
 	PassiveFail        int            `json:"passive_fail"` // 0 = off
+
+	// HTTP (issue 13): idle time between two requests of a keep-alive client connection, and the
+	// request head limits in bytes.
+	TimeoutHTTPKeepAlive time.Duration `json:"timeout_http_keep_alive"`
+	MaxHeaderSize        int           `json:"max_header_size"`
+	MaxURISize           int           `json:"max_uri_size"`
+
+	// L7 holds the layer-7 keywords of proxy_mode http (model_l7.go).
+	L7 L7 `json:"l7"`
 
 	RealServers []*RealServer `json:"real_servers"`
 }
