@@ -281,7 +281,7 @@ func routeTable() table[Route] {
 			}
 			r.Headers = append(r.Headers, HeaderMatch{Name: n.args[0], Value: n.args[1]})
 		},
-		"src": func(b *builder, r *Route, n *node) { b.prefixes(n, &r.Sources) },
+		"src":  func(b *builder, r *Route, n *node) { b.prefixes(n, &r.Sources) },
 		"pool": single(func(r *Route) *string { return &r.Pool }, func(*builder, *node, string) bool { return true }),
 		"redirect": func(b *builder, r *Route, n *node) {
 			if !b.arity(n, 2, 2) {

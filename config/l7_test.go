@@ -219,7 +219,7 @@ func TestL7Errors(t *testing.T) {
 	}
 	tests := []struct {
 		name, src, want string
-		line          int
+		line            int
 	}{
 		{"unknown pool", "virtual_server 198.18.0.10 80 {\n proxy_mode http\n route {\n  host a.test\n  pool nope\n }\n}\n",
 			`pool: no pool named "nope"`, 3},
