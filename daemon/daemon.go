@@ -148,6 +148,9 @@ func New(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := buildL7(d.log, g, nil); err != nil {
+		return nil, err
+	}
 	d.gen.Store(g)
 	d.applyLogLevel(cfg)
 	d.lastReload.Store(&admin.Reload{At: d.started, OK: true, Hash: cfg.Hash})
@@ -402,6 +405,9 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 	}
 	g, err := buildPools(cfg, old)
 	if err != nil {
+		return err
+	}
+	if err := buildL7(d.log, g, old); err != nil {
 		return err
 	}
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
