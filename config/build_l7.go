@@ -25,8 +25,10 @@ type l7Specs struct {
 	route    blockSpec[Route]
 	rules    blockSpec[ruleBuild]
 	readFile func(string) ([]byte, error)
-	// used records, per service, the first layer-7 keyword given (for "needs proxy_mode http").
+	// used records, per service, the first layer-7 keyword given (for "needs proxy_mode http"),
+	// and at records where each was first given.
 	used map[*VirtualServer]l7Use
+	at   map[*VirtualServer]map[string]Pos
 }
 
 type l7Use struct {
@@ -39,7 +41,7 @@ type ruleBuild struct{ rules *[]HeaderRule }
 
 // routeBuild marks which single-valued route keywords were given.
 func newL7Specs(vs table[vsBuild]) *l7Specs {
-	s := &l7Specs{used: map[*VirtualServer]l7Use{}, readFile: readRegularFile}
+	s := &l7Specs{used: map[*VirtualServer]l7Use{}, at: map[*VirtualServer]map[string]Pos{}, readFile: readRegularFile}
 	pool := table[vsBuild]{}
 	for _, k := range []string{"lb_algo", "lvs_sched", "delay_loop", "real_server", "connect_timeout", "retry",
 		"delay_before_retry", "warmup", "rise", "fall", "alpha", "omega", "inhibit_on_failure", "persistence_timeout",
@@ -65,6 +67,10 @@ func addL7VSKeywords(s *l7Specs, t table[vsBuild]) {
 		return func(b *builder, v *vsBuild, n *node) {
 			if _, ok := s.used[v.vs]; !ok {
 				s.used[v.vs] = l7Use{n.pos, n.kw}
+				s.at[v.vs] = map[string]Pos{}
+			}
+			if _, ok := s.at[v.vs][n.kw]; !ok {
+				s.at[v.vs][n.kw] = n.pos
 			}
 			h(b, v, n)
 		}
@@ -478,7 +484,7 @@ func (b *builder) validateL7() {
 			if len(l.ALPN) == 0 {
 				kw = "tls_min_version"
 			}
-			b.d.errorf(b.l7.used[vs].pos, kw, "%s: needs tls_certificate (TLS termination)", vs.Name())
+			b.d.errorf(b.l7.at[vs][kw], kw, "%s: needs tls_certificate (TLS termination)", vs.Name())
 		}
 		if r := l.RedirectScheme; r != nil && l.Terminates() && r.Scheme == "https" {
 			b.d.errorf(r.Pos, "redirect_scheme", "%s: this service terminates TLS; redirecting it to https would loop", vs.Name())

@@ -237,6 +237,7 @@ func TestL7Errors(t *testing.T) {
 		{"bad scheme code", vs(" proxy_mode http\n redirect_scheme https 404"), "not a redirect status", 6},
 		{"scheme loop", vs(" proxy_mode http\n tls_certificate a.test.pem\n redirect_scheme https"), "would loop", 7},
 		{"alpn without tls", vs(" proxy_mode http\n alpn h2"), "alpn: 198.18.0.10:80: needs tls_certificate", 6},
+		{"version without tls", vs(" proxy_mode http\n max_body_size 1k\n tls_min_version 1.3"), "tls_min_version: 198.18.0.10:80: needs tls_certificate", 7},
 		{"bad alpn", vs(" proxy_mode http\n tls_certificate a.test.pem\n alpn h3"), `"h3" is not h2 or http/1.1`, 7},
 		{"bad tls version", vs(" proxy_mode http\n tls_certificate a.test.pem\n tls_min_version 1.1"), `"1.1" is not one of 1.2|1.3`, 7},
 		{"route without action", vs(" proxy_mode http\n route {\n  host a.test\n }"), "needs an action", 6},
