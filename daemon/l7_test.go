@@ -8,7 +8,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -19,6 +23,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap/zaptest"
 
+	"halb/admin"
 	"halb/config"
 	"halb/health"
 	"halb/proxy"
@@ -208,5 +213,42 @@ func TestHTTPFrontDefaultsAgree(t *testing.T) {
 		if _, _, err := config.Parse("t.conf", []byte(src)); err == nil {
 			t.Errorf("config accepts a rule on %s", h)
 		}
+	}
+}
+
+// TestPoolInStatsAndCtl: a top-level pool shows in the services the stats page, `halb ctl` and
+// the metrics read, and `halb ctl` changes its servers.
+func TestPoolInStatsAndCtl(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "halb.conf")
+	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer be.Close()
+	host, bePort, _ := net.SplitHostPort(be.Listener.Addr().String())
+	port := freePort(t)
+	src := fmt.Sprintf("global_defs {\n shutdown_timeout 1s\n}\npool api {\n real_server 127.0.0.1 %d\n}\n"+
+		"virtual_server 127.0.0.1 %d {\n proxy_mode http\n route {\n  path_prefix /api/\n  pool api\n }\n real_server %s %s\n}\n",
+		freePort(t), port, host, bePort)
+	if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, path)
+	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", port)) // running: the default pool answers
+	find := func() *admin.Service {
+		for _, s := range (source{d}).Services() {
+			if s.Name == "pool api" {
+				return &s
+			}
+		}
+		return nil
+	}
+	s := find()
+	if s == nil || s.Mode != "pool" || len(s.Backends) != 1 || !strings.HasPrefix(s.Backends[0].Name, "127.0.0.1:") {
+		t.Fatalf("pool service = %+v", s)
+	}
+	if err := (controller{d}).SetBackendState("pool api", s.Backends[0].Name, "maint"); err != nil {
+		t.Fatal(err)
+	}
+	if s := find(); s.Backends[0].State != admin.StateMaint {
+		t.Errorf("state after disable = %v", s.Backends[0].State)
 	}
 }

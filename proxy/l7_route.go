@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/valyala/fasthttp"
@@ -113,7 +114,7 @@ func NewRouter(specs []RouteSpec) (*Router, error) {
 	var errs []error
 	for i, s := range specs {
 		c := route{prefix: s.PathPrefix, exactP: s.PathExact, hasExact: s.PathExact != "", target: s.Target,
-			methods: s.Methods, sources: s.Sources, anyHost: len(s.Hosts) == 0}
+			methods: slices.Clone(s.Methods), anyHost: len(s.Hosts) == 0}
 		for _, h := range s.Hosts {
 			h = strings.TrimSuffix(strings.ToLower(h), ".")
 			switch {
@@ -135,8 +136,8 @@ func NewRouter(specs []RouteSpec) (*Router, error) {
 		for _, h := range s.Headers {
 			c.headers = append(c.headers, HeaderMatch{Name: canonicalHeader(h.Name), Value: h.Value})
 		}
-		for j, p := range c.sources {
-			c.sources[j] = p.Masked()
+		for _, p := range s.Sources {
+			c.sources = append(c.sources, p.Masked())
 		}
 		if s.Target.Redirect == nil && s.Target.Pool < 0 {
 			errs = append(errs, fmt.Errorf("route %d: no pool and no redirect", i))
