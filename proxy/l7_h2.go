@@ -114,8 +114,8 @@ func NewH2Server(log *zap.Logger, l H2Limits, fwd H2Forwarder) *H2Server {
 }
 
 // ServeConn serves c, a TLS connection whose negotiated protocol is "h2", until the client goes
-// or the connection fails; it returns when every stream's forwarder has returned. ctx is the
-// parent of every stream's request context.
+// or the connection fails. ctx is the parent of every stream's request context; when the
+// connection ends, forwarders still running see their request's context cancelled.
 func (s *H2Server) ServeConn(ctx context.Context, c net.Conn) {
 	s.srv.ServeConn(c, &http2.ServeConnOpts{Context: ctx, BaseConfig: s.base, Handler: s.base.Handler})
 }

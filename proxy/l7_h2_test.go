@@ -31,11 +31,17 @@ func (echoForwarder) ForwardH2(w http.ResponseWriter, r *http.Request) {
 
 // h2Front serves TLS on loopback: h2 connections go to an H2Server with echoForwarder, others
 // get a fixed HTTP/1.1 answer. It returns the address; everything stops at cleanup.
-func h2Front(t *testing.T, limits H2Limits) string {
+func h2Front(t *testing.T, limits H2Limits, names ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	store, err := NewCertStore(zaptest.NewLogger(t), []CertFile{{Cert: writeL7Cert(t, dir, "a.pem", nil, "a.test")}},
-		TLSOptions{ALPN: []string{"h2", "http/1.1"}})
+	if len(names) == 0 {
+		names = []string{"a.test"}
+	}
+	var files []CertFile
+	for _, n := range names {
+		files = append(files, CertFile{Cert: writeL7Cert(t, dir, n+".pem", nil, n)})
+	}
+	store, err := NewCertStore(zaptest.NewLogger(t), files, TLSOptions{ALPN: []string{"h2", "http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,5 +188,26 @@ func TestH2Spec(t *testing.T) {
 	t.Logf("h2spec:\n%s", out)
 	if !strings.Contains(string(out), "tests,") {
 		t.Fatal("h2spec did not run")
+	}
+}
+
+// TestTLSCurlSNI: two certificates on one listener; curl --resolve with each name gets that
+// name's certificate, an unknown name the default (the first).
+func TestTLSCurlSNI(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not installed")
+	}
+	addr := h2Front(t, H2Limits{}, "a.test", "b.test")
+	_, port, _ := net.SplitHostPort(addr)
+	for name, want := range map[string]string{"a.test": "CN=a.test", "b.test": "CN=b.test", "unknown.test": "CN=a.test"} {
+		out, err := exec.Command(curl, "-sS", "-k", "-v", "--http2", "--max-time", "10", "--resolve", name+":"+port+":127.0.0.1",
+			"https://"+name+":"+port+"/x").CombinedOutput()
+		if err != nil {
+			t.Fatalf("curl %s: %v\n%s", name, err, out)
+		}
+		if !strings.Contains(string(out), "subject: "+want) || !strings.Contains(string(out), "GET /x host="+name+":"+port) {
+			t.Errorf("curl %s: want subject %s\n%s", name, want, out)
+		}
 	}
 }
