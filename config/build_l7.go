@@ -39,7 +39,7 @@ type l7Use struct {
 // ruleBuild collects the lines of an http_request or http_response block.
 type ruleBuild struct{ rules *[]HeaderRule }
 
-// routeBuild marks which single-valued route keywords were given.
+// newL7Specs makes the layer-7 tables; the pool block reuses the virtual_server handlers vs.
 func newL7Specs(vs table[vsBuild]) *l7Specs {
 	s := &l7Specs{used: map[*VirtualServer]l7Use{}, at: map[*VirtualServer]map[string]Pos{}, readFile: readRegularFile}
 	pool := table[vsBuild]{}
