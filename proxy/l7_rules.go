@@ -5,8 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -50,11 +52,9 @@ func IsFramingHeader(name string) bool {
 
 // HeaderRules is a checked list of rules, applied in order.
 //
-// Known limit: fasthttp's Del (used by set_header and del_header) fills the hole with the last
-// header line, so two lines of one other name can swap order (RFC 9110 §5.3 keeps that order
-// meaningful, e.g. for Via or X-Forwarded-For lists). The engine should set X-Forwarded-For
-// after the rules run, and a service whose servers depend on the order of repeated lines
-// should not use these rules.
+// set_header and del_header remove lines with delStable, not fasthttp's Del alone: Del fills the
+// hole with the last header line, which can swap two lines of another name, and RFC 9110 §5.3
+// makes that order meaningful (Via, X-Forwarded-For lists).
 type HeaderRules struct {
 	rules []HeaderRule
 }
@@ -89,12 +89,12 @@ func (r HeaderRules) Request(h *fasthttp.RequestHeader) {
 	for _, x := range r.rules {
 		switch x.Op {
 		case HeaderSet: // fasthttp's Set replaces the first of several lines only
-			h.Del(x.Name)
+			delStable(h, x.Name)
 			h.Set(x.Name, x.Value)
 		case HeaderAdd:
 			h.Add(x.Name, x.Value)
 		case HeaderDel:
-			h.Del(x.Name)
+			delStable(h, x.Name)
 		}
 	}
 }
@@ -104,14 +104,80 @@ func (r HeaderRules) Response(h *fasthttp.ResponseHeader) {
 	for _, x := range r.rules {
 		switch x.Op {
 		case HeaderSet: // fasthttp's Set replaces the first of several lines only
-			h.Del(x.Name)
+			delStable(h, x.Name)
 			h.Set(x.Name, x.Value)
 		case HeaderAdd:
 			h.Add(x.Name, x.Value)
 		case HeaderDel:
-			h.Del(x.Name)
+			delStable(h, x.Name)
 		}
 	}
+}
+
+// headerLines is what delStable needs of a fasthttp request or response head.
+type headerLines interface {
+	All() iter.Seq2[[]byte, []byte]
+	PeekAll(key string) [][]byte
+	Del(key string)
+	Add(key, value string)
+}
+
+// delStable removes every line named name and keeps the order of the lines of every other name
+// that has several: those are taken out and put back in their order (only when a head has such
+// names, so the common head costs one pass over its lines). Names fasthttp keeps apart (Host,
+// Content-Type, Cookie, Set-Cookie...) are not moved by Del and are left alone.
+func delStable(h headerLines, name string) {
+	var names [64][]byte // the head's line names, up to 64 (a longer head: the first 64)
+	n := 0
+	for k := range h.All() {
+		if n == len(names) {
+			break
+		}
+		names[n] = k
+		n++
+	}
+	var repeated []string
+	for i := range n {
+		k := names[i]
+		if strings.EqualFold(string(k), name) || keptApart(k) || slices.ContainsFunc(repeated, func(r string) bool { return strings.EqualFold(r, string(k)) }) {
+			continue
+		}
+		for j := i + 1; j < n; j++ {
+			if strings.EqualFold(string(names[j]), string(k)) {
+				repeated = append(repeated, string(k))
+				break
+			}
+		}
+	}
+	if len(repeated) == 0 {
+		h.Del(name)
+		return
+	}
+	saved := make([][]string, len(repeated))
+	for i, r := range repeated {
+		for _, v := range h.PeekAll(r) {
+			saved[i] = append(saved[i], string(v))
+		}
+	}
+	h.Del(name)
+	for _, r := range repeated {
+		h.Del(r)
+	}
+	for i, r := range repeated {
+		for _, v := range saved[i] {
+			h.Add(r, v)
+		}
+	}
+}
+
+// keptApart reports the names fasthttp stores outside its list of lines.
+func keptApart(k []byte) bool {
+	switch strings.ToLower(string(k)) {
+	case "host", "content-type", "content-length", "user-agent", "cookie", "set-cookie", "trailer", "connection",
+		"transfer-encoding", "server", "date", "content-encoding":
+		return true
+	}
+	return false
 }
 
 func l7IsToken(s string) bool {
