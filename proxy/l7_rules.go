@@ -127,15 +127,11 @@ type headerLines interface {
 // names, so the common head costs one pass over its lines). Names fasthttp keeps apart (Host,
 // Content-Type, Cookie, Set-Cookie...) are not moved by Del and are left alone.
 func delStable(h headerLines, name string) {
-	var names [64][]byte // the head's line names, up to 64 (a longer head: the first 64)
-	n := 0
+	names := make([][]byte, 0, 64) // the head's line names
 	for k := range h.All() {
-		if n == len(names) {
-			break
-		}
-		names[n] = k
-		n++
+		names = append(names, k)
 	}
+	n := len(names)
 	var repeated []string
 	for i := range n {
 		k := names[i]

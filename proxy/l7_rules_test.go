@@ -262,3 +262,46 @@ func FuzzSchemeRedirect(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHeaderRules applies rules to arbitrary request heads: the deleted header is gone, the set
+// one has exactly its value, and every other header keeps its lines in order.
+func FuzzHeaderRules(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-Debug: 1\r\nVia: v1\r\nX-Debug: 2\r\nVia: v2\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nCookie: a=1\r\nx-debug: 1\r\nCookie: b=2\r\nX-Set: old\r\nx-set: old2\r\n\r\n"))
+	rules, err := NewHeaderRules([]HeaderRule{{Op: HeaderDel, Name: "X-Debug"}, {Op: HeaderSet, Name: "X-Set", Value: "new"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var h fasthttp.RequestHeader
+		if h.Read(bufio.NewReader(bytes.NewReader(raw))) != nil {
+			return
+		}
+		before := map[string][]string{}
+		for k := range h.All() {
+			name := string(k)
+			if _, ok := before[name]; ok || keptApart(k) || strings.EqualFold(name, "X-Debug") || strings.EqualFold(name, "X-Set") {
+				continue
+			}
+			for _, v := range h.PeekAll(name) {
+				before[name] = append(before[name], string(v))
+			}
+		}
+		rules.Request(&h)
+		if got := h.PeekAll("X-Debug"); len(got) != 0 {
+			t.Fatalf("X-Debug left: %q", got)
+		}
+		if got := h.PeekAll("X-Set"); len(got) != 1 || string(got[0]) != "new" {
+			t.Fatalf("X-Set = %q", got)
+		}
+		for name, want := range before {
+			var got []string
+			for _, v := range h.PeekAll(name) {
+				got = append(got, string(v))
+			}
+			if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+				t.Fatalf("%s: %q, was %q", name, got, want)
+			}
+		}
+	})
+}
