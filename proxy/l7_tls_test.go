@@ -340,3 +340,60 @@ func TestHandshakeBadClients(t *testing.T) {
 		srv.Close()
 	})
 }
+
+// TestCertStoreConcurrentReload: handshakes, reloads and ticket rotations at once (run with
+// -race): every handshake gets a certificate, none fails.
+func TestCertStoreConcurrentReload(t *testing.T) {
+	dir := t.TempDir()
+	files := [][]CertFile{
+		{{Cert: writeL7Cert(t, dir, "a1.pem", nil, "a.test")}},
+		{{Cert: writeL7Cert(t, dir, "a2.pem", nil, "a.test")}, {Cert: writeL7Cert(t, dir, "b.pem", nil, "b.test")}},
+	}
+	store, err := NewCertStore(nil, files[0], TLSOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := tlsServe(t, store)
+	stop := make(chan struct{})
+	var reloader, dialers sync.WaitGroup
+	reloader.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := store.Reload(files[i%2]); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := store.RotateTicketKeys(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for range 4 {
+		dialers.Go(func() {
+			for range 20 {
+				c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "a.test", InsecureSkipVerify: true})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got := peerName(c); got != "a.test" {
+					t.Errorf("got %q", got)
+				}
+				c.Close()
+			}
+		})
+	}
+	for range 200 {
+		if c, err := store.GetCertificate(&tls.ClientHelloInfo{ServerName: "b.test"}); err != nil || c == nil {
+			t.Fatal(err)
+		}
+	}
+	dialers.Wait()
+	close(stop)
+	reloader.Wait()
+}
