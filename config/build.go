@@ -70,6 +70,7 @@ type builder struct {
 	rs       blockSpec[rsBuild]
 	checkers [numCheckerKinds]blockSpec[ckBuild]
 	url      blockSpec[URL]
+	l7       *l7Specs // pool, route, http_request/http_response (build_l7.go)
 
 	instAccept map[*Instance]bool // explicit accept/no_accept
 	allKW      map[string]string  // keyword -> a block it is valid in, for "not valid here" hints
@@ -112,6 +113,7 @@ func newBuilder(d *diags) *builder {
 	b.sync = blockSpec[SyncGroup]{"vrrp_sync_group", syncTable()}
 	b.vs = blockSpec[vsBuild]{"virtual_server", vsTable()}
 	b.rs = blockSpec[rsBuild]{"real_server", rsTable()}
+	b.l7 = newL7Specs(b.vs.kw)
 	for k := range b.checkers {
 		b.checkers[k] = blockSpec[ckBuild]{CheckerKind(k).String(), checkerTable(CheckerKind(k))}
 	}
@@ -143,6 +145,8 @@ func (b *builder) homeOf(kw string) (string, bool) {
 		note("MISC_CHECK", keys(b.checkers[CheckMisc].kw))
 		note(b.url.name, keys(b.url.kw))
 		note("bgp", keys(bgpTable()))
+		note(b.l7.route.name, keys(b.l7.route.kw))
+		note(b.l7.rules.name, keys(b.l7.rules.kw))
 		note("the top level", topKeywords())
 	}
 	block, ok := b.allKW[kw]
@@ -159,7 +163,7 @@ func keys[T any](t table[T]) []string {
 }
 
 func topKeywords() []string {
-	return []string{"global_defs", "vrrp_script", "vrrp_track_file", "vrrp_track_process", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group", "bgp"}
+	return []string{"global_defs", "vrrp_script", "vrrp_track_file", "vrrp_track_process", "vrrp_instance", "vrrp_sync_group", "virtual_server", "virtual_server_group", "bgp", "pool"}
 }
 
 // dispatch applies every statement of a block through spec's table.
@@ -190,7 +194,7 @@ func takesBlock(kw string) bool {
 		"bgp", "neighbor":
 		return true
 	}
-	return false
+	return l7TakesBlock(kw)
 }
 
 // needBlock reports an error when a block keyword came without its block.
@@ -256,6 +260,8 @@ func (b *builder) build(top []*node) {
 			b.buildVSGroup(n)
 		case "bgp":
 			b.buildBGP(n)
+		case "pool":
+			b.buildPool(n)
 		default:
 			b.unknown(n, "the top level", topKeywords)
 		}

@@ -56,18 +56,24 @@ func (b *builder) buildVS(n *node) {
 	default:
 		b.d.errorf(n.pos, n.kw, "expects ADDR PORT, fwmark N or group NAME")
 	}
+	vs.TimeoutHTTPKeepAlive, vs.MaxHeaderSize, vs.MaxURISize = defaultTimeoutHTTPKeepAlive, defaultMaxHeaderSize, defaultMaxURISize
 	vb := &vsBuild{vs: vs, defs: newCheckerDefaults()}
 	dispatch(b, &b.vs, vb, n.children)
-	vb.defs.delayLoop = vs.DelayLoop
+	b.finishServers(vb)
+	if valid {
+		b.cfg.VirtualServers = append(b.cfg.VirtualServers, vs)
+	}
+}
+
+// finishServers resolves the checker timings of a service's (or a pool's) real servers.
+func (b *builder) finishServers(vb *vsBuild) {
+	vb.defs.delayLoop = vb.vs.DelayLoop
 	vb.defs.inherit(checkerDefaults{connectTimeout: defaultConnectTimeout, retry: defaultRetry, delayBeforeRetry: defaultDelayBeforeRetry})
 	for _, rb := range vb.rss {
 		rb.defs.inherit(vb.defs)
 		for _, cb := range rb.cks {
 			b.finishChecker(rb, cb)
 		}
-	}
-	if valid {
-		b.cfg.VirtualServers = append(b.cfg.VirtualServers, vs)
 	}
 }
 

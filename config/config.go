@@ -57,6 +57,7 @@ func parse(r *reader, name string, src []byte) (*Config, []Diagnostic, error) {
 	r.addFile(name, src)
 	top := parseTree(d, r.toks, r.files)
 	b := newBuilder(d)
+	b.l7.readFile = r.readFile
 	b.build(top)
 	cfg := b.cfg
 	cfg.Files = r.files

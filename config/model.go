@@ -33,6 +33,7 @@ type Config struct {
 	VirtualServers []*VirtualServer `json:"virtual_servers"`
 	VSGroups       []*VSGroup       `json:"vs_groups"`
 	BGP            *BGP             `json:"bgp,omitempty"` // model_bgp.go
+	Pools          []*Pool          `json:"pools"`         // top-level pool blocks (model_l7.go)
 	// Files lists every file read, the main file first, then includes in the order read.
 	Files []string `json:"files"`
 	// Hash is the hex SHA-256 over the contents of Files, in order.
@@ -314,6 +315,14 @@ type VirtualServer struct {
 
 	// BGPAnnounce is bgp_announce (model_bgp.go); nil: not announced over BGP.
 	BGPAnnounce *BGPAnnounce `json:"bgp_announce,omitempty"`
+	// HTTP (issue 13): idle time between two requests of a keep-alive client connection, and the
+	// request head limits in bytes.
+	TimeoutHTTPKeepAlive time.Duration `json:"timeout_http_keep_alive"`
+	MaxHeaderSize        int           `json:"max_header_size"`
+	MaxURISize           int           `json:"max_uri_size"`
+
+	// L7 holds the layer-7 keywords of proxy_mode http (model_l7.go).
+	L7 L7 `json:"l7"`
 
 	RealServers []*RealServer `json:"real_servers"`
 }

@@ -232,6 +232,7 @@ func (b *builder) validate() {
 		b.validateProtocol(vs)
 	}
 	b.validateBGP() // build_bgp.go
+	b.validateL7()
 }
 
 func (b *builder) validateGlobal() {
@@ -378,7 +379,9 @@ func (b *builder) hasService(ap netip.AddrPort) bool {
 func (b *builder) validateVS(vs *VirtualServer) {
 	name := vs.Name()
 	if len(vs.RealServers) == 0 {
-		b.d.warnf(vs.Pos, "virtual_server", "%s has no real_server", name)
+		if vs.L7.RedirectScheme == nil && len(vs.L7.Routes) == 0 { // those serve without servers of their own
+			b.d.warnf(vs.Pos, "virtual_server", "%s has no real_server", name)
+		}
 	} else {
 		allZero := true
 		for _, rs := range vs.RealServers {
@@ -404,7 +407,7 @@ func (b *builder) validateVS(vs *VirtualServer) {
 	if vs.ProxyMode != ProxyTCP && vs.Protocol != ProtoTCP {
 		b.d.errorf(vs.Pos, "proxy_mode", "%s: proxy_mode %s needs protocol TCP, not %s", name, vs.ProxyMode, vs.Protocol)
 	}
-	if vs.ProxyMode == ProxyHTTP {
+	if vs.ProxyMode == ProxyHTTP && !vs.L7.Terminates() {
 		for _, a := range vs.Addrs {
 			if a.Port() == 443 {
 				b.d.warnf(vs.Pos, "proxy_mode", "%s: proxy_mode http on port 443 expects plain HTTP; "+

@@ -151,6 +151,9 @@ func New(o Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := buildL7(d.log, g, nil); err != nil {
+		return nil, err
+	}
 	d.gen.Store(g)
 	d.udp = proxy.NewUDPServer(d.log)
 	d.alerts = newAlerter(d.log, func() *config.Config { return d.gen.Load().cfg })
@@ -417,6 +420,9 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 	}
 	g, err := buildPools(cfg, old)
 	if err != nil {
+		return err
+	}
+	if err := buildL7(d.log, g, old); err != nil {
 		return err
 	}
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {

@@ -21,6 +21,7 @@ type service struct {
 	name  string         // vs.Name(): the key in admin commands ("198.18.0.10:80")
 	pools []*servicePool // the default set first, then one per SNI name
 	specs []string       // proxy service names (one per listen address)
+	l7    *proxy.L7Spec  // proxy_mode http: routes, rules, TLS (l7.go); nil otherwise
 }
 
 // servicePool is one backend set of a service: the default set, or the servers of one SNI name.
@@ -125,54 +126,65 @@ func buildPools(cfg *config.Config, old *generation) (*generation, error) {
 		if !proxied(vs) && !udpProxied(vs) {
 			continue
 		}
-		algo, err := balanceAlgo(vs.LBAlgo)
-		if err != nil {
-			return nil, fmt.Errorf("virtual_server %s at %s: %w", vs.Name(), vs.Pos, err)
-		}
-		opts := balance.Options{
-			PersistTimeout: vs.PersistenceTimeout,
-			PersistMask4:   maskBits(vs.PersistenceGranularity, 32),
-			PersistMask6:   128,
-		}
-		if vs.SorryServer.IsValid() {
-			opts.Sorry = &balance.Member{Name: "sorry " + vs.SorryServer.String(), Addr: vs.SorryServer, Weight: 1}
-		}
-		svc := &service{vs: vs, name: vs.Name()}
-		var prev *service
-		if old != nil {
-			prev = old.byName[svc.name]
-		}
-		keys := append([]string{""}, sniKeys(vs)...)
-		for _, k := range keys {
-			ms := members(vs, k)
-			if k == "" && len(ms) == 0 && vs.ProxyMode == config.ProxyTLS && len(keys) > 1 {
-				// TLS with every server named by SNI: no default set; unknown names are closed.
-				continue
-			}
-			// The same set of the same service keeps its pool (backends keep counters, health
-			// state and persistence); a changed scheduler or option is applied in one swap.
-			var sp *servicePool
-			if prev != nil {
-				for _, p := range prev.pools {
-					if p.key == k {
-						sp = p
-					}
-				}
-			}
-			if sp != nil {
-				sp.pool.Reconfigure(algo, ms, opts)
-			} else {
-				sp = &servicePool{key: k, pool: balance.NewPool(algo, ms, opts)}
-			}
-			svc.pools = append(svc.pools, sp)
-		}
-		g.services = append(g.services, svc)
-		g.byName[svc.name] = svc
-		for _, rs := range vs.RealServers {
-			g.refs[targetID(svc.name, rs.Addr.String())] = svc
+		if err := g.addService(vs, vs.Name(), old); err != nil {
+			return nil, err
 		}
 	}
+	if err := g.addNamedPools(cfg, old); err != nil { // l7.go
+		return nil, err
+	}
 	return g, nil
+}
+
+// addService builds the pools of one proxied service (or of a top-level pool, named name).
+func (g *generation) addService(vs *config.VirtualServer, name string, old *generation) error {
+	algo, err := balanceAlgo(vs.LBAlgo)
+	if err != nil {
+		return fmt.Errorf("virtual_server %s at %s: %w", name, vs.Pos, err)
+	}
+	opts := balance.Options{
+		PersistTimeout: vs.PersistenceTimeout,
+		PersistMask4:   maskBits(vs.PersistenceGranularity, 32),
+		PersistMask6:   128,
+	}
+	if vs.SorryServer.IsValid() {
+		opts.Sorry = &balance.Member{Name: "sorry " + vs.SorryServer.String(), Addr: vs.SorryServer, Weight: 1}
+	}
+	svc := &service{vs: vs, name: name}
+	var prev *service
+	if old != nil {
+		prev = old.byName[svc.name]
+	}
+	keys := append([]string{""}, sniKeys(vs)...)
+	for _, k := range keys {
+		ms := members(vs, k)
+		if k == "" && len(ms) == 0 && vs.ProxyMode == config.ProxyTLS && len(keys) > 1 {
+			// TLS with every server named by SNI: no default set; unknown names are closed.
+			continue
+		}
+		// The same set of the same service keeps its pool (backends keep counters, health
+		// state and persistence); a changed scheduler or option is applied in one swap.
+		var sp *servicePool
+		if prev != nil {
+			for _, p := range prev.pools {
+				if p.key == k {
+					sp = p
+				}
+			}
+		}
+		if sp != nil {
+			sp.pool.Reconfigure(algo, ms, opts)
+		} else {
+			sp = &servicePool{key: k, pool: balance.NewPool(algo, ms, opts)}
+		}
+		svc.pools = append(svc.pools, sp)
+	}
+	g.services = append(g.services, svc)
+	g.byName[svc.name] = svc
+	for _, rs := range vs.RealServers {
+		g.refs[targetID(svc.name, rs.Addr.String())] = svc
+	}
+	return nil
 }
 
 // proxySpecs returns the proxy's view of g: one ServiceSpec per listen address of each service.
@@ -187,8 +199,12 @@ func proxySpecs(g *generation, onPassive func(svc string, b *balance.Backend)) [
 			Mode: proxyMode(vs.ProxyMode),
 			Timeouts: proxy.Timeouts{
 				Connect: vs.TimeoutConnect, Client: vs.TimeoutClient, Server: vs.TimeoutServer,
-				HTTPRequest: vs.TimeoutHTTPRequest, Tunnel: vs.TimeoutTunnel, Queue: vs.TimeoutQueue,
+				HTTPRequest: vs.TimeoutHTTPRequest, HTTPKeepAlive: vs.TimeoutHTTPKeepAlive,
+				Tunnel: vs.TimeoutTunnel, Queue: vs.TimeoutQueue,
 			},
+			MaxHeaderSize:    vs.MaxHeaderSize,
+			MaxURISize:       vs.MaxURISize,
+			L7:               svc.l7,
 			MaxConn:          vs.MaxConn,
 			MaxQueue:         vs.MaxQueue,
 			Retries:          vs.Retries,
@@ -229,36 +245,45 @@ func healthTargets(cfg *config.Config, script health.ScriptOptions) ([]health.Ta
 	var targets []health.Target
 	var services []health.Service
 	for _, vs := range cfg.VirtualServers {
-		name := vs.Name()
-		services = append(services, health.Service{ID: name, Quorum: vs.Quorum, Hysteresis: vs.Hysteresis,
-			QuorumUp: vs.QuorumUp, QuorumDown: vs.QuorumDown})
-		for _, rs := range vs.RealServers {
-			t := health.Target{
-				ID:         targetID(name, rs.Addr.String()),
-				Service:    name,
-				Addr:       rs.Addr,
-				NotifyUp:   rs.NotifyUp,
-				NotifyDown: rs.NotifyDown,
-				Weight:     rs.Weight,
-				Inhibit:    rs.InhibitOnFailure || vs.InhibitOnFailure,
-				Timing:     health.Timing{DelayLoop: vs.DelayLoop, Rise: vs.Rise, Fall: vs.Fall, Alpha: vs.Alpha, Omega: vs.Omega},
-			}
-			for i, c := range rs.Checkers {
-				// keepalived times each checker alone; halb runs a server's checkers together, each attempt
-				// within the checker's own connect_timeout, on the first one's delay_loop and retries.
-				if i == 0 {
-					t.Timing.DelayLoop = c.DelayLoop
-					t.Timing.ConnectTimeout = c.ConnectTimeout
-					t.Timing.Retry = c.Retry
-					t.Timing.DelayBeforeRetry = c.DelayBeforeRetry
-					t.Timing.Warmup = c.Warmup
-				}
-				if hc := checker(vs, rs, c, script); hc != nil {
-					t.Checkers = append(t.Checkers, hc)
-				}
-			}
-			targets = append(targets, t)
+		targets, services = serviceTargets(targets, services, vs, vs.Name(), script)
+	}
+	for _, p := range cfg.Pools { // l7.go
+		targets, services = serviceTargets(targets, services, poolVS(p), poolServiceName(p.Name), script)
+	}
+	return targets, services
+}
+
+// serviceTargets appends the health targets and the quorum service of one service (or pool).
+func serviceTargets(targets []health.Target, services []health.Service, vs *config.VirtualServer, name string,
+	script health.ScriptOptions) ([]health.Target, []health.Service) {
+	services = append(services, health.Service{ID: name, Quorum: vs.Quorum, Hysteresis: vs.Hysteresis,
+		QuorumUp: vs.QuorumUp, QuorumDown: vs.QuorumDown})
+	for _, rs := range vs.RealServers {
+		t := health.Target{
+			ID:         targetID(name, rs.Addr.String()),
+			Service:    name,
+			Addr:       rs.Addr,
+			NotifyUp:   rs.NotifyUp,
+			NotifyDown: rs.NotifyDown,
+			Weight:     rs.Weight,
+			Inhibit:    rs.InhibitOnFailure || vs.InhibitOnFailure,
+			Timing:     health.Timing{DelayLoop: vs.DelayLoop, Rise: vs.Rise, Fall: vs.Fall, Alpha: vs.Alpha, Omega: vs.Omega},
 		}
+		for i, c := range rs.Checkers {
+			// keepalived times each checker alone; halb runs a server's checkers together, each attempt
+			// within the checker's own connect_timeout, on the first one's delay_loop and retries.
+			if i == 0 {
+				t.Timing.DelayLoop = c.DelayLoop
+				t.Timing.ConnectTimeout = c.ConnectTimeout
+				t.Timing.Retry = c.Retry
+				t.Timing.DelayBeforeRetry = c.DelayBeforeRetry
+				t.Timing.Warmup = c.Warmup
+			}
+			if hc := checker(vs, rs, c, script); hc != nil {
+				t.Checkers = append(t.Checkers, hc)
+			}
+		}
+		targets = append(targets, t)
 	}
 	return targets, services
 }

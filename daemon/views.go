@@ -104,25 +104,44 @@ func (s source) Services() []admin.Service {
 				as.Requests[c-1] += st.Requests[c]
 			}
 		}
-		seen := map[string]int{}
-		for _, p := range svc.pools {
-			for _, v := range p.pool.Views() {
-				if i, ok := seen[v.Name]; ok {
-					as.Backends[i].Active += v.Active
-					as.Backends[i].Total += v.Total
-					as.Backends[i].BytesIn += v.BytesIn
-					as.Backends[i].BytesOut += v.BytesOut
-					continue
-				}
-				b := admin.Backend{Name: v.Name, Addr: v.Addr.String(), State: backendState(v), Weight: v.Weight,
-					ConfiguredWeight: v.ConfiguredWeight, Active: v.Active, Total: v.Total, BytesIn: v.BytesIn, BytesOut: v.BytesOut,
-					Backup: v.Backup, Sorry: v.Sorry}
-				fillCheck(&b, checks[targetID(name, v.Name)])
-				seen[v.Name] = len(as.Backends)
-				as.Backends = append(as.Backends, b)
-			}
+		as.Backends = backendsOf(svc, checks)
+		out = append(out, as)
+	}
+	for _, p := range g.cfg.Pools { // top-level pools (l7.go): no listener of their own
+		name := poolServiceName(p.Name)
+		svc := g.byName[name]
+		if svc == nil {
+			continue
+		}
+		as := admin.Service{Name: name, Mode: "pool", State: "up", Backends: backendsOf(svc, checks)}
+		if !d.serviceUp(name) {
+			as.State = "down"
 		}
 		out = append(out, as)
+	}
+	return out
+}
+
+// backendsOf lists a service's backends across its pools, with their health checks.
+func backendsOf(svc *service, checks map[string]health.TargetStatus) []admin.Backend {
+	var out []admin.Backend
+	seen := map[string]int{}
+	for _, p := range svc.pools {
+		for _, v := range p.pool.Views() {
+			if i, ok := seen[v.Name]; ok {
+				out[i].Active += v.Active
+				out[i].Total += v.Total
+				out[i].BytesIn += v.BytesIn
+				out[i].BytesOut += v.BytesOut
+				continue
+			}
+			b := admin.Backend{Name: v.Name, Addr: v.Addr.String(), State: backendState(v), Weight: v.Weight,
+				ConfiguredWeight: v.ConfiguredWeight, Active: v.Active, Total: v.Total, BytesIn: v.BytesIn, BytesOut: v.BytesOut,
+				Backup: v.Backup, Sorry: v.Sorry}
+			fillCheck(&b, checks[targetID(svc.name, v.Name)])
+			seen[v.Name] = len(out)
+			out = append(out, b)
+		}
 	}
 	return out
 }

@@ -101,12 +101,12 @@ type Timeouts struct {
 
 // Default timeouts.
 const (
-	DefaultConnectTimeout     = 5 * time.Second
-	DefaultClientTimeout      = 60 * time.Second
-	DefaultServerTimeout      = 60 * time.Second
-	DefaultHTTPRequestTimeout = 10 * time.Second
-	DefaultHTTPKeepAlive      = 10 * time.Second
-	DefaultTunnelTimeout      = time.Hour
+	DefaultConnectTimeout       = 5 * time.Second
+	DefaultClientTimeout        = 60 * time.Second
+	DefaultServerTimeout        = 60 * time.Second
+	DefaultHTTPRequestTimeout   = 10 * time.Second
+	DefaultHTTPKeepAliveTimeout = 10 * time.Second
+	DefaultTunnelTimeout        = time.Hour
 )
 
 // Default HTTP limits.
@@ -127,7 +127,7 @@ func (t Timeouts) withDefaults() (out Timeouts, tunnelSet bool) {
 	def(&t.Client, DefaultClientTimeout)
 	def(&t.Server, DefaultServerTimeout)
 	def(&t.HTTPRequest, DefaultHTTPRequestTimeout)
-	def(&t.HTTPKeepAlive, DefaultHTTPKeepAlive)
+	def(&t.HTTPKeepAlive, DefaultHTTPKeepAliveTimeout)
 	def(&t.Tunnel, DefaultTunnelTimeout)
 	def(&t.Queue, t.Connect)
 	return t, tunnelSet
@@ -155,11 +155,12 @@ type ServiceSpec struct {
 	Pool             *balance.Pool // default backend set (TLS: servers without sni; may be nil)
 	SNI              []SNIRoute    // TLS mode only
 	Timeouts         Timeouts
-	MaxConn          int // per service, 0 = unlimited
-	MaxQueue         int // bounded wait queue when MaxConn (service or global) is reached, or every backend is at its maxconn; beyond it: refuse (HTTP: 503)
-	Retries          int // connect retries on another backend (redispatch)
-	MaxHeaderSize    int // HTTP: request head limit in bytes (0: DefaultMaxHeaderSize)
-	MaxURISize       int // HTTP: request target limit in bytes (0: DefaultMaxURISize)
+	MaxConn          int     // per service, 0 = unlimited
+	MaxQueue         int     // bounded wait queue when MaxConn (service or global) is reached, or every backend is at its maxconn; beyond it: refuse (HTTP: 503)
+	Retries          int     // connect retries on another backend (redispatch)
+	MaxHeaderSize    int     // HTTP: request head limit in bytes (0: DefaultMaxHeaderSize)
+	MaxURISize       int     // HTTP: request target limit in bytes (0: DefaultMaxURISize)
+	L7               *L7Spec // HTTP: routes, rules, TLS termination (nil: plain HTTP/1.1 to Pool)
 	SendProxy        ProxyProto
 	AcceptProxy      bool // expect a PROXY v1/v2 header from TrustedProxies (others: close)
 	TrustedProxies   []netip.Prefix
