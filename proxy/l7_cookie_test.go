@@ -46,7 +46,7 @@ func TestCookieInsert(t *testing.T) {
 	if len(had) != 0 {
 		t.Fatalf("id %q from a request without it", had)
 	}
-	resp := respHead(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: session=43; Path=/app\r\n\r\n")
+	resp := parseRespHeadFH(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: session=43; Path=/app\r\n\r\n")
 	c.Response(resp, id, had)
 	out := resp.String()
 	if !strings.Contains(out, "Set-Cookie: SRVID="+id+"; Path=/\r\n") || !strings.Contains(out, "Set-Cookie: session=43; Path=/app\r\n") {
@@ -62,7 +62,7 @@ func TestCookieInsert(t *testing.T) {
 	if got := reqCookieLine(h); got != "session=42; lang=fr" {
 		t.Errorf("forwarded cookie %q", got)
 	}
-	resp = respHead(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+	resp = parseRespHeadFH(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	c.Response(resp, id, had)
 	if strings.Contains(resp.String(), "Set-Cookie") {
 		t.Errorf("cookie set again:\n%s", resp.String())
@@ -81,12 +81,12 @@ func TestCookieRewrite(t *testing.T) {
 	if got := c.Request(h, nil); string(got) != "abc" || reqCookieLine(h) != "SRVID=abc" {
 		t.Errorf("request: id %q cookie %q", got, reqCookieLine(h))
 	}
-	resp := respHead(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: SRVID=server-value; Path=/app; HttpOnly; SameSite=Lax\r\n\r\n")
+	resp := parseRespHeadFH(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: SRVID=server-value; Path=/app; HttpOnly; SameSite=Lax\r\n\r\n")
 	c.Response(resp, "0123456789ab", nil)
 	if got := resp.String(); !strings.Contains(got, "Set-Cookie: SRVID=0123456789ab; Path=/app; HttpOnly; SameSite=Lax\r\n") {
 		t.Errorf("response:\n%s", got)
 	}
-	resp = respHead(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: other=1\r\n\r\n")
+	resp = parseRespHeadFH(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: other=1\r\n\r\n")
 	c.Response(resp, "0123456789ab", nil)
 	if got := resp.String(); strings.Contains(got, "SRVID") {
 		t.Errorf("rewrite mode inserted a cookie:\n%s", got)
@@ -95,7 +95,7 @@ func TestCookieRewrite(t *testing.T) {
 
 func TestCookiePrefix(t *testing.T) {
 	c := &CookiePersistence{Name: "JSESSIONID", Mode: CookiePrefix}
-	resp := respHead(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: JSESSIONID=s42; Path=/; Secure\r\n\r\n")
+	resp := parseRespHeadFH(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: JSESSIONID=s42; Path=/; Secure\r\n\r\n")
 	c.Response(resp, "0123456789ab", nil)
 	if got := resp.String(); !strings.Contains(got, "Set-Cookie: JSESSIONID=0123456789ab~s42; Path=/; Secure\r\n") {
 		t.Errorf("response:\n%s", got)

@@ -11,7 +11,7 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-func respHead(t testing.TB, raw string) *fasthttp.ResponseHeader {
+func parseRespHeadFH(t testing.TB, raw string) *fasthttp.ResponseHeader {
 	t.Helper()
 	var h fasthttp.ResponseHeader
 	if err := h.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
@@ -61,7 +61,7 @@ func TestHeaderRulesKeepOrder(t *testing.T) {
 			t.Errorf("%s = %q, want %q", name, got, want)
 		}
 	}
-	resp := respHead(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Debug: 1\r\nLink: <a>\r\nX-Debug: 2\r\nLink: <b>\r\nX-Other: o\r\nLink: <c>\r\n\r\n")
+	resp := parseRespHeadFH(t, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Debug: 1\r\nLink: <a>\r\nX-Debug: 2\r\nLink: <b>\r\nX-Other: o\r\nLink: <c>\r\n\r\n")
 	rules.Response(resp)
 	if got := string(bytes.Join(resp.PeekAll("Link"), []byte(","))); got != "<a>,<b>,<c>" {
 		t.Errorf("Link = %q", got)
@@ -77,7 +77,7 @@ func TestHeaderRulesResponse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := respHead(t, "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\nX-Served-By: app\r\nStrict-Transport-Security: a\r\nstrict-transport-security: b\r\n\r\n")
+	h := parseRespHeadFH(t, "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Length: 2\r\nX-Served-By: app\r\nStrict-Transport-Security: a\r\nstrict-transport-security: b\r\n\r\n")
 	rules.Response(h)
 	out := h.String()
 	for _, want := range []string{"Strict-Transport-Security: max-age=31536000\r\n", "X-Served-By: app\r\n", "X-Served-By: halb\r\n", "Content-Length: 2\r\n"} {
