@@ -200,9 +200,14 @@ func TestDefaultsAgree(t *testing.T) {
 	}
 	to := specs[0].Timeouts
 	want := proxy.Timeouts{Connect: proxy.DefaultConnectTimeout, Client: proxy.DefaultClientTimeout, Server: proxy.DefaultServerTimeout,
-		HTTPRequest: proxy.DefaultHTTPRequestTimeout, Tunnel: proxy.DefaultTunnelTimeout, Queue: proxy.DefaultConnectTimeout}
+		HTTPRequest: proxy.DefaultHTTPRequestTimeout, HTTPKeepAlive: proxy.DefaultHTTPKeepAliveTimeout,
+		Tunnel: proxy.DefaultTunnelTimeout, Queue: proxy.DefaultConnectTimeout}
 	if to != want {
 		t.Errorf("proxy timeouts from config defaults %+v, proxy defaults %+v", to, want)
+	}
+	if specs[0].MaxHeaderSize != proxy.DefaultMaxHeaderSize || specs[0].MaxURISize != proxy.DefaultMaxURISize {
+		t.Errorf("head limits from config defaults %d %d, proxy defaults %d %d", specs[0].MaxHeaderSize, specs[0].MaxURISize,
+			proxy.DefaultMaxHeaderSize, proxy.DefaultMaxURISize)
 	}
 	targets, _ := healthTargets(cfg, scriptOptions(cfg))
 	if len(targets) != 1 {

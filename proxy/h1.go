@@ -43,11 +43,14 @@ const (
 
 // h1conn is one HTTP client connection.
 type h1conn struct {
-	se  *session
-	svc *service
-	c   *net.TCPConn
-	rc  syscall.RawConn
-	pk  *parked
+	se       *session
+	svc      *service
+	c        *net.TCPConn
+	nc       net.Conn    // what requests are read from and answers written to: c, or TLS over it
+	tls      bool        // TLS terminated: the connection keeps its goroutine (crypto/tls reads through nc)
+	idleWait atomic.Bool // TLS: waiting for the next request (a drain may close it)
+	rc       syscall.RawConn
+	pk       *parked
 
 	br    *bufio.Reader // while active
 	req   *h1req        // while active
@@ -80,6 +83,9 @@ type h1req struct {
 	uri    []byte
 	start  time.Time
 	info   headInfo
+
+	cookieHad []byte // persistence_cookie: the server id the request named
+	cookieID  string // ... and the id of the server that answered
 }
 
 var h1reqs = sync.Pool{New: func() any { return &h1req{wbuf: make([]byte, 0, 4096)} }}
@@ -107,7 +113,7 @@ func (rp *readerPool) put(br *bufio.Reader) {
 // connReader reads a connection with an inactivity deadline (or a fixed
 // one), counting bytes; it serves the session's read-ahead prefix first.
 type connReader struct {
-	c       *net.TCPConn
+	c       net.Conn
 	idle    time.Duration
 	fixed   time.Time // non-zero: a hard deadline (a request head)
 	set     time.Time // the deadline last given to the socket
@@ -160,7 +166,7 @@ func (r *connReader) deadline(t time.Time) {
 }
 
 // writeAll writes p with an inactivity deadline.
-func writeAll(c *net.TCPConn, p []byte, idle time.Duration, ctr *atomic.Uint64) error {
+func writeAll(c net.Conn, p []byte, idle time.Duration, ctr *atomic.Uint64) error {
 	c.SetWriteDeadline(time.Now().Add(idle))
 	n, err := c.Write(p)
 	if n > 0 && ctr != nil {
@@ -171,8 +177,12 @@ func writeAll(c *net.TCPConn, p []byte, idle time.Duration, ctr *atomic.Uint64) 
 
 // serveHTTP takes a new client connection.
 func (svc *service) serveHTTP(se *session) {
-	h := &h1conn{se: se, svc: svc, c: se.client}
+	h := &h1conn{se: se, svc: svc, c: se.client, nc: se.client}
 	h.wakeF, h.expireF = h.wake, h.expire
+	if l7 := svc.spec.L7; l7 != nil && l7.TLS != nil {
+		svc.serveTLSTerminated(h, l7)
+		return
+	}
 	if rc, err := se.client.SyscallConn(); err == nil {
 		h.rc = rc
 		h.pk, _ = svc.srv.parker.register(rc)
@@ -205,6 +215,10 @@ func (h *h1conn) expire() {
 
 // drain closes the connection if it is parked; a busy one closes after its response.
 func (h *h1conn) drain() {
+	if h.tls && h.idleWait.Load() {
+		h.nc.Close() // its goroutine sees the close and finishes
+		return
+	}
 	if h.pk != nil && h.pk.cancel() && h.state.CompareAndSwap(h1Parked, h1Closed) {
 		h.finish()
 	}
@@ -212,7 +226,7 @@ func (h *h1conn) drain() {
 
 // abort closes everything (forced shutdown).
 func (h *h1conn) abort() {
-	h.c.Close()
+	h.nc.Close()
 	h.mu.Lock()
 	for _, be := range h.bes {
 		if be != nil {
@@ -228,14 +242,19 @@ func (h *h1conn) finish() {
 	h.idle()
 	if h.linger {
 		h.linger = false
-		h.c.CloseWrite()
-		h.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		io.CopyN(io.Discard, h.c, 256<<10)
+		if cw, ok := h.nc.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+		h.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.CopyN(io.Discard, h.nc, 256<<10)
 	}
 	if h.pk != nil {
 		h.pk.forget()
 	}
-	h.c.Close()
+	h.nc.Close()
+	if h.c != nil {
+		h.c.Close()
+	}
 	h.dropBackends()
 	h.se.end()
 }
@@ -264,7 +283,7 @@ func (h *h1conn) release() {
 func (h *h1conn) active() *h1req {
 	if h.req == nil {
 		rq := h1reqs.Get().(*h1req)
-		rq.cr = connReader{c: h.c, idle: h.svc.to.Client, ctr: &h.se.shard.bytesIn, prefix: &h.se.prefix}
+		rq.cr = connReader{c: h.nc, idle: h.svc.to.Client, ctr: &h.se.shard.bytesIn, prefix: &h.se.prefix}
 		h.req = rq
 	}
 	return h.req
@@ -323,6 +342,25 @@ func (h *h1conn) waitRequest() bool {
 		h.state.Store(h1Closed)
 		h.finish()
 		return false
+	}
+	if h.tls {
+		// crypto/tls buffers what it decrypted: wait for a byte through it.
+		rq := h.active()
+		if h.br == nil {
+			h.br = h.svc.readers.get(&rq.cr)
+		}
+		rq.cr.deadline(time.Now().Add(idle))
+		h.idleWait.Store(true)
+		_, err := h.br.Peek(1)
+		h.idleWait.Store(false)
+		rq.cr.deadline(time.Time{})
+		if err != nil || srv.draining.Load() {
+			h.state.Store(h1Closed)
+			h.finish()
+			return false
+		}
+		h.firstWait = false
+		return true
 	}
 	if h.rc != nil {
 		res, _, _ := readable(h.c, h.rc, &h.active().w, min(parkAfter, idle), nil, false)
@@ -598,15 +636,22 @@ func (h *h1conn) reject(chk headerCheck, err error) {
 func (h *h1conn) errorResponse(status int, b *balance.Backend, cause string, err error) {
 	h.se.shard.req[min(max(status/100, 1), 5)].Add(1)
 	msg := fasthttp.StatusMessage(status)
+	ctype, body := "text/plain", []byte(msg+"\n")
+	if l7 := h.svc.spec.L7; l7 != nil {
+		if p, ok := l7.ErrorPages.Lookup(status); ok {
+			ctype, body = p.ContentType, p.Body // byte for byte (error_page)
+		}
+	}
 	var buf [256]byte
 	out := appendStatusLine(buf[:0], status, []byte(msg))
-	out = append(out, "\r\nContent-Type: text/plain\r\nContent-Length: "...)
-	out = strconv.AppendInt(out, int64(len(msg)+1), 10)
+	out = append(out, "\r\nContent-Type: "...)
+	out = append(out, ctype...)
+	out = append(out, "\r\nContent-Length: "...)
+	out = strconv.AppendInt(out, int64(len(body)), 10)
 	out = append(out, "\r\nConnection: close\r\n\r\n"...)
-	out = append(out, msg...)
-	out = append(out, '\n')
+	out = append(out, body...)
 	h.logRequest(b, status, 0, cause, err) // before the client can see the answer
-	writeAll(h.c, out, h.svc.to.Client, &h.se.shard.bytesOut)
+	writeAll(h.nc, out, h.svc.to.Client, &h.se.shard.bytesOut)
 	h.linger = true
 }
 

@@ -30,7 +30,8 @@ func (e *srcError) Error() string { return e.err.Error() }
 func (e *srcError) Unwrap() error { return e.err }
 
 // copyBody moves n bytes (n < 0: until src ends) from br, then src, to dst.
-func copyBody(pp *pipePool, dst *net.TCPConn, br *bufio.Reader, src *net.TCPConn, n int64, rIdle, wIdle time.Duration, ctr *atomic.Uint64) (int64, error) {
+// Splice needs two TCP sockets; a TLS side goes through br.
+func copyBody(pp *pipePool, dst net.Conn, br *bufio.Reader, src net.Conn, n int64, rIdle, wIdle time.Duration, ctr *atomic.Uint64) (int64, error) {
 	var done int64
 	if k := br.Buffered(); k > 0 {
 		if n >= 0 {
@@ -44,23 +45,31 @@ func copyBody(pp *pipePool, dst *net.TCPConn, br *bufio.Reader, src *net.TCPConn
 		done = int64(k)
 		addCount(ctr, k)
 	}
+	dt, ok1 := dst.(*net.TCPConn)
+	st, ok2 := src.(*net.TCPConn)
 	for n < 0 || done < n {
 		rest := n - done
-		if n < 0 || rest >= spliceMin {
-			m, err := spliceN(pp, dst, src, rest, rIdle, wIdle)
+		if ok1 && ok2 && (n < 0 || rest >= spliceMin) {
+			m, err := spliceN(pp, dt, st, rest, rIdle, wIdle)
 			done += m
 			addCount(ctr, int(m))
 			return done, err
 		}
-		// Small remainder: through the reader's buffer.
+		// Through the reader's buffer.
 		p, err := br.Peek(1)
 		if len(p) == 0 {
 			if err == io.EOF {
+				if n < 0 {
+					return done, nil
+				}
 				err = io.ErrUnexpectedEOF
 			}
 			return done, &srcError{err}
 		}
-		k := int(min(int64(br.Buffered()), rest))
+		k := br.Buffered()
+		if n >= 0 {
+			k = int(min(int64(k), rest))
+		}
 		p, _ = br.Peek(k)
 		if err := writeAll(dst, p, wIdle, nil); err != nil {
 			return done, err
@@ -70,6 +79,51 @@ func copyBody(pp *pipePool, dst *net.TCPConn, br *bufio.Reader, src *net.TCPConn
 		addCount(ctr, k)
 	}
 	return done, nil
+}
+
+// relayConns copies both ways between a and b until both directions end
+// (each half-closes the other side), with an inactivity timeout per read.
+// It is the tunnel of a TLS-terminated connection, where splice can't help.
+func relayConns(a, b net.Conn, idle time.Duration) (in, out int64, err error) {
+	var wg sync.WaitGroup
+	var errIn error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		in, errIn = copyIdle(b, a, idle)
+	}()
+	out, err = copyIdle(a, b, idle)
+	wg.Wait()
+	a.Close()
+	b.Close()
+	return in, out, errors.Join(errIn, err)
+}
+
+func copyIdle(dst, src net.Conn, idle time.Duration) (int64, error) {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	var n int64
+	for {
+		src.SetReadDeadline(time.Now().Add(idle))
+		k, err := src.Read(*bp)
+		if k > 0 {
+			if werr := writeAll(dst, (*bp)[:k], idle, nil); werr != nil {
+				src.Close()
+				return n, werr
+			}
+			n += int64(k)
+		}
+		if err == io.EOF {
+			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+				cw.CloseWrite()
+			}
+			return n, nil
+		}
+		if err != nil {
+			dst.Close()
+			return n, err
+		}
+	}
 }
 
 func addCount(ctr *atomic.Uint64, n int) {
@@ -253,7 +307,7 @@ var chunkWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1
 
 // deadlineWriter writes with an inactivity deadline.
 type deadlineWriter struct {
-	c    *net.TCPConn
+	c    net.Conn
 	idle time.Duration
 	n    int64
 }
@@ -271,7 +325,7 @@ const maxTrailer = 16 << 10
 // connection) to dst, checking its syntax, up to and including the
 // trailer section; with dechunk, only the data goes out (for an HTTP/1.0
 // client; trailers are dropped). It returns the bytes written.
-func relayChunked(dst *net.TCPConn, br *bufio.Reader, dechunk bool, wIdle time.Duration) (int64, error) {
+func relayChunked(dst net.Conn, br *bufio.Reader, dechunk bool, wIdle time.Duration) (int64, error) {
 	dw := &deadlineWriter{c: dst, idle: wIdle}
 	w := chunkWriters.Get().(*bufio.Writer)
 	w.Reset(dw)

@@ -79,15 +79,23 @@ func (h *h1conn) proxy(rq *h1req) outcome {
 		cont = http11
 		hd.Del("Expect")
 	}
-	rq.scr = svc.setForwarded(hd, h.se.src.Addr(), rq.scr)
+	rq.scr = svc.setForwarded(hd, h.se.src.Addr(), rq.scr, h.tls)
 	cl := int64(hd.ContentLength()) // -1 chunked, -2 none
+	pool := svc.spec.Pool
+	if l7 := svc.spec.L7; l7 != nil {
+		var o outcome
+		var done bool
+		if pool, o, done = h.layer7(rq, l7, pool, cl, clientClose); done {
+			return o
+		}
+	}
 	if upgrade && (cl > 0 || cl == -1) {
 		return h.rejectOutcome(headerCheck{400, "upgrade request with a body"})
 	}
 	if cont && (cl > 0 || cl == -1) {
 		// halb answers the expectation itself, as nginx does: the server
 		// gets the body without having been asked.
-		if err := writeAll(h.c, []byte("HTTP/1.1 100 Continue\r\n\r\n"), svc.to.Client, &h.se.shard.bytesOut); err != nil {
+		if err := writeAll(h.nc, []byte("HTTP/1.1 100 Continue\r\n\r\n"), svc.to.Client, &h.se.shard.bytesOut); err != nil {
 			return closeConn
 		}
 	}
@@ -103,7 +111,65 @@ func (h *h1conn) proxy(rq *h1req) outcome {
 	if upgrade {
 		hd.Set("Connection", "Upgrade")
 	}
-	return h.forward(rq, cl, clientClose, upgrade)
+	return h.forward(rq, pool, cl, clientClose, upgrade)
+}
+
+// layer7 applies a service's layer-7 settings to a request (l7_*.go): the
+// scheme redirect, the request id, the routes (a pool or a redirect), the
+// body size limit and the request's header rules. done means the request
+// was answered here.
+func (h *h1conn) layer7(rq *h1req, l7 *L7Spec, pool *balance.Pool, cl int64, clientClose bool) (*balance.Pool, outcome, bool) {
+	hd := &rq.h
+	if r := l7.SchemeRedirect; r != nil {
+		loc, ok := r.AppendLocation(rq.scr[:0], hd)
+		if !ok {
+			return nil, h.rejectOutcome(headerCheck{400, "no usable Host for the redirect"}), true
+		}
+		rq.scr = loc
+		return nil, h.redirect(r.Code, loc, clientClose || cl > 0 || cl == -1), true
+	}
+	if l7.RequestIDs != nil {
+		l7.RequestIDs.Ensure(hd, l7.RequestID)
+	}
+	if l7.Router != nil {
+		t, _, ok := l7.Router.Match(hd, h.se.src.Addr())
+		switch {
+		case ok && t.Redirect != nil:
+			return nil, h.redirect(t.Redirect.Code, []byte(t.Redirect.Location), clientClose || cl > 0 || cl == -1), true
+		case ok:
+			pool = l7.Pools[t.Pool]
+		case pool == nil:
+			return nil, h.rejectOutcome(headerCheck{404, "no route"}), true
+		}
+	}
+	if BodyTooLarge(hd, l7.MaxBodySize) {
+		return nil, h.rejectOutcome(headerCheck{413, "request body over max_body_size"}), true
+	}
+	l7.Request.Request(hd)
+	return pool, keepOpen, false
+}
+
+// redirect answers with a redirect; the connection stays open unless the
+// request had a body (not read) or asked to close.
+func (h *h1conn) redirect(code int, loc []byte, closeAfter bool) outcome {
+	sh := h.se.shard
+	sh.req[3].Add(1)
+	rq := h.req
+	out := appendStatusLine(rq.wbuf[:0], code, []byte(fasthttp.StatusMessage(code)))
+	out = append(out, "\r\nLocation: "...)
+	out = append(out, loc...)
+	out = append(out, "\r\nContent-Length: 0\r\n"...)
+	if closeAfter {
+		out = append(out, "Connection: close\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	rq.wbuf = out[:0]
+	h.logRequest(nil, code, 0, "redirect", nil)
+	if err := writeAll(h.nc, out, h.svc.to.Client, &sh.bytesOut); err != nil || closeAfter {
+		h.linger = err == nil
+		return closeConn
+	}
+	return keepOpen
 }
 
 func (h *h1conn) rejectOutcome(chk headerCheck) outcome {
@@ -116,9 +182,8 @@ func (h *h1conn) rejectOutcome(chk headerCheck) outcome {
 // resends once on a new connection only by the stale keep-alive rule: no
 // byte of a response came, the connection had served before, the method is
 // idempotent and the request has no body (RFC 9110 §9.2.2, RFC 9112 §9.3.1).
-func (h *h1conn) forward(rq *h1req, cl int64, clientClose, upgrade bool) outcome {
+func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, upgrade bool) outcome {
 	svc := h.svc
-	pool := svc.spec.Pool
 	if pool == nil {
 		h.se.shard.errs.Add(1)
 		h.errorResponse(503, nil, "no server", errNoServer)
@@ -128,8 +193,23 @@ func (h *h1conn) forward(rq *h1req, cl int64, clientClose, upgrade bool) outcome
 	failed := failedArr[:0]
 	var queueDeadline time.Time
 	src := h.se.src.Addr()
+	var pinned *balance.Backend
+	rq.cookieHad, rq.cookieID = rq.cookieHad[:0], ""
+	if l7 := svc.spec.L7; l7 != nil && l7.Cookie != nil {
+		rq.cookieHad = l7.Cookie.Request(&rq.h, rq.cookieHad)
+		if len(rq.cookieHad) > 0 {
+			pinned = cookieBackend(pool, rq.cookieHad)
+		}
+	}
 	for attempts := 0; ; {
-		b, err := svc.acquire(pool, src, failed, &queueDeadline)
+		var b *balance.Backend
+		var err error
+		if pinned != nil && pinned.Acquire() {
+			b = pinned // the server the client's cookie names, while it is up
+		} else {
+			b, err = svc.acquire(pool, src, failed, &queueDeadline)
+		}
+		pinned = nil
 		if err != nil {
 			h.se.shard.errs.Add(1)
 			h.errorResponse(503, nil, "no server", err)
@@ -300,7 +380,7 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 	switch {
 	case folded:
 	case cl > body:
-		_, err = copyBody(&svc.srv.pipes, be.c, h.br, h.c, cl-body, svc.to.Client, svc.to.Server, nil)
+		_, err = copyBody(&svc.srv.pipes, be.c, h.br, h.nc, cl-body, svc.to.Client, svc.to.Server, nil)
 	case cl == -1:
 		_, err = relayChunked(be.c, h.br, false, svc.to.Server)
 	}
@@ -364,7 +444,7 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 		if rq.h.IsHTTP11() {
 			o := h.appendResponseHead(rq.wbuf[:0], &rq.resp, false, false, false)
 			rq.wbuf = o[:0]
-			if err := writeAll(h.c, o, svc.to.Client, &h.se.shard.bytesOut); err != nil {
+			if err := writeAll(h.nc, o, svc.to.Client, &h.se.shard.bytesOut); err != nil {
 				return exchangeResult{err: err, clientBody: true}
 			}
 			sent = true
@@ -423,6 +503,9 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 		}
 	}
 	tunnel := r.status == 101
+	if l7 := svc.spec.L7; l7 != nil && l7.Cookie != nil {
+		rq.cookieID = ServerCookieID(b.Addr())
+	}
 	out := h.appendResponseHead(rq.wbuf[:0], r, tunnel, closeAfter && !tunnel, f.kind == bodyChunked && !http11)
 	be.br.Discard(res.headLen)
 	class := min(r.status/100, 5)
@@ -434,23 +517,23 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 		rq.wbuf = out[:0]
 		return h.tunnel(rq, be, b, out)
 	case f.kind == bodyNone:
-		err = writeAll(h.c, out, svc.to.Client, &sh.bytesOut)
+		err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
 	case f.kind == bodyLength && int64(be.br.Buffered()) >= f.length && len(out)+int(f.length) <= 32<<10:
 		p, _ := be.br.Peek(int(f.length))
 		out = append(out, p...)
 		be.br.Discard(int(f.length))
 		n = f.length
-		err = writeAll(h.c, out, svc.to.Client, &sh.bytesOut)
+		err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
 	default:
-		if err = writeAll(h.c, out, svc.to.Client, &sh.bytesOut); err == nil {
+		if err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut); err == nil {
 			switch f.kind {
 			case bodyLength:
-				n, err = copyBody(&svc.srv.pipes, h.c, be.br, be.c, f.length, svc.to.Server, svc.to.Client, &sh.bytesOut)
+				n, err = copyBody(&svc.srv.pipes, h.nc, be.br, be.c, f.length, svc.to.Server, svc.to.Client, &sh.bytesOut)
 			case bodyChunked:
-				n, err = relayChunked(h.c, be.br, !http11, svc.to.Client)
+				n, err = relayChunked(h.nc, be.br, !http11, svc.to.Client)
 				sh.bytesOut.Add(uint64(n))
 			case bodyUntilClose:
-				n, err = copyBody(&svc.srv.pipes, h.c, be.br, be.c, -1, svc.to.Server, svc.to.Client, &sh.bytesOut)
+				n, err = copyBody(&svc.srv.pipes, h.nc, be.br, be.c, -1, svc.to.Server, svc.to.Client, &sh.bytesOut)
 			}
 		}
 	}
@@ -497,10 +580,26 @@ func (h *h1conn) appendResponseHead(dst []byte, r *respHead, tunnel, closeAfter,
 			conn = r.fields[i].value
 		}
 	}
+	var rules []HeaderRule
+	var ck *CookiePersistence
+	if l7 := h.svc.spec.L7; l7 != nil {
+		rules = l7.Response.rules
+		if h.req != nil && h.req.cookieID != "" {
+			ck = l7.Cookie
+		}
+	}
 	for i := range r.nFields {
 		f := &r.fields[i]
-		if isHopHeader(f.name, tunnel) || listedIn(conn, f.name) {
+		if isHopHeader(f.name, tunnel) || listedIn(conn, f.name) || ruleReplaces(rules, f.name) {
 			continue
+		}
+		if ck != nil && ck.Mode != CookieInsert && bytes.EqualFold(f.name, []byte("set-cookie")) {
+			if v, ok := rewriteSetCookie(nil, f.value, ck.Name, h.req.cookieID, ck.Mode == CookiePrefix); ok {
+				dst = append(dst, "Set-Cookie: "...)
+				dst = append(dst, v...)
+				dst = append(dst, '\r', '\n')
+				continue
+			}
 		}
 		if unchunk && (bytes.EqualFold(f.name, []byte("transfer-encoding")) || bytes.EqualFold(f.name, []byte("trailer")) ||
 			bytes.EqualFold(f.name, []byte("content-length"))) {
@@ -511,6 +610,21 @@ func (h *h1conn) appendResponseHead(dst []byte, r *respHead, tunnel, closeAfter,
 		dst = append(dst, f.value...)
 		dst = append(dst, '\r', '\n')
 	}
+	if ck != nil && ck.Mode == CookieInsert && string(h.req.cookieHad) != h.req.cookieID {
+		dst = append(dst, "Set-Cookie: "...)
+		dst = append(dst, ck.Name...)
+		dst = append(dst, '=')
+		dst = append(dst, h.req.cookieID...)
+		dst = append(dst, "; Path=/\r\n"...)
+	}
+	for _, x := range rules {
+		if x.Op == HeaderSet || x.Op == HeaderAdd {
+			dst = append(dst, x.Name...)
+			dst = append(dst, ':', ' ')
+			dst = append(dst, x.Value...)
+			dst = append(dst, '\r', '\n')
+		}
+	}
 	switch {
 	case tunnel:
 		dst = append(dst, "Connection: Upgrade\r\n"...)
@@ -518,6 +632,31 @@ func (h *h1conn) appendResponseHead(dst []byte, r *respHead, tunnel, closeAfter,
 		dst = append(dst, "Connection: close\r\n"...)
 	}
 	return append(dst, '\r', '\n')
+}
+
+// cookieBackend returns the eligible server of pool whose persistence id is
+// id, or nil (down, drained, removed: the request is balanced as usual and
+// gets a new cookie).
+func cookieBackend(pool *balance.Pool, id []byte) *balance.Backend {
+	if pool == nil {
+		return nil
+	}
+	for _, v := range pool.Views() {
+		if v.Eligible && ServerCookieID(v.Addr) == string(id) {
+			return pool.Backend(v.Name)
+		}
+	}
+	return nil
+}
+
+// ruleReplaces reports whether a set or del rule takes name's lines out.
+func ruleReplaces(rules []HeaderRule, name []byte) bool {
+	for _, x := range rules {
+		if x.Op != HeaderAdd && bytes.EqualFold(name, []byte(x.Name)) {
+			return true
+		}
+	}
+	return false
 }
 
 // listedIn reports whether name is one of the Connection field's tokens
@@ -550,7 +689,7 @@ func (h *h1conn) tunnel(rq *h1req, be *beConn, b *balance.Backend, head []byte) 
 		p, _ := be.br.Peek(k)
 		out = append(out, p...)
 	}
-	err := writeAll(h.c, out, svc.to.Client, &sh.bytesOut)
+	err := writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
 	if err == nil && h.br.Buffered() > 0 {
 		p, _ := h.br.Peek(h.br.Buffered())
 		err = writeAll(be.c, p, svc.to.Tunnel, nil)
@@ -574,6 +713,23 @@ func (h *h1conn) tunnel(rq *h1req, be *beConn, b *balance.Backend, head []byte) 
 	se.mu.Lock()
 	se.h1 = nil
 	se.mu.Unlock()
+	if h.tls {
+		go func() {
+			in, out, err := relayConns(h.nc, be.c, svc.to.Tunnel)
+			sh.bytesIn.Add(uint64(in))
+			sh.bytesOut.Add(uint64(out))
+			b.AddBytes(in, out)
+			svc.releaseBackend(b)
+			cause := "tunnel closed"
+			if err != nil {
+				sh.errs.Add(1)
+				cause = "tunnel error"
+			}
+			svc.logSession(se, b, in, out, cause, err)
+			se.end()
+		}()
+		return handedOff
+	}
 	svc.srv.startPipe(h.c, be.c, svc.to.Tunnel, svc.to.Tunnel, &sh.bytesIn, &sh.bytesOut,
 		func(p *pipe) bool { return se.setPipe(p, be.c) },
 		func(in, out int64, cause string, err error) {
@@ -710,7 +866,11 @@ func isIdempotent(m []byte) bool {
 
 // setForwarded sets X-Forwarded-For, X-Forwarded-Proto and Forwarded:
 // appended to a trusted upstream's values, replacing anyone else's.
-func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf []byte) []byte {
+func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf []byte, https bool) []byte {
+	proto := "http"
+	if https {
+		proto = "https"
+	}
 	trusted := len(svc.spec.TrustedUpstreams) > 0 && inPrefixes(ip, svc.spec.TrustedUpstreams)
 	buf = buf[:0]
 	if trusted {
@@ -722,7 +882,7 @@ func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf [
 	h.Del("X-Forwarded-For")
 	h.SetBytesV("X-Forwarded-For", buf)
 	if !trusted || len(h.Peek("X-Forwarded-Proto")) == 0 {
-		h.Set("X-Forwarded-Proto", "http")
+		h.Set("X-Forwarded-Proto", proto)
 	}
 	buf = buf[:0]
 	if trusted {
@@ -738,7 +898,8 @@ func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf [
 	} else {
 		buf = ip.AppendTo(buf)
 	}
-	buf = append(buf, ";proto=http"...)
+	buf = append(buf, ";proto="...)
+	buf = append(buf, proto...)
 	h.Del("Forwarded")
 	h.SetBytesV("Forwarded", buf)
 	return buf

@@ -128,6 +128,7 @@ type service struct {
 	wild        map[string]*balance.Pool // key: the suffix after "*."
 	maxURI      int
 	readers     *readerPool // request heads and bodies (max_header_size)
+	h2          *H2Server   // alpn h2: HTTP/2 streams, bridged to the HTTP/1 engine (h1tls.go)
 	respReaders *readerPool // response heads and bodies
 }
 
@@ -315,6 +316,9 @@ func (s *Server) newService(spec ServiceSpec, st *svcStats) *service {
 	svc.maxURI = cmp.Or(spec.MaxURISize, DefaultMaxURISize)
 	svc.readers = &readerPool{size: cmp.Or(spec.MaxHeaderSize, DefaultMaxHeaderSize)}
 	svc.respReaders = &readerPool{size: respHeadMax}
+	if l7 := spec.L7; l7 != nil && l7.H2 {
+		svc.h2 = NewH2Server(svc.log, H2Limits{MaxHeaderListSize: svc.readers.size, IdleTimeout: svc.to.HTTPKeepAlive}, h2bridge{svc})
+	}
 	if spec.Mode == ModeTLS {
 		svc.exact = make(map[string]*balance.Pool)
 		svc.wild = make(map[string]*balance.Pool)
