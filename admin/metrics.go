@@ -21,6 +21,7 @@ type collector struct {
 	vState, vPrio, vPrioCfg, vTrans, vSent, vRecv, vDropped *prometheus.Desc
 
 	bgp bgpMetrics // bgp.go
+	tls tlsMetrics // tls.go
 }
 
 func newCollector(src Source) *collector {
@@ -63,6 +64,7 @@ func newCollector(src Source) *collector {
 		vRecv:    d("halb_vrrp_adverts_received_total", "VRRP adverts received and accepted.", vr, nil),
 		vDropped: d("halb_vrrp_adverts_dropped_total", "VRRP adverts dropped, by reason.", append(vr[:3:3], "reason"), nil),
 		bgp:      newBGPMetrics(),
+		tls:      newTLSMetrics(),
 	}
 }
 
@@ -76,6 +78,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	c.bgp.describe(ch)
+	c.tls.describe(ch)
 }
 
 func b2f(b bool) float64 {
@@ -176,6 +179,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	c.bgp.collect(c.src, ch)
+	c.tls.collect(c.src, ch)
 }
 
 func sortedKeys(m map[string]uint64) []string {

@@ -52,8 +52,9 @@ type Daemon struct {
 	level zap.AtomicLevel
 	opts  Options
 
-	reloadMu sync.Mutex // serialises reloads and admin writes
-	mu       sync.Mutex // guards gen against the health callbacks
+	tickets  ticketRotation // TLS session-ticket keys (tls.go)
+	reloadMu sync.Mutex     // serialises reloads and admin writes
+	mu       sync.Mutex     // guards gen against the health callbacks
 	gen      atomic.Pointer[generation]
 	svcUp    sync.Map // service name -> bool (quorum)
 
@@ -182,6 +183,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
 		return fmt.Errorf("daemon: start proxy: %w", err)
 	}
+	d.tickets.sync(g)
 	if err := d.startUDP(g); err != nil {
 		d.stopParts(context.Background())
 		return err
@@ -346,6 +348,7 @@ func (d *Daemon) Stop() error {
 
 func (d *Daemon) stopParts(ctx context.Context) error {
 	var errs []error
+	d.tickets.stop()
 	if d.router != nil {
 		vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		errs = append(errs, d.router.Stop(vctx))
@@ -428,6 +431,7 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
 		return err // nothing changed: Apply is all or nothing
 	}
+	d.tickets.sync(g)
 	if err := d.udp.Apply(udpSpecs(g)); err != nil {
 		return err // the TCP side is applied; the UDP side is unchanged and the error says why
 	}
