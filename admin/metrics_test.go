@@ -1,11 +1,13 @@
 package admin
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -205,5 +207,33 @@ func TestMetricNamesDocumented(t *testing.T) {
 		if !strings.Contains(string(doc), n) {
 			t.Errorf("metric %s is not documented in docs/operations.md", n)
 		}
+	}
+}
+
+// certSource is a fake source with TLS certificates.
+type certSource struct{ *fakeSource }
+
+func (certSource) Certificates() []Certificate {
+	return []Certificate{{Service: "web", File: "/etc/halb/a.pem", Names: []string{"a.test"}, NotAfter: t0.Add(30 * 24 * time.Hour)}}
+}
+
+func TestTLSExpiryMetric(t *testing.T) {
+	ch := make(chan prometheus.Metric, 8)
+	newTLSMetrics().collect(certSource{newFakeSource()}, ch)
+	close(ch)
+	var got []string
+	for m := range ch {
+		var pb dto.Metric
+		m.Write(&pb)
+		got = append(got, fmt.Sprint(pb.GetGauge().GetValue()))
+	}
+	if want := fmt.Sprint(float64(t0.Add(30 * 24 * time.Hour).Unix())); len(got) != 1 || got[0] != want {
+		t.Fatalf("expiry metric %v, want [%s]", got, want)
+	}
+	ch = make(chan prometheus.Metric, 8)
+	newTLSMetrics().collect(newFakeSource(), ch) // no TLS: no series
+	close(ch)
+	if len(ch) != 0 {
+		t.Fatal("a series without any certificate")
 	}
 }
