@@ -75,3 +75,19 @@ func TestHTTPBadRequests(t *testing.T) {
 		})
 	}
 }
+
+// Codings stacked before chunked are not framed by halb: 501, whether they come in one field or
+// several, and no server is contacted.
+func TestHTTPStackedCodings(t *testing.T) {
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {})
+	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(be.addr())})
+	for _, te := range []string{"Transfer-Encoding: gzip, chunked\r\n", "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"} {
+		resp, _ := rawRequest(t, s.Addr("h"), "POST / HTTP/1.1\r\nHost: a\r\n"+te+"\r\n0\r\n\r\n")
+		if resp.StatusCode != 501 {
+			t.Errorf("%q: %d, want 501", te, resp.StatusCode)
+		}
+	}
+	if n := be.conns.Load(); n != 0 {
+		t.Fatalf("backend got %d connections", n)
+	}
+}

@@ -516,7 +516,11 @@ func (h *h1conn) serveOne() outcome {
 		return h.rejectOutcome(chk)
 	}
 	if err := rq.h.Read(h.br); err != nil {
-		h.reject(headerCheck{400, "unparsable request"}, err)
+		st := 400
+		if bytes.Contains(bytes.ToLower(raw[lineEnd:]), []byte("transfer-encoding")) {
+			st = 501 // a coding fasthttp does not frame (gzip, chunked): as for any unknown coding
+		}
+		h.reject(headerCheck{st, "unparsable request"}, err)
 		return closeConn
 	}
 	rq.cr.deadline(time.Time{})
