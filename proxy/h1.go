@@ -38,7 +38,7 @@ const (
 	maxBackendConns = 4               // idle server connections one client connection keeps
 	backendIdle     = 3 * time.Second // an idle server connection older than this is not reused
 	respHeadMax     = 16 << 10        // bounds a response head
-	spliceMin       = 64 << 10        // bodies (or rest of bodies) at least this long move by splice
+	spliceMin       = 16 << 10        // bodies (or rest of bodies) at least this long move by splice
 )
 
 // h1conn is one HTTP client connection.
