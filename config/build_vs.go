@@ -74,6 +74,7 @@ func (b *builder) buildVS(n *node) {
 func vsTable() table[vsBuild] {
 	t := vsKeywords()
 	t["smtp_alert"] = func(b *builder, v *vsBuild, n *node) { b.flag(n, &v.vs.SMTPAlert) }
+	ipvsFlagKeywords(t)
 	return t
 }
 
@@ -203,6 +204,7 @@ func (b *builder) buildRS(v *vsBuild, n *node) {
 func rsTable() table[rsBuild] {
 	t := rsKeywords()
 	t["smtp_alert"] = func(b *builder, r *rsBuild, n *node) { b.flag(n, &r.rs.SMTPAlert) }
+	ipvsThresholdKeywords(t)
 	return t
 }
 

@@ -165,6 +165,25 @@ func TestIPVSView(t *testing.T) {
 	if len(desired) != 1 || desired[0].Scheduler != "wrr" || desired[0].Dests[0].Method != ipvs.DR || desired[0].Timeout != 60*time.Second {
 		t.Fatalf("desired: %+v", desired)
 	}
+	flagged := ipvsServices(mustParse(t, `virtual_server 198.18.0.10 53 {
+    protocol UDP
+    lb_algo sh
+    lb_kind DR
+    ops
+    sh-port
+    sh-fallback
+    real_server 198.18.0.11 53 {
+        uthreshold 100
+        lthreshold 10
+    }
+}
+`))
+	if f := flagged[0].Flags; f != ipvs.FlagOnePacket|ipvs.FlagSched1|ipvs.FlagSched2 {
+		t.Errorf("ops, sh-port, sh-fallback: flags %#x", f)
+	}
+	if d := flagged[0].Dests[0]; d.UThreshold != 100 || d.LThreshold != 10 {
+		t.Errorf("thresholds: %+v", d)
+	}
 	kernel := ipvs.NewFakeTable()
 	if err := kernel.NewService(desired[0]); err != nil {
 		t.Fatal(err)
