@@ -67,6 +67,9 @@ func (b *builder) warnIPVSOnly(vs *VirtualServer) {
 		return
 	}
 	for _, k := range vs.ipvsOnly {
+		if k.kw == "ops" && vs.Protocol == ProtoUDP {
+			continue // the userspace UDP proxy ends a flow with its first reply
+		}
 		b.d.warnf(k.pos, k.kw, "virtual_server %s is served by halb's userspace proxy; this IPVS scheduler flag has no effect there", vs.Name())
 	}
 	for _, rs := range vs.RealServers {

@@ -45,6 +45,9 @@ type UDPService struct {
 	// MaxFlows bounds the service's open flows; a datagram that would open one more is
 	// dropped and counted. Zero: DefaultUDPMaxFlows.
 	MaxFlows int
+	// OnePacket (keepalived's ops) ends a flow with the first reply relayed, as for DNS: each
+	// query is scheduled on its own and no flow waits for its idle timeout.
+	OnePacket bool
 }
 
 // UDPStats is a snapshot of a UDP service's counters. They survive Apply while the service
@@ -86,8 +89,9 @@ type udpService struct {
 }
 
 type udpFlow struct {
-	client  netip.AddrPort
-	backend *balance.Backend
+	client    netip.AddrPort
+	backend   *balance.Backend
+	onePacket bool
 	conn    *net.UDPConn
 	last    atomic.Int64 // unix nanoseconds of the last datagram either way
 	in, out atomic.Int64
@@ -332,7 +336,7 @@ func (v *udpService) flow(client netip.AddrPort) *udpFlow {
 			tried = append(tried, b)
 			continue
 		}
-		f = &udpFlow{client: client, backend: b, conn: c}
+		f = &udpFlow{client: client, backend: b, conn: c, onePacket: cfg.OnePacket}
 		f.last.Store(time.Now().UnixNano())
 		v.mu.Lock()
 		select {
@@ -381,6 +385,9 @@ func (v *udpService) relay(f *udpFlow) {
 		}
 		v.srv.bufs.Put(bp)
 		switch {
+		case err == nil && rerr == nil && f.onePacket:
+			v.closeFlow(f)
+			return
 		case err != nil: // closed
 			v.closeFlow(f)
 			return
