@@ -92,10 +92,10 @@ type udpFlow struct {
 	client    netip.AddrPort
 	backend   *balance.Backend
 	onePacket bool
-	conn    *net.UDPConn
-	last    atomic.Int64 // unix nanoseconds of the last datagram either way
-	in, out atomic.Int64
-	closed  atomic.Bool
+	conn      *net.UDPConn
+	last      atomic.Int64 // unix nanoseconds of the last datagram either way
+	in, out   atomic.Int64
+	closed    atomic.Bool
 }
 
 // NewUDPServer returns a server with no services.
