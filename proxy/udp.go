@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,7 +81,8 @@ type udpService struct {
 	conn *net.UDPConn
 	cfg  atomic.Pointer[UDPService]
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards flows
+	newMu sync.Mutex // serialises opening flows
 	flows map[netip.AddrPort]*udpFlow
 	done  chan struct{}
 
@@ -170,8 +172,13 @@ func (s *UDPServer) Apply(specs []UDPService) error {
 			svc := &udpService{srv: s, conn: c, flows: map[netip.AddrPort]*udpFlow{}, done: make(chan struct{})}
 			svc.cfg.Store(&cfg)
 			s.svcs[sp.Name] = svc
-			s.wg.Add(2)
-			go svc.serve()
+			// One reader per CPU on the one socket: a datagram's work (flow lookup, a new
+			// flow's socket) runs in parallel with the next one's read.
+			readers := max(runtime.GOMAXPROCS(0), 1)
+			s.wg.Add(readers + 1)
+			for range readers {
+				go svc.serve()
+			}
 			go svc.sweep()
 			continue
 		}
@@ -308,6 +315,16 @@ func (v *udpService) serve() {
 func (v *udpService) flow(client netip.AddrPort) *udpFlow {
 	v.mu.Lock()
 	f := v.flows[client]
+	v.mu.Unlock()
+	if f != nil {
+		return f
+	}
+	// Several readers share the socket: the flow is opened under newMu, after a second look,
+	// so a client's datagrams read by two readers at once open one flow, not two.
+	v.newMu.Lock()
+	defer v.newMu.Unlock()
+	v.mu.Lock()
+	f = v.flows[client]
 	v.mu.Unlock()
 	if f != nil {
 		return f
