@@ -62,13 +62,13 @@ for port in 25353 35353; do   # wait until each proxy answers
 done
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A q
-for name in halb:25353 nginx:35353; do
-  : >"$tmp/${name%%:*}.runs"
-  for _ in $(seq "$runs"); do
+: >"$tmp/halb.runs"; : >"$tmp/nginx.runs"
+for _ in $(seq "$runs"); do   # alternate, so that load from elsewhere hits both alike
+  for name in halb:25353 nginx:35353; do
     out=$("$tmp/udpload" -target 127.0.0.1:${name#*:} -clients "$clients" -duration "$duration")
     echo "${name%%:*}: $out"
     echo "$out" | awk '{print $2}' >>"$tmp/${name%%:*}.runs"
   done
-  q[${name%%:*}]=$(median <"$tmp/${name%%:*}.runs")
 done
+for n in halb nginx; do q[$n]=$(median <"$tmp/$n.runs"); done
 echo "median qps: halb ${q[halb]}, nginx ${q[nginx]}; halb/nginx $(awk -v a="${q[halb]}" -v b="${q[nginx]}" 'BEGIN {printf "%.2f", a/b}')"
