@@ -59,7 +59,9 @@ func (b *builder) buildVS(n *node) {
 	vb := &vsBuild{vs: vs, defs: newCheckerDefaults()}
 	dispatch(b, &b.vs, vb, n.children)
 	vb.defs.delayLoop = vs.DelayLoop
-	vb.defs.inherit(checkerDefaults{connectTimeout: defaultConnectTimeout, retry: defaultRetry, delayBeforeRetry: defaultDelayBeforeRetry})
+	// retry and delay_before_retry stay unset here: their defaults depend on the checker's kind
+	// (kindDefaults).
+	vb.defs.inherit(checkerDefaults{connectTimeout: defaultConnectTimeout, retry: unset, delayBeforeRetry: unset})
 	for _, rb := range vb.rss {
 		rb.defs.inherit(vb.defs)
 		for _, cb := range rb.cks {
@@ -286,6 +288,7 @@ func (b *builder) buildChecker(r *rsBuild, k CheckerKind, n *node) {
 func (b *builder) finishChecker(r *rsBuild, cb *ckBuild) {
 	ck := cb.ck
 	cb.defs.inherit(r.defs)
+	cb.defs.inherit(kindDefaults(ck.Kind, cb.defs.delayLoop))
 	ck.DelayLoop = cb.defs.delayLoop
 	ck.ConnectTimeout = cb.defs.connectTimeout
 	ck.Retry = cb.defs.retry

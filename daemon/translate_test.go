@@ -288,6 +288,9 @@ virtual_server 198.18.0.10 53 {
     }
 }
 `)
+	if ck := cfg.VirtualServers[0].RealServers[0].Checkers; ck[0].Retry != 3 || ck[0].DelayBeforeRetry != ck[0].DelayLoop || ck[2].Retry != 1 {
+		t.Errorf("keepalived's DNS_CHECK timing (retry 3, delay_before_retry = delay_loop): %+v; UDP_CHECK retry %d", ck[0], ck[2].Retry)
+	}
 	targets, _ := healthTargets(cfg, scriptOptions(cfg))
 	if len(targets) != 1 || len(targets[0].Checkers) != 5 {
 		t.Fatalf("targets: %+v", targets)
