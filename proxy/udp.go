@@ -46,8 +46,8 @@ type UDPService struct {
 	// MaxFlows bounds the service's open flows; a datagram that would open one more is
 	// dropped and counted. Zero: DefaultUDPMaxFlows.
 	MaxFlows int
-	// OnePacket (keepalived's ops) ends a flow with the first reply relayed, as for DNS: each
-	// query is scheduled on its own and no flow waits for its idle timeout.
+	// OnePacket (keepalived's ops) ends a flow once each of its datagrams has had a reply, as
+	// for DNS: each query is scheduled on its own and no flow waits for its idle timeout.
 	OnePacket bool
 }
 
@@ -97,6 +97,7 @@ type udpFlow struct {
 	conn      *net.UDPConn
 	last      atomic.Int64 // unix nanoseconds of the last datagram either way
 	in, out   atomic.Int64
+	pending   atomic.Int64 // datagrams sent and not yet answered (OnePacket)
 	closed    atomic.Bool
 }
 
@@ -297,7 +298,9 @@ func (v *udpService) serve() {
 			v.dr.Add(1)
 			continue
 		}
+		f.pending.Add(1) // before the write: the reply may be relayed before Write returns
 		if _, err := f.conn.Write(buf[:n]); err != nil {
+			f.pending.Add(-1)
 			v.dr.Add(1)
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				v.closeFlow(f)
@@ -402,7 +405,9 @@ func (v *udpService) relay(f *udpFlow) {
 		}
 		v.srv.bufs.Put(bp)
 		switch {
-		case err == nil && rerr == nil && f.onePacket:
+		case err == nil && rerr == nil && f.onePacket && f.pending.Add(-1) <= 0:
+			// Every datagram of the flow has its answer: end it (a client that sent a second
+			// query meanwhile keeps the flow until that one is answered too).
 			v.closeFlow(f)
 			return
 		case err != nil: // closed
