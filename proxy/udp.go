@@ -298,7 +298,9 @@ func (v *udpService) serve() {
 			v.dr.Add(1)
 			continue
 		}
-		f.pending.Add(1) // before the write: the reply may be relayed before Write returns
+		// Counted before the write: the reply may be relayed before Write returns.
+		f.pending.Add(1)
+		f.last.Store(time.Now().UnixNano())
 		if _, err := f.conn.Write(buf[:n]); err != nil {
 			f.pending.Add(-1)
 			v.dr.Add(1)
@@ -307,7 +309,6 @@ func (v *udpService) serve() {
 			}
 			continue
 		}
-		f.last.Store(time.Now().UnixNano())
 		f.in.Add(int64(n))
 		v.datagrams.Add(1)
 		v.bytesIn.Add(uint64(n))

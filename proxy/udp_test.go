@@ -126,7 +126,9 @@ func TestUDPFlows(t *testing.T) {
 	if seen["a"] != 3 || seen["b"] != 3 {
 		t.Errorf("rr over 6 clients: %v", seen)
 	}
-	st := udpStat(s, "dns")
+	// The counters of a datagram are added after its write returns, maybe after its reply came.
+	var st UDPStats
+	poll.Until(5*time.Second, time.Millisecond, func() bool { st = udpStat(s, "dns"); return st.Datagrams == 24 })
 	if st.Flows != 6 || st.Total != 6 || st.Datagrams != 24 || st.Replies != 24 || st.Dropped != 0 {
 		t.Errorf("stats: %+v", st)
 	}
