@@ -43,26 +43,36 @@ func (c *Config) AlertChecker(vs *VirtualServer, rs *RealServer) bool {
 	return c.Global.SMTPAlert
 }
 
-// validateAlerts warns when alert mails are asked for but cannot be sent.
+// validateAlerts warns when alert mails are asked for but cannot be sent, at the first block
+// that asks for them.
 func (b *builder) validateAlerts() {
 	g := &b.cfg.Global
-	want := g.SMTPAlert || g.SMTPAlertVRRP != nil && *g.SMTPAlertVRRP || g.SMTPAlertChecker != nil && *g.SMTPAlertChecker
-	for _, in := range b.cfg.Instances {
-		want = want || in.SMTPAlert
-	}
-	for _, vs := range b.cfg.VirtualServers {
-		want = want || vs.SMTPAlert
-		for _, rs := range vs.RealServers {
-			want = want || rs.SMTPAlert
+	var at Pos
+	want := func(on bool, p Pos) {
+		if on && at.File == "" {
+			at = p
 		}
 	}
-	if !want {
+	want(g.SMTPAlert || g.SMTPAlertVRRP != nil && *g.SMTPAlertVRRP || g.SMTPAlertChecker != nil && *g.SMTPAlertChecker, g.Pos)
+	for _, in := range b.cfg.Instances {
+		want(in.SMTPAlert, in.Pos)
+	}
+	for _, sg := range b.cfg.SyncGroups {
+		want(sg.SMTPAlert, sg.Pos)
+	}
+	for _, vs := range b.cfg.VirtualServers {
+		want(vs.SMTPAlert, vs.Pos)
+		for _, rs := range vs.RealServers {
+			want(rs.SMTPAlert, rs.Pos)
+		}
+	}
+	if at.File == "" {
 		return
 	}
 	switch {
 	case g.SMTPServer == "":
-		b.d.warnf(g.Pos, "smtp_alert", "alert mails are asked for but global_defs has no smtp_server; none will be sent")
+		b.d.warnf(at, "smtp_alert", "alert mails are asked for but global_defs has no smtp_server; none will be sent")
 	case len(g.NotificationEmail) == 0:
-		b.d.warnf(g.Pos, "smtp_alert", "alert mails are asked for but global_defs has no notification_email; none will be sent")
+		b.d.warnf(at, "smtp_alert", "alert mails are asked for but global_defs has no notification_email; none will be sent")
 	}
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/hex"
 	"strings"
+	"time"
 )
 
 // DNS query types DNS_CHECK accepts (keepalived's list).
@@ -176,3 +177,14 @@ func bfdKeyword(kw string) bool {
 const bfdAlternative = "BFD is not implemented by halb (there is no maintained Go BFD implementation); ignored. " +
 	"Use PING_CHECK or TCP_CHECK with a short delay_loop (e.g. delay_loop 1, retry 0), or run a BFD daemon " +
 	"(FRR's bfdd) and follow its peer state with a MISC_CHECK / vrrp_script"
+
+// kindDefaults are retry and delay_before_retry when no block sets them: keepalived's 1 and 1 s,
+// except DNS_CHECK's 3 retries spaced by delay_loop (keepalived.conf(5)). (keepalived also has
+// 3 s for HTTP_GET/SSL_GET and retry 0 for MISC_CHECK; halb keeps 1 s and 1 there, as before.)
+func kindDefaults(k CheckerKind, delayLoop time.Duration) checkerDefaults {
+	d := checkerDefaults{delayLoop: unset, connectTimeout: unset, warmup: unset, retry: defaultRetry, delayBeforeRetry: defaultDelayBeforeRetry}
+	if k == CheckDNS {
+		d.retry, d.delayBeforeRetry = 3, delayLoop
+	}
+	return d
+}

@@ -68,7 +68,9 @@ func (b *builder) buildVS(n *node) {
 // finishServers resolves the checker timings of a service's (or a pool's) real servers.
 func (b *builder) finishServers(vb *vsBuild) {
 	vb.defs.delayLoop = vb.vs.DelayLoop
-	vb.defs.inherit(checkerDefaults{connectTimeout: defaultConnectTimeout, retry: defaultRetry, delayBeforeRetry: defaultDelayBeforeRetry})
+	// retry and delay_before_retry stay unset here: their defaults depend on the checker's kind
+	// (kindDefaults).
+	vb.defs.inherit(checkerDefaults{connectTimeout: defaultConnectTimeout, retry: unset, delayBeforeRetry: unset})
 	for _, rb := range vb.rss {
 		rb.defs.inherit(vb.defs)
 		for _, cb := range rb.cks {
@@ -80,6 +82,7 @@ func (b *builder) finishServers(vb *vsBuild) {
 func vsTable() table[vsBuild] {
 	t := vsKeywords()
 	t["smtp_alert"] = func(b *builder, v *vsBuild, n *node) { b.flag(n, &v.vs.SMTPAlert) }
+	ipvsFlagKeywords(t)
 	return t
 }
 
@@ -209,6 +212,7 @@ func (b *builder) buildRS(v *vsBuild, n *node) {
 func rsTable() table[rsBuild] {
 	t := rsKeywords()
 	t["smtp_alert"] = func(b *builder, r *rsBuild, n *node) { b.flag(n, &r.rs.SMTPAlert) }
+	ipvsThresholdKeywords(t)
 	return t
 }
 
@@ -290,6 +294,7 @@ func (b *builder) buildChecker(r *rsBuild, k CheckerKind, n *node) {
 func (b *builder) finishChecker(r *rsBuild, cb *ckBuild) {
 	ck := cb.ck
 	cb.defs.inherit(r.defs)
+	cb.defs.inherit(kindDefaults(ck.Kind, cb.defs.delayLoop))
 	ck.DelayLoop = cb.defs.delayLoop
 	ck.ConnectTimeout = cb.defs.connectTimeout
 	ck.Retry = cb.defs.retry

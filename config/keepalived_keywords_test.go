@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -57,7 +58,16 @@ func kwOutcome(t *testing.T, key, skel, line string) (string, []Diagnostic) {
 	text := strings.Replace(skel, "@@", line, 1)
 	at := strings.Count(skel[:strings.Index(skel, "@@")], "\n") + 1
 	base := strings.Replace(skel, "@@", "", 1)
-	_, diags, _ := Parse("kw.conf", []byte(text))
+	// As `halb check` does: Load of a file.
+	dir := t.TempDir()
+	load := func(src string) (*Config, []Diagnostic, error) {
+		path := filepath.Join(dir, "keepalived.conf")
+		if err := os.WriteFile(path, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return Load(path)
+	}
+	_, diags, _ := load(text)
 	// The enclosing block's header: a warning about the block (one halb skips whole) covers
 	// the keywords inside it.
 	lines := strings.Split(skel[:strings.Index(skel, "@@")], "\n")
@@ -86,7 +96,7 @@ func kwOutcome(t *testing.T, key, skel, line string) (string, []Diagnostic) {
 		return worst, onLine
 	}
 	dump := func(src string) string {
-		cfg, _, err := Parse("kw.conf", []byte(src))
+		cfg, _, err := load(src)
 		if err != nil || cfg == nil {
 			return "error: " + fmt.Sprint(err)
 		}

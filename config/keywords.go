@@ -51,9 +51,8 @@ func unimplemented(kw string) bool {
 	case "global_tracking", "notify_stop":
 		return true
 	// virtual_server / real_server
-	case "ops", "one_packet", "ip_family", "persistence_engine", "sh-port", "sh-fallback", "mh-port", "mh-fallback",
-		"flag-1", "flag-2", "flag-3", "tunnel_encap", "tunnel_port", "tunnel_checksum",
-		"uthreshold", "lthreshold", "notify_up_down", "rs_tracking", "lvs_sync_daemon_id",
+	case "one_packet", "ip_family", "persistence_engine", "tunnel_encap", "tunnel_port", "tunnel_checksum",
+		"notify_up_down", "rs_tracking", "lvs_sync_daemon_id",
 		"snmp_name", "sorry_server_lvs_method",
 		// valid in other blocks (alpha: virtual_server; lvs_method: virtual_server; virtualhost:
 		// virtual_server and HTTP_GET), per real server or checker in keepalived 2.2

@@ -264,6 +264,13 @@ type SyncGroup struct {
 
 // VirtualServer is a virtual_server block.
 type VirtualServer struct {
+	// IPVS-only service flags (ops, sh-port, sh-fallback, mh-port, mh-fallback, flag-1..3):
+	// IP_VS_SVC_F_ONEPACKET and IP_VS_SVC_F_SCHED1..3. The userspace proxy ignores them.
+	OnePacket bool `json:"ops"`
+	Sched1    bool `json:"sched_flag_1"` // sh-fallback, mh-fallback, flag-1
+	Sched2    bool `json:"sched_flag_2"` // sh-port, mh-port, flag-2
+	Sched3    bool `json:"sched_flag_3"` // flag-3
+	ipvsOnly  []kwAt
 	SMTPAlert bool   `json:"smtp_alert"` // alert mails for its real servers
 	Pos       Pos    `json:"pos"`
 	Kind      VSKind `json:"kind"`
@@ -348,7 +355,12 @@ type RealServer struct {
 	NotifyUp         string         `json:"notify_up"`
 	NotifyDown       string         `json:"notify_down"`
 	SMTPAlert        bool           `json:"smtp_alert"` // alert mail on up/down (also: the service's, global smtp_alert)
-	Checkers         []*Checker     `json:"checkers"`
+	// uthreshold / lthreshold: IPVS connection thresholds (0: none); the userspace proxy
+	// ignores them (its limit is maxconn).
+	UThreshold int `json:"uthreshold"`
+	LThreshold int `json:"lthreshold"`
+	ipvsOnly   []kwAt
+	Checkers   []*Checker `json:"checkers"`
 
 	// halb's own keywords.
 	MaxConn   int           `json:"maxconn"`    // 0 = unlimited

@@ -428,13 +428,14 @@ func (d *Daemon) reload(rec *admin.Reload) error {
 	if err := buildL7(d.log, g, old); err != nil {
 		return err
 	}
-	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
+	if err := d.udp.Apply(udpSpecs(g)); err != nil {
 		return err // nothing changed: Apply is all or nothing
 	}
-	d.tickets.sync(g)
-	if err := d.udp.Apply(udpSpecs(g)); err != nil {
-		return err // the TCP side is applied; the UDP side is unchanged and the error says why
+	if err := d.proxy.Apply(proxySpecs(g, d.onPassive)); err != nil {
+		_ = d.udp.Apply(udpSpecs(old)) // back to the running config's UDP services
+		return err
 	}
+	d.tickets.sync(g)
 	d.proxy.SetGlobal(proxyGlobal(cfg))
 	targets, services := healthTargets(cfg, scriptOptions(cfg))
 	d.mu.Lock()

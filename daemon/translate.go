@@ -461,9 +461,10 @@ func ipvsServices(cfg *config.Config) []ipvs.Service {
 	var out []ipvs.Service
 	for _, vs := range cfg.NeedsIPVS() {
 		base := ipvs.Service{Scheduler: vs.LBAlgo.String(), Timeout: vs.PersistenceTimeout,
-			Netmask: maskBits(vs.PersistenceGranularity, 0), Protocol: ipvsProto(vs.Protocol)}
+			Netmask: maskBits(vs.PersistenceGranularity, 0), Protocol: ipvsProto(vs.Protocol), Flags: ipvsFlags(vs)}
 		for _, rs := range vs.RealServers {
 			base.Dests = append(base.Dests, ipvs.Dest{Addr: rs.Addr, Weight: rs.Weight, Method: ipvsMethod(vs.LBKind),
+				UThreshold: uint32(rs.UThreshold), LThreshold: uint32(rs.LThreshold),
 				InhibitOnFailure: rs.InhibitOnFailure || vs.InhibitOnFailure})
 		}
 		for _, a := range vs.Addrs {
@@ -510,4 +511,18 @@ func balanceAlgo(a config.LBAlgo) (balance.Algo, error) {
 		return balance.MH, nil
 	}
 	return 0, fmt.Errorf("daemon: lb_algo %s: no userspace scheduler", a)
+}
+
+// ipvsFlags are the service flags of ops, sh-/mh-port, sh-/mh-fallback and flag-1..3.
+func ipvsFlags(vs *config.VirtualServer) uint32 {
+	var f uint32
+	for _, x := range []struct {
+		on   bool
+		flag uint32
+	}{{vs.OnePacket, ipvs.FlagOnePacket}, {vs.Sched1, ipvs.FlagSched1}, {vs.Sched2, ipvs.FlagSched2}, {vs.Sched3, ipvs.FlagSched3}} {
+		if x.on {
+			f |= x.flag
+		}
+	}
+	return f
 }

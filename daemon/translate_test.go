@@ -165,6 +165,25 @@ func TestIPVSView(t *testing.T) {
 	if len(desired) != 1 || desired[0].Scheduler != "wrr" || desired[0].Dests[0].Method != ipvs.DR || desired[0].Timeout != 60*time.Second {
 		t.Fatalf("desired: %+v", desired)
 	}
+	flagged := ipvsServices(mustParse(t, `virtual_server 198.18.0.10 53 {
+    protocol UDP
+    lb_algo sh
+    lb_kind DR
+    ops
+    sh-port
+    sh-fallback
+    real_server 198.18.0.11 53 {
+        uthreshold 100
+        lthreshold 10
+    }
+}
+`))
+	if f := flagged[0].Flags; f != ipvs.FlagOnePacket|ipvs.FlagSched1|ipvs.FlagSched2 {
+		t.Errorf("ops, sh-port, sh-fallback: flags %#x", f)
+	}
+	if d := flagged[0].Dests[0]; d.UThreshold != 100 || d.LThreshold != 10 {
+		t.Errorf("thresholds: %+v", d)
+	}
 	kernel := ipvs.NewFakeTable()
 	if err := kernel.NewService(desired[0]); err != nil {
 		t.Fatal(err)
@@ -274,6 +293,9 @@ virtual_server 198.18.0.10 53 {
     }
 }
 `)
+	if ck := cfg.VirtualServers[0].RealServers[0].Checkers; ck[0].Retry != 3 || ck[0].DelayBeforeRetry != ck[0].DelayLoop || ck[2].Retry != 1 {
+		t.Errorf("keepalived's DNS_CHECK timing (retry 3, delay_before_retry = delay_loop): %+v; UDP_CHECK retry %d", ck[0], ck[2].Retry)
+	}
 	targets, _ := healthTargets(cfg, scriptOptions(cfg))
 	if len(targets) != 1 || len(targets[0].Checkers) != 5 {
 		t.Fatalf("targets: %+v", targets)

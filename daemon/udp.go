@@ -21,7 +21,7 @@ func udpProxied(vs *config.VirtualServer) bool {
 }
 
 // udpSpecs is the UDP proxy's view of g: one UDPService per listen address of each UDP service.
-// A flow's idle timeout is the service's timeout_client.
+// A flow's idle timeout is the service's timeout_client; ops ends a flow with its first reply.
 func udpSpecs(g *generation) []proxy.UDPService {
 	var out []proxy.UDPService
 	for _, svc := range g.services {
@@ -35,7 +35,8 @@ func udpSpecs(g *generation) []proxy.UDPService {
 				name = svc.name + "@" + a.String()
 			}
 			svc.specs = append(svc.specs, name)
-			out = append(out, proxy.UDPService{Name: name, Listen: a, Pool: svc.pools[0].pool, IdleTimeout: svc.vs.TimeoutClient})
+			out = append(out, proxy.UDPService{Name: name, Listen: a, Pool: svc.pools[0].pool, IdleTimeout: svc.vs.TimeoutClient,
+				OnePacket: svc.vs.OnePacket})
 		}
 	}
 	return out

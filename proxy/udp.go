@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,6 +46,9 @@ type UDPService struct {
 	// MaxFlows bounds the service's open flows; a datagram that would open one more is
 	// dropped and counted. Zero: DefaultUDPMaxFlows.
 	MaxFlows int
+	// OnePacket (keepalived's ops) ends a flow once each of its datagrams has had a reply, as
+	// for DNS: each query is scheduled on its own and no flow waits for its idle timeout.
+	OnePacket bool
 }
 
 // UDPStats is a snapshot of a UDP service's counters. They survive Apply while the service
@@ -77,7 +81,8 @@ type udpService struct {
 	conn *net.UDPConn
 	cfg  atomic.Pointer[UDPService]
 
-	mu    sync.Mutex
+	mu    sync.Mutex // guards flows
+	newMu sync.Mutex // serialises opening flows
 	flows map[netip.AddrPort]*udpFlow
 	done  chan struct{}
 
@@ -86,12 +91,14 @@ type udpService struct {
 }
 
 type udpFlow struct {
-	client  netip.AddrPort
-	backend *balance.Backend
-	conn    *net.UDPConn
-	last    atomic.Int64 // unix nanoseconds of the last datagram either way
-	in, out atomic.Int64
-	closed  atomic.Bool
+	client    netip.AddrPort
+	backend   *balance.Backend
+	onePacket bool
+	conn      *net.UDPConn
+	last      atomic.Int64 // unix nanoseconds of the last datagram either way
+	in, out   atomic.Int64
+	pending   atomic.Int64 // datagrams sent and not yet answered (OnePacket)
+	closed    atomic.Bool
 }
 
 // NewUDPServer returns a server with no services.
@@ -166,8 +173,13 @@ func (s *UDPServer) Apply(specs []UDPService) error {
 			svc := &udpService{srv: s, conn: c, flows: map[netip.AddrPort]*udpFlow{}, done: make(chan struct{})}
 			svc.cfg.Store(&cfg)
 			s.svcs[sp.Name] = svc
-			s.wg.Add(2)
-			go svc.serve()
+			// One reader per CPU on the one socket: a datagram's work (flow lookup, a new
+			// flow's socket) runs in parallel with the next one's read.
+			readers := max(runtime.GOMAXPROCS(0), 1)
+			s.wg.Add(readers + 1)
+			for range readers {
+				go svc.serve()
+			}
 			go svc.sweep()
 			continue
 		}
@@ -286,14 +298,17 @@ func (v *udpService) serve() {
 			v.dr.Add(1)
 			continue
 		}
+		// Counted before the write: the reply may be relayed before Write returns.
+		f.pending.Add(1)
+		f.last.Store(time.Now().UnixNano())
 		if _, err := f.conn.Write(buf[:n]); err != nil {
+			f.pending.Add(-1)
 			v.dr.Add(1)
 			if errors.Is(err, syscall.ECONNREFUSED) {
 				v.closeFlow(f)
 			}
 			continue
 		}
-		f.last.Store(time.Now().UnixNano())
 		f.in.Add(int64(n))
 		v.datagrams.Add(1)
 		v.bytesIn.Add(uint64(n))
@@ -304,6 +319,16 @@ func (v *udpService) serve() {
 func (v *udpService) flow(client netip.AddrPort) *udpFlow {
 	v.mu.Lock()
 	f := v.flows[client]
+	v.mu.Unlock()
+	if f != nil {
+		return f
+	}
+	// Several readers share the socket: the flow is opened under newMu, after a second look,
+	// so a client's datagrams read by two readers at once open one flow, not two.
+	v.newMu.Lock()
+	defer v.newMu.Unlock()
+	v.mu.Lock()
+	f = v.flows[client]
 	v.mu.Unlock()
 	if f != nil {
 		return f
@@ -332,7 +357,7 @@ func (v *udpService) flow(client netip.AddrPort) *udpFlow {
 			tried = append(tried, b)
 			continue
 		}
-		f = &udpFlow{client: client, backend: b, conn: c}
+		f = &udpFlow{client: client, backend: b, conn: c, onePacket: cfg.OnePacket}
 		f.last.Store(time.Now().UnixNano())
 		v.mu.Lock()
 		select {
@@ -381,6 +406,11 @@ func (v *udpService) relay(f *udpFlow) {
 		}
 		v.srv.bufs.Put(bp)
 		switch {
+		case err == nil && rerr == nil && f.onePacket && f.pending.Add(-1) <= 0:
+			// Every datagram of the flow has its answer: end it (a client that sent a second
+			// query meanwhile keeps the flow until that one is answered too).
+			v.closeFlow(f)
+			return
 		case err != nil: // closed
 			v.closeFlow(f)
 			return

@@ -126,7 +126,9 @@ func TestUDPFlows(t *testing.T) {
 	if seen["a"] != 3 || seen["b"] != 3 {
 		t.Errorf("rr over 6 clients: %v", seen)
 	}
-	st := udpStat(s, "dns")
+	// The counters of a datagram are added after its write returns, maybe after its reply came.
+	var st UDPStats
+	poll.Until(5*time.Second, time.Millisecond, func() bool { st = udpStat(s, "dns"); return st.Datagrams == 24 })
 	if st.Flows != 6 || st.Total != 6 || st.Datagrams != 24 || st.Replies != 24 || st.Dropped != 0 {
 		t.Errorf("stats: %+v", st)
 	}
@@ -254,5 +256,30 @@ func TestUDPApply(t *testing.T) {
 	}
 	if s.Addr("u") != nil || c.ask("4") != "" {
 		t.Fatal("removed service still serves")
+	}
+}
+
+// TestUDPOnePacket: with OnePacket (ops) a flow ends with its first reply, so a client's next
+// query is scheduled anew (rr alternates) and no flow waits for the idle timeout.
+func TestUDPOnePacket(t *testing.T) {
+	pool := udpPool(balance.RR, map[string]netip.AddrPort{"a": udpEcho(t, "a"), "b": udpEcho(t, "b")})
+	s := startUDP(t, UDPService{Name: "dns", Listen: netip.MustParseAddrPort("127.0.0.1:0"), Pool: pool, OnePacket: true})
+	c := newUDPClient(t, s.Addr("dns"))
+	var got []string
+	for i := range 4 {
+		r := c.ask(fmt.Sprint(i))
+		if len(r) < 2 {
+			t.Fatalf("query %d: no reply", i)
+		}
+		got = append(got, r[:1])
+		if !poll.Until(5*time.Second, time.Millisecond, func() bool { return udpStat(s, "dns").Flows == 0 }) {
+			t.Fatalf("flow kept after its reply: %+v", udpStat(s, "dns"))
+		}
+	}
+	if got[0] == got[1] || got[1] == got[2] || got[2] == got[3] {
+		t.Errorf("one-packet flows not rescheduled: %v", got)
+	}
+	if st := udpStat(s, "dns"); st.Total != 4 || st.Replies != 4 {
+		t.Errorf("stats: %+v", st)
 	}
 }

@@ -18,11 +18,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	dump := fs.Bool("dump", false, "print the normalized model as JSON")
 	quiet := fs.Bool("q", false, "print errors only")
 	configID := fs.String("config-id", "", "config id for keepalived's conditional lines (@ID ...); default: the host name up to its first dot")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	pos, code, done := parseFlags(fs, args, "halb check [-f FILE] [-q] [--dump] [--config-id ID]", false, stdout, stderr)
+	if done {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "halb check: unexpected argument %q\n", fs.Arg(0))
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "halb check: unexpected argument %q\n", pos[0])
 		return exitUsage
 	}
 	cfg, diags, err := config.LoadWith(*file, config.Options{ConfigID: *configID})
@@ -83,6 +84,13 @@ func maskSecrets(cfg *config.Config) {
 	for _, in := range cfg.Instances {
 		if in.AuthPass != "" {
 			in.AuthPass = mask
+		}
+	}
+	if cfg.BGP != nil {
+		for _, n := range cfg.BGP.Neighbors {
+			if n.Password != "" {
+				n.Password = mask
+			}
 		}
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"flag"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -119,5 +121,34 @@ func TestRealServerPrintsSteps(t *testing.T) {
 	}
 	if code, _, _ := runHalb("realserver", "not-an-ip"); code != exitUsage {
 		t.Fatalf("bad VIP: exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestSubcommandHelp: run, check and realserver print a synopsis on -h and exit 0, like ctl.
+func TestSubcommandHelp(t *testing.T) {
+	for _, c := range []string{"run", "check", "realserver", "ctl"} {
+		for _, h := range []string{"-h", "--help"} {
+			code, out, errOut := runHalb(c, h)
+			if code != exitOK || !strings.Contains(out+errOut, "usage: halb "+c) {
+				t.Errorf("halb %s %s: exit %d, output %q %q", c, h, code, out, errOut)
+			}
+		}
+	}
+	if code, _, errOut := runHalb("check", "--nope"); code != exitUsage || !strings.Contains(errOut, "usage: halb check") {
+		t.Errorf("bad flag: exit %d, %q", code, errOut)
+	}
+}
+
+// TestInterleavedFlags: `halb realserver VIP... --apply` takes the flag after the addresses
+// (parsed here without applying anything).
+func TestInterleavedFlags(t *testing.T) {
+	fs := flag.NewFlagSet("realserver", flag.ContinueOnError)
+	apply := fs.Bool("apply", false, "")
+	pos, code, done := parseFlags(fs, []string{"198.18.0.1", "2001:db8::1", "--apply"}, "halb realserver VIP... [--apply]", true, io.Discard, io.Discard)
+	if done || code != exitOK || !*apply || strings.Join(pos, " ") != "198.18.0.1 2001:db8::1" {
+		t.Fatalf("pos %q apply %v code %d done %v", pos, *apply, code, done)
+	}
+	if code, _, _ := runHalb("realserver", "198.18.0.1", "--bogus"); code != exitUsage {
+		t.Fatalf("unknown flag after the addresses: exit %d", code)
 	}
 }

@@ -50,11 +50,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	stats := fs.String("stats", "", "stats listener address, overriding global_defs stats_listen")
 	configID := fs.String("config-id", "", "config id for keepalived's conditional lines (@ID ...); default: the host name up to its first dot")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until halb stops (for performance work)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	pos, code, done := parseFlags(fs, args, "halb run [-f FILE | --demo] [--log-json] [--admin-socket PATH] [--stats ADDR] [--config-id ID]", false, stdout, stderr)
+	if done {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "halb run: unexpected argument %q\n", fs.Arg(0))
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "halb run: unexpected argument %q\n", pos[0])
 		return exitUsage
 	}
 	if *cpuProfile != "" {

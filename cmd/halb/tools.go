@@ -23,15 +23,16 @@ func cmdRealServer(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("realserver", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	apply := fs.Bool("apply", false, "apply the steps in the current network namespace (needs CAP_NET_ADMIN)")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
+	pos, code, done := parseFlags(fs, args, "halb realserver VIP... [--apply]", true, stdout, stderr)
+	if done {
+		return code
 	}
-	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "usage: halb realserver [--apply] VIP...")
+	if len(pos) == 0 {
+		fmt.Fprintln(stderr, "usage: halb realserver VIP... [--apply]")
 		return exitUsage
 	}
 	var vips []netip.Addr
-	for _, a := range fs.Args() {
+	for _, a := range pos {
 		ip, err := netip.ParseAddr(a)
 		if err != nil {
 			fmt.Fprintf(stderr, "halb realserver: %q is not an IP address\n", a)
