@@ -323,13 +323,15 @@ func labFRRConfig(dir string) string {
 			fmt.Fprintf(&nb, " neighbor %s remote-as %d\n neighbor %s timers 1 3\n neighbor %s passive\n", a, labBGPLocalAS, a, a)
 		}
 		fmt.Fprintf(&nb, " neighbor %s password %s\n", labBGPNodeAddr(n), labBGPPassword)
-		fmt.Fprintf(&v4, "  neighbor %s activate\n", labBGPNodeAddr(n))
-		fmt.Fprintf(&v6, "  neighbor %s activate\n", labBGPNodeAddr6(n))
+		fmt.Fprintf(&v4, "  neighbor %s activate\n  neighbor %s route-map halb-none out\n", labBGPNodeAddr(n), labBGPNodeAddr(n))
+		fmt.Fprintf(&v6, "  neighbor %s activate\n  neighbor %s route-map halb-none out\n", labBGPNodeAddr6(n), labBGPNodeAddr6(n))
 	}
 	return fmt.Sprintf(`! halb BGP lab router (FRR)
 frr defaults traditional
 hostname router
 log file %[1]s/frr.log
+!
+route-map halb-none deny 10
 !
 router bgp %[2]d
  bgp router-id 198.18.0.254
