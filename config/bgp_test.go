@@ -77,6 +77,7 @@ func TestBGPDiagnostics(t *testing.T) {
 		{"bgp keyword elsewhere", "global_defs {\n local_as 3\n}", "t.conf:2: local_as: not valid in global_defs (it belongs in bgp)", true},
 		{"drain negative", head + " drain_time -1s\n}", "drain_time", true},
 		{"family without neighbor", head + nb + " }\n bgp_vip 2001:db8::20\n}", "t.conf:8: warning: bgp_vip: 2001:db8::20 has no neighbor of its address family", false},
+		{"passive md5", head + nb + "  passive\n  password x\n }\n}", "t.conf:5: warning: password: neighbor 198.18.1.1: a passive session with a TCP MD5 password needs halb started with GODEBUG=multipathtcp=3", false},
 		{"interface name", head + " vip_interface a/b\n}", `"a/b" is not an interface name`, true},
 	}
 	for _, tt := range tests {

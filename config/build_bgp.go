@@ -256,6 +256,10 @@ func (b *builder) validateBGP() {
 		if !nb.HasRemote {
 			b.d.errorf(nb.Pos, "remote_as", "neighbor %s: remote_as is missing", nb.Addr)
 		}
+		if nb.Passive && nb.Password != "" {
+			// Go (1.24+) opens listeners as MPTCP sockets, and MPTCP takes no TCP MD5 key.
+			b.d.warnf(nb.Pos, "password", "neighbor %s: a passive session with a TCP MD5 password needs halb started with GODEBUG=multipathtcp=3 (Go's listeners are MPTCP sockets, which take no MD5 key); otherwise it does not come up", nb.Addr)
+		}
 		if len(nb.Password) > 80 {
 			b.d.errorf(nb.Pos, "password", "neighbor %s: a TCP MD5 key is at most 80 bytes", nb.Addr)
 		}
