@@ -56,7 +56,7 @@ func TestBGPDiagnostics(t *testing.T) {
 		{"as too big", head + " local_as 4294967296\n}", "is not an AS number", true},
 		{"no neighbor", head + "}", "warning: bgp: no neighbor", false},
 		{"no remote as", head + " neighbor 198.18.1.1 {\n }\n}", "t.conf:5: remote_as: neighbor 198.18.1.1: remote_as is missing", true},
-		{"hold too short", head + nb + "  hold_time 2\n }\n}", "t.conf:7: hold_time: must be 0 or at least 3s (RFC 4271), not 2s", true},
+		{"hold too short", head + nb + "  hold_time 2\n }\n}", "t.conf:7: hold_time: must be at least 3s (RFC 4271), not 2s", true},
 		{"bad neighbor addr", head + " neighbor 198.18.1.300 {\n  remote_as 1\n }\n}", `t.conf:5: neighbor: "198.18.1.300" is not an IP address`, true},
 		{"neighbor twice", head + nb + " }\n" + nb + " }\n}", "t.conf:8: neighbor: 198.18.1.1 is already a neighbor at t.conf:5", true},
 		{"neighbor no block", head + " neighbor 198.18.1.1\n}", "t.conf:5: neighbor: expects a block", true},

@@ -61,8 +61,9 @@ func neighborTable() table[BGPNeighbor] {
 		"port": func(b *builder, nb *BGPNeighbor, n *node) { b.integer(n, &nb.Port, 1, 65535) },
 		"hold_time": func(b *builder, nb *BGPNeighbor, n *node) {
 			b.seconds(n, &nb.HoldTime)
-			if nb.HoldTime != 0 && nb.HoldTime < minBGPHoldTime {
-				b.d.errorf(n.pos, n.kw, "must be 0 or at least 3s (RFC 4271), not %s", nb.HoldTime)
+			if nb.HoldTime < minBGPHoldTime {
+				// RFC 4271 also allows 0 (no keepalives); GoBGP reads 0 as its default, 90 s.
+				b.d.errorf(n.pos, n.kw, "must be at least 3s (RFC 4271), not %s", nb.HoldTime)
 			}
 		},
 		"password":       func(b *builder, nb *BGPNeighbor, n *node) { b.str(n, &nb.Password) },
