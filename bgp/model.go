@@ -34,29 +34,22 @@ type Neighbor struct {
 	Addr      netip.Addr
 	RemoteAS  uint32
 	Port      uint16        // remote port; 0: 179
-	HoldTime  time.Duration // 0: DefaultHoldTime; the keepalive interval is a third of it
+	HoldTime  time.Duration // 0: DefaultHoldTime; at least 3 s; the keepalive interval is a third of it
 	Password  string        // TCP MD5 signature (RFC 2385); "" = none
 	Passive   bool          // wait for the peer to connect
 	LocalAddr netip.Addr    // source address; zero: the kernel's choice
 	Multihop  int           // eBGP multihop TTL; 0: directly connected (TTL 1)
 }
 
-// Keepalive is the neighbor's keepalive interval: a third of the hold time, at least 1 s (0 when
-// the hold time is 0, which turns keepalives off).
+// Keepalive is the neighbor's keepalive interval: a third of the hold time in whole seconds (BGP
+// counts seconds), at least 1 s.
 func (n Neighbor) Keepalive() time.Duration {
-	h := n.hold()
-	if h == 0 {
-		return 0
-	}
-	return max(h/3, time.Second)
+	return max((n.hold() / 3).Truncate(time.Second), time.Second)
 }
 
 func (n Neighbor) hold() time.Duration {
-	if n.HoldTime == 0 {
+	if n.HoldTime <= 0 {
 		return DefaultHoldTime
-	}
-	if n.HoldTime < 0 {
-		return 0
 	}
 	return n.HoldTime
 }

@@ -58,7 +58,7 @@ func TestPlanNeighbors(t *testing.T) {
 
 func TestKeepalive(t *testing.T) {
 	for _, c := range []struct{ hold, ka time.Duration }{
-		{0, 30 * time.Second}, {3 * time.Second, time.Second}, {9 * time.Second, 3 * time.Second}, {-1, 0},
+		{0, 30 * time.Second}, {3 * time.Second, time.Second}, {9 * time.Second, 3 * time.Second}, {4 * time.Second, time.Second},
 	} {
 		if got := (Neighbor{HoldTime: c.hold}).Keepalive(); got != c.ka {
 			t.Errorf("hold %v: keepalive %v, want %v", c.hold, got, c.ka)

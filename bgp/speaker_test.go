@@ -12,6 +12,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"go.uber.org/zap/zaptest"
+
+	"halb/internal/poll"
 )
 
 // router is a plain GoBGP server playing the upstream router on 127.0.0.1, with halb's speaker
@@ -85,12 +87,8 @@ func (r *router) routes(t *testing.T) map[string]string {
 // waitFor polls cond until it holds or the deadline passes: the sessions run on real sockets.
 func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a real BGP session on loopback
+	if !poll.Until(d, 20*time.Millisecond, cond) {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

@@ -56,7 +56,7 @@ func TestBGPDiagnostics(t *testing.T) {
 		{"as too big", head + " local_as 4294967296\n}", "is not an AS number", true},
 		{"no neighbor", head + "}", "warning: bgp: no neighbor", false},
 		{"no remote as", head + " neighbor 198.18.1.1 {\n }\n}", "t.conf:5: remote_as: neighbor 198.18.1.1: remote_as is missing", true},
-		{"hold too short", head + nb + "  hold_time 2\n }\n}", "t.conf:7: hold_time: must be 0 or at least 3s (RFC 4271), not 2s", true},
+		{"hold too short", head + nb + "  hold_time 2\n }\n}", "t.conf:7: hold_time: must be at least 3s (RFC 4271), not 2s", true},
 		{"bad neighbor addr", head + " neighbor 198.18.1.300 {\n  remote_as 1\n }\n}", `t.conf:5: neighbor: "198.18.1.300" is not an IP address`, true},
 		{"neighbor twice", head + nb + " }\n" + nb + " }\n}", "t.conf:8: neighbor: 198.18.1.1 is already a neighbor at t.conf:5", true},
 		{"neighbor no block", head + " neighbor 198.18.1.1\n}", "t.conf:5: neighbor: expects a block", true},
@@ -77,6 +77,7 @@ func TestBGPDiagnostics(t *testing.T) {
 		{"bgp keyword elsewhere", "global_defs {\n local_as 3\n}", "t.conf:2: local_as: not valid in global_defs (it belongs in bgp)", true},
 		{"drain negative", head + " drain_time -1s\n}", "drain_time", true},
 		{"family without neighbor", head + nb + " }\n bgp_vip 2001:db8::20\n}", "t.conf:8: warning: bgp_vip: 2001:db8::20 has no neighbor of its address family", false},
+		{"passive md5", head + nb + "  passive\n  password x\n }\n}", "t.conf:5: warning: password: neighbor 198.18.1.1: a passive session with a TCP MD5 password needs halb started with GODEBUG=multipathtcp=3", false},
 		{"interface name", head + " vip_interface a/b\n}", `"a/b" is not an interface name`, true},
 	}
 	for _, tt := range tests {

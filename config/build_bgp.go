@@ -61,8 +61,9 @@ func neighborTable() table[BGPNeighbor] {
 		"port": func(b *builder, nb *BGPNeighbor, n *node) { b.integer(n, &nb.Port, 1, 65535) },
 		"hold_time": func(b *builder, nb *BGPNeighbor, n *node) {
 			b.seconds(n, &nb.HoldTime)
-			if nb.HoldTime != 0 && nb.HoldTime < minBGPHoldTime {
-				b.d.errorf(n.pos, n.kw, "must be 0 or at least 3s (RFC 4271), not %s", nb.HoldTime)
+			if nb.HoldTime < minBGPHoldTime {
+				// RFC 4271 also allows 0 (no keepalives); GoBGP reads 0 as its default, 90 s.
+				b.d.errorf(n.pos, n.kw, "must be at least 3s (RFC 4271), not %s", nb.HoldTime)
 			}
 		},
 		"password":       func(b *builder, nb *BGPNeighbor, n *node) { b.str(n, &nb.Password) },
@@ -255,6 +256,10 @@ func (b *builder) validateBGP() {
 		seen[nb.Addr] = nb
 		if !nb.HasRemote {
 			b.d.errorf(nb.Pos, "remote_as", "neighbor %s: remote_as is missing", nb.Addr)
+		}
+		if nb.Passive && nb.Password != "" {
+			// Go (1.24+) opens listeners as MPTCP sockets, and MPTCP takes no TCP MD5 key.
+			b.d.warnf(nb.Pos, "password", "neighbor %s: a passive session with a TCP MD5 password needs halb started with GODEBUG=multipathtcp=3 (Go's listeners are MPTCP sockets, which take no MD5 key); otherwise it does not come up", nb.Addr)
 		}
 		if len(nb.Password) > 80 {
 			b.d.errorf(nb.Pos, "password", "neighbor %s: a TCP MD5 key is at most 80 bytes", nb.Addr)

@@ -10,7 +10,7 @@ const (
 	DefaultBGPHoldTime  = 90 * time.Second
 	DefaultBGPDrainTime = 3 * time.Second
 	DefaultBGPInterface = "halb0"
-	minBGPHoldTime      = 3 * time.Second // RFC 4271: 0 or at least 3 s
+	minBGPHoldTime      = 3 * time.Second // RFC 4271: at least 3 s (0, no keepalives, is not offered)
 )
 
 // BGP is the top-level bgp block: halb's BGP speaker, which announces VIPs to routers for ECMP.

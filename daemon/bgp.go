@@ -26,9 +26,9 @@ type bgpRunner struct {
 	up       func(service string) bool
 	now      func() time.Time
 	newLocal func(iface string) vipKeeper
-	local    vipKeeper
 
 	mu       sync.Mutex
+	local    vipKeeper
 	started  bool // the speaker runs: sync may announce
 	cfg      *config.Config
 	drained  map[string]bool // services withdrawn by `halb ctl drain service`
@@ -44,12 +44,8 @@ type bgpRunner struct {
 func bgpConfig(g *config.BGP) bgp.Config {
 	c := bgp.Config{RouterID: g.RouterID, LocalAS: g.LocalAS, ListenPort: g.ListenPort}
 	for _, n := range g.Neighbors {
-		hold := n.HoldTime
-		if hold == 0 {
-			hold = -1 // config's 0 means "no keepalives"; bgp's 0 means its default
-		}
 		c.Neighbors = append(c.Neighbors, bgp.Neighbor{
-			Addr: n.Addr, RemoteAS: n.RemoteAS, Port: uint16(n.Port), HoldTime: hold, Password: n.Password,
+			Addr: n.Addr, RemoteAS: n.RemoteAS, Port: uint16(n.Port), HoldTime: n.HoldTime, Password: n.Password,
 			Passive: n.Passive, LocalAddr: n.SourceIP, Multihop: n.Multihop,
 		})
 	}

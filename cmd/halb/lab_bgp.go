@@ -29,7 +29,7 @@ const (
 	labBGPVIP6     = "2001:db8:10::10"
 	labBGPLocalAS  = 65011
 	labBGPRouterAS = 65000
-	// labBGPPassword signs the IPv4 sessions with TCP MD5 (RFC 2385); the IPv6 ones go unsigned.
+	// labBGPPassword signs lb1's and lb2's IPv4 sessions with TCP MD5 (RFC 2385).
 	labBGPPassword = "halblab-md5"
 )
 
@@ -41,6 +41,10 @@ func labBGPNodeAddr(node string) string {
 // labBGPNodeAddr6 is a balancer's IPv6 address on the lab bridge.
 func labBGPNodeAddr6(node string) string { return "2001:db8::" + node[2:] }
 
+// labBGPPassive says whether node waits for the router to connect (lb3, IPv4): the lab covers
+// both directions of session setup.
+func labBGPPassive(node string) bool { return node == "lb3" }
+
 // labBGPWebPort is the port the web servers serve node's traffic on: each balancer has its own,
 // so that stopping one node's web servers costs only that node its quorum.
 func labBGPWebPort(node string) int { return 8080 + int(node[2]-'0') }
@@ -48,6 +52,12 @@ func labBGPWebPort(node string) int { return 8080 + int(node[2]-'0') }
 // labBGPNodeConfig is a balancer's config. extra is added inside the bgp block (test neighbors).
 func labBGPNodeConfig(dir, node, extra string) string {
 	port := labBGPWebPort(node)
+	// lb3 waits for the router, unsigned: Go's listeners are MPTCP sockets, which refuse TCP MD5
+	// keys (docs/bgp.md). lb1 and lb2 connect out with TCP MD5.
+	auth := "\n        password " + labBGPPassword
+	if labBGPPassive(node) {
+		auth = "\n        passive"
+	}
 	return fmt.Sprintf(`! halb BGP lab node %[1]s
 global_defs {
     router_id lab-%[1]s
@@ -61,8 +71,7 @@ bgp {
     drain_time 2s
     neighbor 198.18.0.254 {
         remote_as %[5]d
-        hold_time 3
-        password %[10]s
+        hold_time 3%[10]s
     }
     neighbor 2001:db8::fe {
         remote_as %[5]d
@@ -108,7 +117,7 @@ virtual_server %[9]s 80 {
         }
     }
 }
-`, node, dir, labBGPNodeAddr(node), labBGPLocalAS, labBGPRouterAS, labBGPVIP, port, extra, labBGPVIP6, labBGPPassword)
+`, node, dir, labBGPNodeAddr(node), labBGPLocalAS, labBGPRouterAS, labBGPVIP, port, extra, labBGPVIP6, auth)
 }
 
 // labBirdConfig is the router's BIRD 2 config: passive eBGP sessions to the balancers (hold 3 s),
@@ -116,7 +125,11 @@ virtual_server %[9]s 80 {
 func labBirdConfig(dir string) string {
 	var peers strings.Builder
 	for _, n := range []string{"lb1", "lb2", "lb3"} {
-		fmt.Fprintf(&peers, "protocol bgp %s from balancers { neighbor %s as %d; }\n", n, labBGPNodeAddr(n), labBGPLocalAS)
+		active := fmt.Sprintf(" password %q;", labBGPPassword)
+		if labBGPPassive(n) {
+			active = " passive off; connect delay time 1; connect retry time 1;"
+		}
+		fmt.Fprintf(&peers, "protocol bgp %s from balancers { neighbor %s as %d;%s }\n", n, labBGPNodeAddr(n), labBGPLocalAS, active)
 		fmt.Fprintf(&peers, "protocol bgp %s_v6 from balancers6 { neighbor %s as %d; }\n", n, labBGPNodeAddr6(n), labBGPLocalAS)
 	}
 	return fmt.Sprintf(`# halb BGP lab router
@@ -133,7 +146,6 @@ protocol kernel {
 }
 template bgp balancers {
     local 198.18.0.254 as %[2]d;
-    password "%[4]s";
     passive on;
     hold time 3;
     keepalive time 1;
@@ -148,7 +160,7 @@ template bgp balancers6 {
     error wait time 1, 5;
     ipv6 { import all; export none; };
 }
-%[3]s`, dir, labBGPRouterAS, peers.String(), labBGPPassword)
+%[3]s`, dir, labBGPRouterAS, peers.String())
 }
 
 // labUpBGP starts the holder of a BGP lab and waits for the three next hops.
@@ -320,16 +332,25 @@ func labFRRConfig(dir string) string {
 	var nb, v4, v6 strings.Builder
 	for _, n := range []string{"lb1", "lb2", "lb3"} {
 		for _, a := range []string{labBGPNodeAddr(n), labBGPNodeAddr6(n)} {
-			fmt.Fprintf(&nb, " neighbor %s remote-as %d\n neighbor %s timers 1 3\n neighbor %s passive\n", a, labBGPLocalAS, a, a)
+			fmt.Fprintf(&nb, " neighbor %s remote-as %d\n neighbor %s timers 1 3\n", a, labBGPLocalAS, a)
+			if !labBGPPassive(n) || a != labBGPNodeAddr(n) {
+				fmt.Fprintf(&nb, " neighbor %s passive\n", a)
+			} else {
+				fmt.Fprintf(&nb, " neighbor %s timers connect 1\n", a)
+			}
 		}
-		fmt.Fprintf(&nb, " neighbor %s password %s\n", labBGPNodeAddr(n), labBGPPassword)
-		fmt.Fprintf(&v4, "  neighbor %s activate\n", labBGPNodeAddr(n))
-		fmt.Fprintf(&v6, "  neighbor %s activate\n", labBGPNodeAddr6(n))
+		if !labBGPPassive(n) {
+			fmt.Fprintf(&nb, " neighbor %s password %s\n", labBGPNodeAddr(n), labBGPPassword)
+		}
+		fmt.Fprintf(&v4, "  neighbor %s activate\n  neighbor %s route-map halb-none out\n", labBGPNodeAddr(n), labBGPNodeAddr(n))
+		fmt.Fprintf(&v6, "  neighbor %s activate\n  neighbor %s route-map halb-none out\n", labBGPNodeAddr6(n), labBGPNodeAddr6(n))
 	}
 	return fmt.Sprintf(`! halb BGP lab router (FRR)
 frr defaults traditional
 hostname router
 log file %[1]s/frr.log
+!
+route-map halb-none deny 10
 !
 router bgp %[2]d
  bgp router-id 198.18.0.254

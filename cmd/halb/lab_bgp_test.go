@@ -466,6 +466,26 @@ func testLabBGP(t *testing.T, router string) {
 	b.startWebs("lb2")
 	b.step("lb2 re-announced", 10*time.Second, func() bool { return hopsAre(b.nexthops(), all...) })
 
+	// A dead machine: lb2's link goes down, nothing closes the session; the router's hold timer
+	// (3 s) drops the next hop. The link back, the session and the route come back.
+	start = time.Now()
+	if err := b.l.SetLink("lb2", false); err != nil {
+		t.Fatal(err)
+	}
+	b.step("lb2 dropped by the hold timer", 10*time.Second, func() bool { return hopsAre(b.nexthops(), "lb1", "lb3") })
+	held := time.Since(start)
+	t.Logf("MEASURE link down: next hop dropped after %v (hold time 3 s)", held.Round(time.Millisecond))
+	if held < 1500*time.Millisecond {
+		t.Errorf("link down: dropped after %v, before the hold time could expire", held)
+	}
+	if err := b.l.SetLink("lb2", true); err != nil {
+		t.Fatal(err)
+	}
+	// The link took the routes to the client down with it; put them back once the link's own
+	// routes are there again.
+	b.step("lb2's routes to the client back", 5*time.Second, func() bool { return b.l.BGPClientRoutes("lb2") == nil })
+	b.step("lb2 back after the link", 30*time.Second, func() bool { return hopsAre(b.nexthops(), all...) })
+
 	// The operator drains lb1's service: withdrawn; enabled again: announced.
 	if out, err := b.ctl("lb1", "drain", "service", labBGPVIP+":80"); err != nil {
 		t.Fatalf("drain service: %v: %s", err, out)

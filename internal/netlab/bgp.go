@@ -89,6 +89,10 @@ func (l *Lab) buildBGP() error {
 		if err := l.addHost(h.name, h.n); err != nil {
 			return err
 		}
+		// A node's link may go down in a test (a dead machine): its IPv6 address stays.
+		if err := l.sysctl(h.name, "net.ipv6.conf.eth0.keep_addr_on_down=1"); err != nil {
+			return err
+		}
 	}
 	// The router forwards, with L4 hashing of multipath routes (inside its namespace only).
 	if err := l.sysctl("router", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
@@ -125,12 +129,18 @@ func (l *Lab) buildBGP() error {
 	}
 	// Everyone on the bridge reaches the client through the router.
 	for _, h := range []string{"lb1", "lb2", "lb3", "web1", "web2"} {
-		if err := ip("-n", l.NS(h), "route", "add", "198.19.0.0/24", "via", BGPRouter.String()); err != nil {
-			return err
-		}
-		if err := ip("-n", l.NS(h), "-6", "route", "add", "2001:db8:19::/64", "via", BGPRouterV6.String()); err != nil {
+		if err := l.BGPClientRoutes(h); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// BGPClientRoutes routes host's traffic to the client's link through the router. A link going
+// down removes these routes with it: call it again after SetLink(host, true).
+func (l *Lab) BGPClientRoutes(host string) error {
+	if err := ip("-n", l.NS(host), "route", "replace", "198.19.0.0/24", "via", BGPRouter.String()); err != nil {
+		return err
+	}
+	return ip("-n", l.NS(host), "-6", "route", "replace", "2001:db8:19::/64", "via", BGPRouterV6.String())
 }
