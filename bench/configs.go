@@ -37,6 +37,11 @@ func halbConfig(mode string, listen netip.AddrPort, backends []netip.AddrPort) s
 	fmt.Fprintf(&b, "global_defs {\n    log_level warn\n}\n")
 	fmt.Fprintf(&b, "virtual_server %s %d {\n", listen.Addr(), listen.Port())
 	fmt.Fprintf(&b, "    proxy_mode %s\n", mode)
+	if mode == "http" {
+		// As HAProxy's config below (no http-keep-alive timeout: timeout client, 60s) and
+		// nginx's keepalive_timeout: idle connections stay for the whole measurement.
+		fmt.Fprintf(&b, "    timeout_http_keep_alive 60s\n")
+	}
 	fmt.Fprintf(&b, "    lb_algo rr\n")
 	for _, be := range backends {
 		fmt.Fprintf(&b, "    real_server %s %d { weight 1 }\n", be.Addr(), be.Port())

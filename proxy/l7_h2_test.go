@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -174,20 +173,42 @@ func TestH2Curl(t *testing.T) {
 	}
 }
 
-// TestH2Spec runs h2spec's generic and http2 sections when H2SPEC names its binary (the result
-// is reported in docs/security.md; failures are listed there, so they do not fail this test).
+// TestH2Spec runs h2spec's generic and http2 sections, when H2SPEC names its binary, against the
+// proxy itself (TLS termination, HTTP/2 streams bridged to the HTTP/1 engine, a real server behind
+// it). The failures known and explained in docs/security.md are allowed; any other fails the test.
 func TestH2Spec(t *testing.T) {
 	bin := os.Getenv("H2SPEC")
 	if bin == "" {
 		t.Skip("H2SPEC not set (go install github.com/summerwind/h2spec/cmd/h2spec@latest; H2SPEC=$(go env GOPATH)/bin/h2spec)")
 	}
-	addr := h2Front(t, H2Limits{})
-	host, port, _ := net.SplitHostPort(addr)
-	report := filepath.Join(t.TempDir(), "h2spec.xml")
-	out, _ := exec.Command(bin, "generic", "http2", "-t", "-k", "-h", host, "-p", port, "-o", "2", "-j", report).CombinedOutput()
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	})
+	dir := t.TempDir()
+	store, err := NewCertStore(testLogger(t), []CertFile{{Cert: writeL7Cert(t, dir, "a.pem", nil, "a.test")}},
+		TLSOptions{ALPN: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, Global{}, ServiceSpec{Name: "h2", Listen: lo4, Mode: ModeHTTP, Pool: pool(be.addr()), L7: &L7Spec{TLS: store, H2: true}})
+	host, port, _ := net.SplitHostPort(s.Addr("h2").String())
+	out, _ := exec.Command(bin, "generic", "http2", "-t", "-k", "-h", host, "-p", port, "-o", "5").CombinedOutput()
 	t.Logf("h2spec:\n%s", out)
-	if !strings.Contains(string(out), "tests,") {
+	var total, passed, skipped, failed int
+	for _, l := range strings.Split(string(out), "\n") {
+		if n, _ := fmt.Sscanf(strings.TrimSpace(l), "%d tests, %d passed, %d skipped, %d failed", &total, &passed, &skipped, &failed); n == 4 {
+			break
+		}
+	}
+	if total == 0 {
 		t.Fatal("h2spec did not run")
+	}
+	// Known, explained in docs/security.md: x/net closes on a SETTINGS frame with a duplicate
+	// entry (6.5.3), and a connection-specific header or TE other than trailers is answered 400
+	// instead of a stream error (8.1.2.2, two cases).
+	if failed > 3 {
+		t.Fatalf("h2spec: %d of %d failed (3 known)", failed, total)
 	}
 }
 
