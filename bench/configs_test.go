@@ -37,7 +37,7 @@ func TestHalbConfig(t *testing.T) {
 		golden(t, "halb-"+mode+".conf", halbConfig(mode, lo(18080), testBackends))
 	}
 	// The exact shape halb's config package was promised.
-	want := "virtual_server 127.0.0.1 18080 {\n    proxy_mode http\n    lb_algo rr\n" +
+	want := "virtual_server 127.0.0.1 18080 {\n    proxy_mode http\n    timeout_http_keep_alive 60s\n    lb_algo rr\n" +
 		"    real_server 127.0.0.1 18081 { weight 1 }\n    real_server 127.0.0.1 18082 { weight 1 }\n}\n"
 	if got := halbConfig("http", lo(18080), testBackends); !strings.HasSuffix(got, want) {
 		t.Errorf("halb config:\n%s\nwant it to end with:\n%s", got, want)
