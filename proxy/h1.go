@@ -35,22 +35,25 @@ import (
 // later requests; halb never does. docs/dataplane.md explains the choice.
 
 const (
-	maxBackendConns = 4               // idle server connections one client connection keeps
-	backendIdle     = 3 * time.Second // an idle server connection older than this is not reused
-	respHeadMax     = 16 << 10        // bounds a response head
-	spliceMin       = 16 << 10        // bodies (or rest of bodies) at least this long move by splice
+	maxBackendConns = 4                      // idle server connections one client connection keeps
+	backendIdle     = 3 * time.Second        // an idle server connection older than this is not reused
+	backendHold     = 100 * time.Millisecond // a parked client keeps its server connections this long
+	respHeadMax     = 16 << 10               // bounds a response head
+	spliceMin       = 16 << 10               // bodies (or rest of bodies) at least this long move by splice
 )
 
 // h1conn is one HTTP client connection.
 type h1conn struct {
-	se       *session
-	svc      *service
-	c        *net.TCPConn
-	nc       net.Conn    // what requests are read from and answers written to: c, or TLS over it
-	tls      bool        // TLS terminated: the connection keeps its goroutine (crypto/tls reads through nc)
-	idleWait atomic.Bool // TLS: waiting for the next request (a drain may close it)
-	rc       syscall.RawConn
-	pk       *parked
+	se          *session
+	svc         *service
+	c           *net.TCPConn
+	nc          net.Conn     // what requests are read from and answers written to: c, or TLS over it
+	tls         bool         // TLS terminated: the connection keeps its goroutine (crypto/tls reads through nc)
+	idleWait    atomic.Bool  // TLS: waiting for the next request (a drain may close it)
+	parkedUntil atomic.Int64 // parked: unix nanos when its keep-alive time ends
+	woken       bool         // just woken by the loop: bytes (or an end) are there
+	rc          syscall.RawConn
+	pk          *parked
 
 	br    *bufio.Reader // while active
 	req   *h1req        // while active
@@ -203,14 +206,38 @@ func (h *h1conn) wake() {
 	if !h.state.CompareAndSwap(h1Parked, h1Active) {
 		return
 	}
+	h.woken = true // the loop saw it readable: no probe before reading
 	h.run()
 }
 
-// expire closes a connection whose keep-alive time ran out while parked.
+// expire runs when a parked connection's timer fires: first (with server
+// connections held) it lets them go and parks again for the rest of its
+// keep-alive time; then it closes the connection.
 func (h *h1conn) expire() {
+	if h.hasBackends() {
+		h.dropBackends()
+		if rest := time.Until(time.Unix(0, h.parkedUntil.Load())); rest > 0 && h.pk.park(rest, h.wakeF, h.expireF) == nil {
+			if h.svc.srv.draining.Load() {
+				h.drain()
+			}
+			return
+		}
+	}
 	if h.state.CompareAndSwap(h1Parked, h1Closed) {
 		h.finish()
 	}
+}
+
+// hasBackends reports whether the connection holds server connections.
+func (h *h1conn) hasBackends() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, be := range h.bes {
+		if be != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // drain closes the connection if it is parked; a busy one closes after its response.
@@ -331,7 +358,8 @@ func (h *h1conn) run() {
 // connection parked or closed, and this goroutine must let go of it.
 func (h *h1conn) waitRequest() bool {
 	srv := h.svc.srv
-	if len(h.se.prefix) > 0 {
+	if len(h.se.prefix) > 0 || h.woken {
+		h.woken = false
 		return true
 	}
 	idle := h.svc.to.HTTPKeepAlive
@@ -374,15 +402,22 @@ func (h *h1conn) waitRequest() bool {
 			return false
 		}
 		if h.pk != nil {
-			// A parked connection gives its server connections up: kept,
-			// they would cost a descriptor and a record each for every idle
-			// client, and halb does not share them between clients.
-			h.dropBackends()
+			// A parked connection keeps its server connections for
+			// backendHold only: a client that comes back at once (256
+			// connections on one core come back every few milliseconds)
+			// finds them; kept longer, they would cost a descriptor and a
+			// record each for every idle client, and halb does not share
+			// them between clients.
+			rest := idle - parkAfter
+			h.parkedUntil.Store(time.Now().Add(rest).UnixNano())
+			if h.hasBackends() && backendHold < rest {
+				rest = backendHold
+			}
 			h.idle()
 			first := h.firstWait
 			h.firstWait = false // before parking: the next owner may run at once
 			h.state.Store(h1Parked)
-			if err := h.pk.park(idle-parkAfter, h.wakeF, h.expireF); err == nil {
+			if err := h.pk.park(rest, h.wakeF, h.expireF); err == nil {
 				if srv.draining.Load() {
 					h.drain() // a Shutdown that looked while this one was busy
 				}
