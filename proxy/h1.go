@@ -52,6 +52,7 @@ type h1conn struct {
 	idleWait    atomic.Bool  // TLS: waiting for the next request (a drain may close it)
 	parkedUntil atomic.Int64 // parked: unix nanos when its keep-alive time ends
 	woken       bool         // just woken by the loop: bytes (or an end) are there
+	shared      *h2conns     // an HTTP/2 stream: its connection's idle server connections
 	rc          syscall.RawConn
 	pk          *parked
 
@@ -291,7 +292,9 @@ func (h *h1conn) dropBackends() {
 	h.mu.Lock()
 	for i, be := range h.bes {
 		if be != nil {
-			be.close()
+			if h.shared == nil || !h.shared.put(be) {
+				be.close()
+			}
 			h.bes[i] = nil
 		}
 	}

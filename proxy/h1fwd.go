@@ -251,6 +251,16 @@ func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, u
 // new one. fresh reports a new connection.
 func (h *h1conn) backendConn(b *balance.Backend) (*beConn, bool, error) {
 	now := time.Now()
+	if h.shared != nil {
+		if be := h.shared.take(b); be != nil {
+			h.mu.Lock()
+			h.bes[0], be = be, h.bes[0] // a stream holds at most a few; the displaced one closes
+			h.mu.Unlock()
+			if be != nil {
+				be.close()
+			}
+		}
+	}
 	for _, be := range h.bes {
 		if be == nil || be.b != b {
 			continue

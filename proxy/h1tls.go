@@ -3,11 +3,13 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"halb/proxy/balance"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -40,7 +42,9 @@ func (svc *service) serveTLSTerminated(h *h1conn, l7 *L7Spec) {
 		return
 	}
 	if tc.ConnectionState().NegotiatedProtocol == "h2" && svc.h2 != nil {
-		svc.h2.ServeConn(context.Background(), tc)
+		conns := &h2conns{}
+		svc.h2.ServeConn(context.WithValue(context.Background(), h2connsKey{}, conns), tc)
+		conns.close()
 		tc.Close()
 		se.end()
 		return
@@ -61,6 +65,7 @@ func (b h2bridge) ForwardH2(w http.ResponseWriter, r *http.Request) {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	vse := &session{svc: svc, start: time.Now(), src: src, shard: &svc.st.shards[0], onEnd: func(*session) {}}
 	h := &h1conn{se: vse, svc: svc, nc: engine, tls: true, firstWait: true}
+	h.shared, _ = r.Context().Value(h2connsKey{}).(*h2conns)
 	h.wakeF, h.expireF = h.wake, h.expire
 	go h.run()
 
@@ -114,4 +119,52 @@ func copyHeader(dst, src http.Header) {
 		}
 		dst[k] = append(dst[k][:0], vs...)
 	}
+}
+
+// h2conns are the idle server connections of one HTTP/2 client connection,
+// shared by its streams: one client, so nothing one stream's server sends can
+// reach another client; without them every stream dialled its server.
+type h2conns struct {
+	mu     sync.Mutex
+	idle   []*beConn
+	closed bool
+}
+
+type h2connsKey struct{}
+
+const maxH2Idle = 32
+
+// take returns an idle connection to b, or nil.
+func (p *h2conns) take(b *balance.Backend) *beConn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.idle) - 1; i >= 0; i-- {
+		if be := p.idle[i]; be.b == b {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			return be
+		}
+	}
+	return nil
+}
+
+// put keeps be for a later stream; false: full or closed (the caller closes it).
+func (p *h2conns) put(be *beConn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.idle) >= maxH2Idle {
+		return false
+	}
+	p.idle = append(p.idle, be)
+	return true
+}
+
+// close closes every idle connection; later puts are refused.
+func (p *h2conns) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, be := range p.idle {
+		be.close()
+	}
+	p.idle = nil
 }

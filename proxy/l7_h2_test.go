@@ -193,7 +193,7 @@ func TestH2Spec(t *testing.T) {
 	}
 	s := startServer(t, Global{}, ServiceSpec{Name: "h2", Listen: lo4, Mode: ModeHTTP, Pool: pool(be.addr()), L7: &L7Spec{TLS: store, H2: true}})
 	host, port, _ := net.SplitHostPort(s.Addr("h2").String())
-	out, _ := exec.Command(bin, "generic", "http2", "-t", "-k", "-h", host, "-p", port, "-o", "5").CombinedOutput()
+	out, _ := exec.Command(bin, "generic", "http2", "-t", "-k", "-h", host, "-p", port, "-o", "2").CombinedOutput()
 	t.Logf("h2spec:\n%s", out)
 	var total, passed, skipped, failed int
 	for _, l := range strings.Split(string(out), "\n") {
