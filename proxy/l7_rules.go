@@ -85,22 +85,18 @@ func NewHeaderRules(rules []HeaderRule) (HeaderRules, error) {
 func (r HeaderRules) Len() int { return len(r.rules) }
 
 // Request applies the rules to a request head.
-func (r HeaderRules) Request(h *fasthttp.RequestHeader) {
-	for _, x := range r.rules {
-		switch x.Op {
-		case HeaderSet: // fasthttp's Set replaces the first of several lines only
-			delStable(h, x.Name)
-			h.Set(x.Name, x.Value)
-		case HeaderAdd:
-			h.Add(x.Name, x.Value)
-		case HeaderDel:
-			delStable(h, x.Name)
-		}
-	}
-}
+func (r HeaderRules) Request(h *fasthttp.RequestHeader) { r.apply(h) }
 
 // Response applies the rules to a response head.
-func (r HeaderRules) Response(h *fasthttp.ResponseHeader) {
+func (r HeaderRules) Response(h *fasthttp.ResponseHeader) { r.apply(h) }
+
+// headerSetter is what the rules need of a fasthttp head, request or response.
+type headerSetter interface {
+	headerLines
+	Set(key, value string)
+}
+
+func (r HeaderRules) apply(h headerSetter) {
 	for _, x := range r.rules {
 		switch x.Op {
 		case HeaderSet: // fasthttp's Set replaces the first of several lines only
