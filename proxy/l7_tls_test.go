@@ -295,7 +295,7 @@ func TestCertStoreTicketRotation(t *testing.T) {
 		done := make(chan struct{})
 		go func() { s.Run(ctx); close(done) }()
 		start := s.rotations.Load()
-		time.Sleep(3*time.Hour + time.Minute) // fake time inside the bubble
+		<-time.After(3*time.Hour + time.Minute) // fake time inside the bubble
 		synctest.Wait()
 		if got := s.rotations.Load() - start; got != 3 {
 			t.Errorf("%d rotations in 3h, want 3", got)

@@ -144,12 +144,12 @@ func TestRouterLowerPrioBurst(t *testing.T) {
 		if a.state() != StateMaster {
 			t.Fatal("gave up to a lower priority master")
 		}
-		time.Sleep(3*time.Second - time.Millisecond) // fake clock: just before the second burst
+		<-time.After(3*time.Second - time.Millisecond) // fake clock: just before the second burst
 		synctest.Wait()
 		if got := announced() - before; got != 7 {
 			t.Fatalf("second burst early: %d", got)
 		}
-		time.Sleep(2 * time.Millisecond)
+		<-time.After(2 * time.Millisecond) // fake clock
 		synctest.Wait()
 		if got := announced() - before; got != 14 {
 			t.Fatalf("after garp_lower_prio_delay: %d announcements, want 14", got)
