@@ -126,38 +126,9 @@ func writeLabState(dir string, st *labState) error {
 }
 
 func labUp(dir string, stdout, stderr io.Writer) int {
-	if err := netlab.Available(); err != nil {
-		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+	if !startHolder(dir, stderr) {
 		return exitFailure
 	}
-	if st, err := readLabState(dir); err == nil && alivePID(st.Holder) {
-		fmt.Fprintf(stderr, "halb lab: a lab is already up (holder pid %d); `halb lab down` first\n", st.Holder)
-		return exitFailure
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		fmt.Fprintf(stderr, "halb lab: %v\n", err)
-		return exitFailure
-	}
-	_ = os.Remove(filepath.Join(dir, "state.json"))
-	self, err := os.Executable()
-	if err != nil {
-		fmt.Fprintf(stderr, "halb lab: %v\n", err)
-		return exitFailure
-	}
-	logf, err := os.Create(filepath.Join(dir, "holder.log"))
-	if err != nil {
-		fmt.Fprintf(stderr, "halb lab: %v\n", err)
-		return exitFailure
-	}
-	defer logf.Close()
-	h := exec.Command(self, "lab", "-dir", dir, "hold")
-	h.Stdout, h.Stderr = logf, logf
-	h.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := h.Start(); err != nil {
-		fmt.Fprintf(stderr, "halb lab: start holder: %v\n", err)
-		return exitFailure
-	}
-	_ = h.Process.Release()
 	fmt.Fprintln(stdout, "building the lab (namespaces, two halb nodes, two web servers)...")
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -173,6 +144,44 @@ func labUp(dir string, stdout, stderr io.Writer) int {
 	b, _ := os.ReadFile(filepath.Join(dir, "holder.log"))
 	fmt.Fprintf(stderr, "halb lab: the lab did not come up in time; holder log:\n%s", b)
 	return exitFailure
+}
+
+// startHolder starts `halb lab hold` (with extra arguments, such as the topology) detached, its
+// output in DIR/holder.log, after checking that no lab is up; false: it said why on stderr.
+func startHolder(dir string, stderr io.Writer, extra ...string) bool {
+	if err := netlab.Available(); err != nil {
+		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+		return false
+	}
+	if st, err := readLabState(dir); err == nil && alivePID(st.Holder) {
+		fmt.Fprintf(stderr, "halb lab: a lab is already up (holder pid %d); `halb lab down` first\n", st.Holder)
+		return false
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+		return false
+	}
+	_ = os.Remove(filepath.Join(dir, "state.json"))
+	self, err := os.Executable()
+	if err != nil {
+		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+		return false
+	}
+	logf, err := os.Create(filepath.Join(dir, "holder.log"))
+	if err != nil {
+		fmt.Fprintf(stderr, "halb lab: %v\n", err)
+		return false
+	}
+	defer logf.Close()
+	h := exec.Command(self, append(append([]string{"lab", "-dir", dir}, extra...), "hold")...)
+	h.Stdout, h.Stderr = logf, logf
+	h.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := h.Start(); err != nil {
+		fmt.Fprintf(stderr, "halb lab: start holder: %v\n", err)
+		return false
+	}
+	_ = h.Process.Release()
+	return true
 }
 
 func waitVIPs(dir string, d time.Duration) bool {

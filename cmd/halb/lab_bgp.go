@@ -165,42 +165,13 @@ template bgp balancers6 {
 
 // labUpBGP starts the holder of a BGP lab and waits for the three next hops.
 func labUpBGP(dir string, stdout, stderr io.Writer) int {
-	if err := netlab.Available(); err != nil {
-		fmt.Fprintf(stderr, "halb lab: %v\n", err)
-		return exitFailure
-	}
 	if _, err := exec.LookPath("bird"); err != nil {
 		fmt.Fprintln(stderr, "halb lab: the BGP lab needs BIRD 2 (Debian package bird2)")
 		return exitFailure
 	}
-	if st, err := readLabState(dir); err == nil && alivePID(st.Holder) {
-		fmt.Fprintf(stderr, "halb lab: a lab is already up (holder pid %d); `halb lab down` first\n", st.Holder)
+	if !startHolder(dir, stderr, "-topo", "bgp") {
 		return exitFailure
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		fmt.Fprintf(stderr, "halb lab: %v\n", err)
-		return exitFailure
-	}
-	_ = os.Remove(filepath.Join(dir, "state.json"))
-	self, err := os.Executable()
-	if err != nil {
-		fmt.Fprintf(stderr, "halb lab: %v\n", err)
-		return exitFailure
-	}
-	logf, err := os.Create(filepath.Join(dir, "holder.log"))
-	if err != nil {
-		fmt.Fprintf(stderr, "halb lab: %v\n", err)
-		return exitFailure
-	}
-	defer logf.Close()
-	h := exec.Command(self, "lab", "-dir", dir, "-topo", "bgp", "hold")
-	h.Stdout, h.Stderr = logf, logf
-	h.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := h.Start(); err != nil {
-		fmt.Fprintf(stderr, "halb lab: start holder: %v\n", err)
-		return exitFailure
-	}
-	_ = h.Process.Release()
 	fmt.Fprintln(stdout, "building the BGP lab (router with BIRD, three halb nodes, two web servers, client)...")
 	ok := poll.Until(40*time.Second, 100*time.Millisecond, func() bool {
 		st, err := readLabState(dir)

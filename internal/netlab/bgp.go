@@ -2,11 +2,8 @@ package netlab
 
 import (
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"os"
 	"os/exec"
 )
 
@@ -29,35 +26,11 @@ var BGPNodes = []string{"lb1", "lb2", "lb3"}
 // NewBGPT builds the BGP lab for a test, like NewT.
 func NewBGPT(t TB) *Lab {
 	t.Helper()
-	if err := Available(); err != nil {
-		t.Skip(err.Error())
-	}
-	l, err := NewBGP()
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
+	return newT(t, NewBGP)
 }
 
 // NewBGP removes leftovers of dead earlier runs and builds a fresh BGP lab.
-func NewBGP() (*Lab, error) {
-	if err := Available(); err != nil {
-		return nil, err
-	}
-	Cleanup(Prefix)
-	var rb [3]byte
-	if _, err := rand.Read(rb[:]); err != nil {
-		return nil, fmt.Errorf("netlab: random id: %w", err)
-	}
-	id := fmt.Sprintf("%s%d-%s-", Prefix, os.Getpid(), hex.EncodeToString(rb[:]))
-	l := &Lab{ID: id, Switch: id + "sw", Hosts: map[string]*Host{}}
-	if err := l.buildBGP(); err != nil {
-		l.Close()
-		return nil, err
-	}
-	return l, nil
-}
+func NewBGP() (*Lab, error) { return newLab((*Lab).buildBGP) }
 
 func (l *Lab) sysctl(host string, kv ...string) error {
 	for _, k := range kv {

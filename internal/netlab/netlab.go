@@ -82,10 +82,16 @@ func Available() error {
 // available, fails it on error, and removes the lab in t.Cleanup.
 func NewT(t TB) *Lab {
 	t.Helper()
+	return newT(t, New)
+}
+
+// newT is NewT for any topology's constructor.
+func newT(t TB, build func() (*Lab, error)) *Lab {
+	t.Helper()
 	if err := Available(); err != nil {
 		t.Skip(err.Error())
 	}
-	l, err := New()
+	l, err := build()
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -94,7 +100,11 @@ func NewT(t TB) *Lab {
 }
 
 // New removes leftovers of dead earlier runs and builds a fresh lab.
-func New() (*Lab, error) {
+func New() (*Lab, error) { return newLab((*Lab).build) }
+
+// newLab removes leftovers of dead earlier runs and builds a fresh lab of
+// the topology that build lays out.
+func newLab(build func(*Lab) error) (*Lab, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
@@ -105,7 +115,7 @@ func New() (*Lab, error) {
 	}
 	id := fmt.Sprintf("%s%d-%s-", Prefix, os.Getpid(), hex.EncodeToString(rb[:]))
 	l := &Lab{ID: id, Switch: id + "sw", Hosts: map[string]*Host{}}
-	if err := l.build(); err != nil {
+	if err := build(l); err != nil {
 		l.Close()
 		return nil, err
 	}
