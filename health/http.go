@@ -124,11 +124,7 @@ func (c *HTTPChecker) get(ctx context.Context, start time.Time, u *URL, tlsConf 
 		return netReason("connect", err, budget)
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer deadlineFromContext(ctx, conn)()
 
 	host := u.VirtualHost
 	if host == "" {

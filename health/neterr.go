@@ -96,3 +96,12 @@ func tlsReason(err error, timeout time.Duration) string {
 	}
 	return "TLS: handshake failure: " + err.Error()
 }
+
+// deadlineFromContext gives conn ctx's deadline and makes ctx's cancellation end any I/O in
+// progress at once; the returned func stops the latter (defer it).
+func deadlineFromContext(ctx context.Context, conn interface{ SetDeadline(time.Time) error }) func() bool {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	return context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+}

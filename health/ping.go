@@ -58,11 +58,7 @@ func (c *PingChecker) Check(ctx context.Context) Result {
 		return fail(start, err.Error())
 	}
 	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer deadlineFromContext(ctx, conn)()
 
 	var rnd [20]byte
 	_, _ = rand.Read(rnd[:])

@@ -33,11 +33,7 @@ func (c *SMTPChecker) Check(ctx context.Context) Result {
 		return fail(start, netReason("connect", err, ctxTimeout(ctx, start)))
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
+	defer deadlineFromContext(ctx, conn)()
 	tp := textproto.NewConn(conn)
 	helo := c.HeloName
 	if helo == "" {

@@ -39,11 +39,7 @@ func (c *UDPChecker) Check(ctx context.Context) Result {
 		return fail(start, netReason("connect", err, ctxTimeout(ctx, start)))
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
-	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
+	defer deadlineFromContext(ctx, conn)()
 	if _, err := conn.Write(c.Payload); err != nil {
 		return fail(start, netReason("send", err, ctxTimeout(ctx, start)))
 	}
