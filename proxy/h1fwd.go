@@ -646,15 +646,13 @@ func (h *h1conn) appendResponseHead(dst []byte, r *respHead, tunnel, closeAfter,
 // id, or nil (down, drained, removed: the request is balanced as usual and
 // gets a new cookie).
 func cookieBackend(pool *balance.Pool, id []byte) *balance.Backend {
-	if pool == nil {
+	if pool == nil || len(id) != 12 {
 		return nil
 	}
-	for _, v := range pool.Views() {
-		if v.Eligible && ServerCookieID(v.Addr) == string(id) {
-			return pool.Backend(v.Name)
-		}
-	}
-	return nil
+	return pool.Find(func(b *balance.Backend) bool {
+		var buf [12]byte
+		return string(appendCookieID(buf[:0], b.Addr())) == string(id)
+	})
 }
 
 // ruleReplaces reports whether a set or del rule takes name's lines out.

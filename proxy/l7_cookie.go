@@ -46,11 +46,18 @@ const cookieSep = '~'
 // ServerCookieID is the persistence ID of a real server: 12 hex digits of FNV-1a over its
 // address and port.
 func ServerCookieID(addr netip.AddrPort) string {
+	var id [12]byte
+	return string(appendCookieID(id[:0], addr))
+}
+
+// appendCookieID appends addr's persistence ID to dst (no allocation when dst has room).
+func appendCookieID(dst []byte, addr netip.AddrPort) []byte {
 	h := fnv.New64a()
-	b, _ := addr.MarshalBinary()
-	h.Write(b)
+	var b [32]byte
+	bin, _ := addr.AppendBinary(b[:0])
+	h.Write(bin)
 	var sum [8]byte
-	return hex.EncodeToString(h.Sum(sum[:0])[:6])
+	return hex.AppendEncode(dst, h.Sum(sum[:0])[:6])
 }
 
 // Request returns the server ID the request's cookie names, appended to dst (empty: none), and

@@ -970,3 +970,20 @@ func TestPersistHugeTimeout(t *testing.T) {
 		}
 	}
 }
+
+// Find sees only members that can take new connections, and allocates nothing.
+func TestFind(t *testing.T) {
+	p := NewPool(RR, members(3), Options{})
+	b2 := p.Backend("b2")
+	is := func(b *Backend) bool { return b == b2 }
+	if got := p.Find(is); got != b2 {
+		t.Fatalf("Find = %v, want b2", got)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { p.Find(is) }); allocs != 0 {
+		t.Errorf("%v allocs per Find", allocs)
+	}
+	p.SetUp("b2", false)
+	if got := p.Find(is); got != nil {
+		t.Fatalf("Find returned a down member: %v", got)
+	}
+}

@@ -311,6 +311,18 @@ func (p *Pool) Backend(name string) *Backend {
 	return nil
 }
 
+// Find returns the first member that can take new connections now and for
+// which match is true, or nil. It reads the current snapshot: no lock, no
+// allocation (persistence by cookie looks its server up with it).
+func (p *Pool) Find(match func(*Backend) bool) *Backend {
+	for _, b := range p.snap.Load().set {
+		if match(b) {
+			return b
+		}
+	}
+	return nil
+}
+
 // Eligible returns the number of members that can take new connections now
 // (backups included, the sorry server not).
 func (p *Pool) Eligible() int { return p.snap.Load().eligible }
