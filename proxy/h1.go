@@ -53,6 +53,8 @@ type h1conn struct {
 	parkedUntil atomic.Int64 // parked: unix nanos when its keep-alive time ends
 	woken       bool         // just woken by the loop: bytes (or an end) are there
 	shared      *h2conns     // an HTTP/2 stream: its connection's idle server connections
+	h2          bool         // an HTTP/2 stream (nc is its h2stream)
+	broken      bool         // a response was cut short after its head was sent
 	rc          syscall.RawConn
 	pk          *parked
 

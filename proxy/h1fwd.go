@@ -67,7 +67,7 @@ func (h *h1conn) proxy(rq *h1req) outcome {
 		return h.rejectOutcome(chk)
 	}
 	http11 := hd.IsHTTP11()
-	clientClose := hd.ConnectionClose() || !http11
+	clientClose := hd.ConnectionClose() || !http11 || h.h2
 	upgrade := rq.info.upgradeTok && rq.info.upgrade && http11
 	removeRequestHop(hd, &rq.info, upgrade)
 	dropLookalikes(hd)
@@ -480,6 +480,7 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 			h.logRequest(b, 0, 0, "client error", res.err)
 			return closeConn
 		case res.sentHead:
+			h.broken = true
 			h.logRequest(b, res.status, 0, "server error after 1xx", res.err)
 			return closeConn
 		case res.clientBody:
@@ -496,7 +497,7 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 	r := &rq.resp
 	head := bytes.Equal(rq.h.Method(), []byte("HEAD"))
 	f := responseFraming(head, r)
-	http11 := rq.h.IsHTTP11()
+	http11 := rq.h.IsHTTP11() && !h.h2 // HTTP/2 streams get bodies unchunked
 	closeAfter := clientClose || svc.srv.draining.Load()
 	if f.kind == bodyUntilClose || (f.kind == bodyChunked && !http11) {
 		closeAfter = true
@@ -565,6 +566,7 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 	}
 	if err != nil {
 		sh.errs.Add(1)
+		h.broken = true
 		h.logRequest(b, r.status, n, "error during body", err)
 		return closeConn
 	}

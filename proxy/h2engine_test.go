@@ -1,0 +1,207 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// h2Service starts a TLS service offering h2 in front of addr and returns
+// its address.
+func h2Service(t *testing.T, addr net.Addr, to Timeouts) string {
+	t.Helper()
+	store, err := NewCertStore(testLogger(t), []CertFile{{Cert: writeL7Cert(t, t.TempDir(), "a.pem", nil, "a.test")}},
+		TLSOptions{ALPN: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, Global{}, ServiceSpec{Name: "h2", Listen: lo4, Mode: ModeHTTP, Pool: pool(addr),
+		L7: &L7Spec{TLS: store, H2: true}, Timeouts: to})
+	return s.Addr("h2").String()
+}
+
+func h2Client(t *testing.T) *http.Client {
+	tr := &http2.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "a.test"}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+}
+
+// TestH2EngineBodies: request bodies with and without a length reach the
+// server whole (the second chunked), a chunked response reaches the client
+// unchunked, and no Content-Type is invented.
+func TestH2EngineBodies(t *testing.T) {
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/chunked" {
+			w.Header()["Content-Type"] = nil
+			for _, p := range []string{"part1", "part2", "part3"} {
+				io.WriteString(w, p)
+				w.(http.Flusher).Flush()
+			}
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s te=%v cl=%d body=%d ok=%v", r.Method, r.Proto, r.TransferEncoding, r.ContentLength, len(body),
+			bytes.Equal(body, bytes.Repeat([]byte("0123456789"), len(body)/10)))
+	})
+	addr := h2Service(t, be.addr(), Timeouts{})
+	client := h2Client(t)
+	get := func(req *http.Request) (*http.Response, string) {
+		t.Helper()
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(b)
+	}
+	body := strings.Repeat("0123456789", 10000)
+	req, _ := http.NewRequest("POST", "https://"+addr+"/len", strings.NewReader(body))
+	if _, got := get(req); got != "POST HTTP/1.1 te=[] cl=100000 body=100000 ok=true" {
+		t.Errorf("body with a length: server saw %q", got)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < 5; i++ {
+			io.WriteString(pw, body[:10000])
+		}
+		pw.Close()
+	}()
+	req, _ = http.NewRequest("POST", "https://"+addr+"/nolen", pr)
+	if _, got := get(req); got != "POST HTTP/1.1 te=[chunked] cl=-1 body=50000 ok=true" {
+		t.Errorf("body without a length: server saw %q", got)
+	}
+	req, _ = http.NewRequest("GET", "https://"+addr+"/chunked", nil)
+	resp, got := get(req)
+	if got != "part1part2part3" || resp.ProtoMajor != 2 || resp.Header["Content-Type"] != nil || resp.Header["Transfer-Encoding"] != nil {
+		t.Errorf("chunked response: %s %q %v", resp.Proto, got, resp.Header)
+	}
+}
+
+// TestH2EngineCutResponse: a server that ends its connection in the middle
+// of a chunked body gets the client a reset stream, not a clean end of a
+// short body.
+func TestH2EngineCutResponse(t *testing.T) {
+	rb := newRecBackend(t, func(head string, n int) []piece {
+		// More than x/net/http2's 4 KiB write buffer: the head and some DATA go out.
+		return []piece{{data: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2000\r\n" + strings.Repeat("x", 0x2000) + "\r\n"}, {data: ""}}
+	})
+	addr := h2Service(t, rb.ln.Addr(), Timeouts{Server: 300 * time.Millisecond})
+	resp, err := h2Client(t).Get("https://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	var se http2.StreamError
+	if !errors.As(err, &se) {
+		t.Fatalf("read %q, err %v: want a stream error", b, err)
+	}
+}
+
+// TestH2EngineStalls: a stream whose client stops reading (a flow-control
+// window of 0) is reset after the client timeout, and a stream the client
+// resets while its server is thinking closes that server connection.
+func TestH2EngineStalls(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan string, 4)
+	seen := make(chan string, 4)
+	acceptLoop(t, ln, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		head, err := readHeadRaw(br)
+		if err != nil {
+			return
+		}
+		seen <- strings.Fields(head)[1]
+		if strings.Contains(head, "/big") {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
+			c.Write(make([]byte, 1<<20))
+		}
+		io.Copy(io.Discard, br) // until the proxy closes the connection
+		closed <- strings.Fields(head)[1]
+	})
+	addr := h2Service(t, ln.Addr(), Timeouts{Client: 300 * time.Millisecond})
+
+	// A client that asks for /big and never opens its window.
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.test"}, {":path", "/big"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no reset of the stalled stream: %v", err)
+		}
+		if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
+			fr.WriteSettingsAck()
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok && rst.StreamID == 1 {
+			break
+		}
+	}
+	select {
+	case p := <-closed:
+		if p != "/big" {
+			t.Fatalf("closed %s", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stalled stream's server connection stayed open")
+	}
+
+	// A client that gives up on a slow server.
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+addr+"/slow", nil)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := h2Client(t).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	for p := range seen {
+		if p == "/slow" {
+			break
+		}
+	}
+	cancel()
+	<-done
+	select {
+	case p := <-closed:
+		if p != "/slow" {
+			t.Fatalf("closed %s", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a reset stream's server connection stayed open")
+	}
+}
