@@ -56,7 +56,8 @@ type h1conn struct {
 	h2          bool         // an HTTP/2 stream (nc is its h2stream)
 	broken      bool         // a response was cut short after its head was sent
 	rc          syscall.RawConn
-	pk          *parked
+	pk          *parked // &pkv when the connection can park
+	pkv         parked
 
 	br    *bufio.Reader // while active
 	req   *h1req        // while active
@@ -66,8 +67,6 @@ type h1conn struct {
 	bes [maxBackendConns]*beConn
 
 	linger    bool // an error was answered: drain unread input before closing
-	wakeF     func()
-	expireF   func()
 	firstWait bool
 }
 
@@ -184,14 +183,15 @@ func writeAll(c net.Conn, p []byte, idle time.Duration, ctr *atomic.Uint64) erro
 // serveHTTP takes a new client connection.
 func (svc *service) serveHTTP(se *session) {
 	h := &h1conn{se: se, svc: svc, c: se.client, nc: se.client}
-	h.wakeF, h.expireF = h.wake, h.expire
 	if l7 := svc.spec.L7; l7 != nil && l7.TLS != nil {
 		svc.serveTLSTerminated(h, l7)
 		return
 	}
 	if rc, err := se.client.SyscallConn(); err == nil {
 		h.rc = rc
-		h.pk, _ = svc.srv.parker.register(rc)
+		if svc.srv.parker.register(&h.pkv, rc) == nil {
+			h.pk = &h.pkv
+		}
 	}
 	se.mu.Lock()
 	closed := se.closed
@@ -219,7 +219,7 @@ func (h *h1conn) wake() {
 func (h *h1conn) expire() {
 	if h.hasBackends() {
 		h.dropBackends()
-		if rest := time.Until(time.Unix(0, h.parkedUntil.Load())); rest > 0 && h.pk.park(rest, h.wakeF, h.expireF) == nil {
+		if rest := time.Until(time.Unix(0, h.parkedUntil.Load())); rest > 0 && h.pk.park(rest, h) == nil {
 			if h.svc.srv.draining.Load() {
 				h.drain()
 			}
@@ -422,7 +422,7 @@ func (h *h1conn) waitRequest() bool {
 			first := h.firstWait
 			h.firstWait = false // before parking: the next owner may run at once
 			h.state.Store(h1Parked)
-			if err := h.pk.park(rest, h.wakeF, h.expireF); err == nil {
+			if err := h.pk.park(rest, h); err == nil {
 				if srv.draining.Load() {
 					h.drain() // a Shutdown that looked while this one was busy
 				}

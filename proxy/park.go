@@ -15,7 +15,7 @@ import (
 
 // Parking: a connection with nothing in flight holds no goroutine and no
 // buffer. Its descriptor waits in an epoll set of one of the parker's loops
-// (one per core), with a timer for its idle timeout; readiness starts a new
+// (one per core), its idle timeout in the loop's timing wheel; readiness starts a new
 // goroutine for it, which takes buffers from the pools only when bytes are
 // there and gives them back before the connection parks again.
 //
@@ -38,20 +38,31 @@ import (
 const parkAfter = 5 * time.Millisecond
 
 // parked is one parked connection: what to do when it becomes readable and
-// when its idle time runs out. Exactly one of the two runs, once.
+// when its idle time runs out. Exactly one of the two runs, once per park.
+// It lives inside its owner (h1conn, pipeDir): parking allocates nothing.
 type parked struct {
-	fd      int32
-	rc      syscall.RawConn
-	loop    *parkLoop
-	state   atomic.Int32 // parkIdle, parkArmed, parkWoken, parkExpired
-	timer   *time.Timer
-	wake    func() // in a new goroutine
-	expire  func() // in the timer's goroutine
-	expireF func() // p.onExpire, bound once
+	fd     int32
+	slot   int32 // its wheel slot while armed, -1 otherwise
+	rounds int32 // turns of the wheel left before it expires
+	state  atomic.Uint32
+	rc     syscall.RawConn
+	loop   *parkLoop
+	prev   *parked // the wheel slot's list
+	next   *parked
+	owner  parkOwner
 }
 
+// parkOwner is what a parked connection belongs to: wake runs in a new
+// goroutine, expire in the wheel's.
+type parkOwner interface {
+	wake()
+	expire()
+}
+
+// state is gen<<2 | one of these; gen counts parks, so that an expiry
+// collected for one park never ends the next.
 const (
-	parkIdle int32 = iota // not in the epoll set's armed state
+	parkIdle uint32 = iota // not in the epoll set's armed state
 	parkArmed
 	parkWoken
 	parkExpired
@@ -73,6 +84,7 @@ type parkLoop struct {
 	mu    sync.Mutex
 	conns map[int32]*parked
 	done  chan struct{}
+	wheel wheel // guarded by mu
 }
 
 // start opens one epoll set per core, lazily.
@@ -93,38 +105,35 @@ func (pk *parker) start() error {
 	return pk.err
 }
 
-// register prepares a parking slot for the descriptor of rc. It costs
+// register prepares p, a parking slot for the descriptor of rc. It costs
 // nothing in the kernel until the first park.
-func (pk *parker) register(rc syscall.RawConn) (*parked, error) {
+func (pk *parker) register(p *parked, rc syscall.RawConn) error {
 	if err := pk.start(); err != nil {
-		return nil, err
+		return err
 	}
 	var fd int32 = -1
 	if err := rc.Control(func(f uintptr) { fd = int32(f) }); err != nil {
-		return nil, err
+		return err
 	}
-	l := pk.loops[pk.next.Add(1)%uint32(len(pk.loops))]
-	p := &parked{fd: fd, rc: rc, loop: l}
-	p.expireF = p.onExpire
-	p.timer = time.AfterFunc(time.Hour, p.expireF)
-	p.timer.Stop()
-	return p, nil
+	*p = parked{fd: fd, slot: -1, rc: rc, loop: pk.loops[pk.next.Add(1)%uint32(len(pk.loops))]}
+	return nil
 }
 
 var errParkClosed = errors.New("proxy: parked connection closed")
 
-// park arms the slot: wake runs in a new goroutine once the descriptor is
-// readable (or hung up), expire after idle if it does not become readable
+// park arms the slot: o.wake runs in a new goroutine once the descriptor is
+// readable (or hung up), o.expire after idle if it does not become readable
 // first. The caller's goroutine must not touch the connection afterwards.
-func (p *parked) park(idle time.Duration, wake, expire func()) error {
-	p.wake, p.expire = wake, expire
+func (p *parked) park(idle time.Duration, o parkOwner) error {
+	p.owner = o
 	l := p.loop
 	l.mu.Lock()
 	_, known := l.conns[p.fd]
 	l.conns[p.fd] = p
+	st := p.state.Load()
+	p.state.Store((st>>2+1)<<2 | parkArmed)
+	l.wheel.add(p, idle, l)
 	l.mu.Unlock()
-	p.state.Store(parkArmed)
-	p.timer.Reset(idle)
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: p.fd}
 	op := unix.EPOLL_CTL_MOD
 	if !known {
@@ -143,30 +152,30 @@ func (p *parked) park(idle time.Duration, wake, expire func()) error {
 		err = cerr
 	}
 	if err != nil {
-		if p.state.CompareAndSwap(parkArmed, parkIdle) {
-			p.timer.Stop()
-		}
+		p.cancel()
 		return fmt.Errorf("proxy: park: epoll_ctl: %w", err)
 	}
 	return nil
 }
 
-// onExpire runs when the idle timer fires before readiness.
-func (p *parked) onExpire() {
-	if p.state.CompareAndSwap(parkArmed, parkExpired) {
-		p.expire()
-	}
+// to moves an armed p to state to (woken, expired, idle) if it is still in
+// the park whose state was st; it reports whether it did.
+func (p *parked) to(st, to uint32) bool {
+	return st&3 == parkArmed && p.state.CompareAndSwap(st, st&^3|to)
 }
 
 // cancel takes a parked connection back (a drain or a forced close): it
 // reports whether the caller now owns it (it was armed and has neither woken
 // nor expired).
 func (p *parked) cancel() bool {
-	if p.state.CompareAndSwap(parkArmed, parkIdle) {
-		p.timer.Stop()
-		return true
+	if !p.to(p.state.Load(), parkIdle) {
+		return false
 	}
-	return false
+	l := p.loop
+	l.mu.Lock()
+	l.wheel.remove(p)
+	l.mu.Unlock()
+	return true
 }
 
 // forget drops the slot before the descriptor is closed.
@@ -177,8 +186,110 @@ func (p *parked) forget() {
 		delete(l.conns, p.fd)
 		unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, int(p.fd), nil)
 	}
+	l.wheel.remove(p)
 	l.mu.Unlock()
-	p.timer.Stop()
+}
+
+// wheel holds the idle timeouts of a loop's parked connections: a timing
+// wheel of wheelSlots lists, turned every wheelTick by one timer while any
+// connection is in it, instead of one runtime timer per connection (about
+// 150 bytes each, for ten thousand idle connections). An expiry comes up to
+// one tick late.
+type wheel struct {
+	slots   [wheelSlots]*parked
+	cur     int
+	n       int // connections in it
+	last    time.Time
+	ticking bool
+	timer   *time.Timer
+	due     []dueParked
+}
+
+type dueParked struct {
+	p  *parked
+	st uint32
+}
+
+const (
+	wheelTick  = 10 * time.Millisecond
+	wheelSlots = 256
+)
+
+func (w *wheel) add(p *parked, d time.Duration, l *parkLoop) {
+	w.remove(p)
+	ticks := max(int((d+wheelTick-1)/wheelTick), 1)
+	p.rounds = int32((ticks - 1) / wheelSlots)
+	p.slot = int32((w.cur + ticks) % wheelSlots)
+	p.prev, p.next = nil, w.slots[p.slot]
+	if p.next != nil {
+		p.next.prev = p
+	}
+	w.slots[p.slot] = p
+	w.n++
+	if !w.ticking {
+		w.ticking = true
+		w.last = time.Now()
+		if w.timer == nil {
+			w.timer = time.AfterFunc(wheelTick, l.tick)
+		} else {
+			w.timer.Reset(wheelTick)
+		}
+	}
+}
+
+func (w *wheel) remove(p *parked) {
+	if p.slot < 0 {
+		return
+	}
+	if p.prev != nil {
+		p.prev.next = p.next
+	} else {
+		w.slots[p.slot] = p.next
+	}
+	if p.next != nil {
+		p.next.prev = p.prev
+	}
+	p.prev, p.next, p.slot = nil, nil, -1
+	w.n--
+}
+
+// tick turns the wheel by the ticks elapsed and expires what is due, each in
+// turn in this goroutine (an expiry closes a connection or parks it again).
+func (l *parkLoop) tick() {
+	l.mu.Lock()
+	w := &l.wheel
+	steps := min(max(int(time.Since(w.last)/wheelTick), 1), wheelSlots)
+	w.last = w.last.Add(time.Duration(steps) * wheelTick)
+	due := w.due[:0]
+	for range steps {
+		w.cur = (w.cur + 1) % wheelSlots
+		for p := w.slots[w.cur]; p != nil; {
+			next := p.next
+			if p.rounds > 0 {
+				p.rounds--
+			} else {
+				w.remove(p)
+				due = append(due, dueParked{p, p.state.Load()})
+			}
+			p = next
+		}
+	}
+	w.due = nil // not reused while its entries run
+	l.mu.Unlock()
+	for i, d := range due {
+		if d.p.to(d.st, parkExpired) {
+			d.p.owner.expire()
+		}
+		due[i] = dueParked{}
+	}
+	l.mu.Lock()
+	w.due = due[:0]
+	if w.n > 0 {
+		w.timer.Reset(max(time.Until(w.last.Add(wheelTick)), time.Millisecond))
+	} else {
+		w.ticking = false
+	}
+	l.mu.Unlock()
 }
 
 func newParkLoop() (*parkLoop, error) {
@@ -253,11 +364,11 @@ func (l *parkLoop) run() {
 				return
 			}
 			p := l.conns[events[i].Fd]
-			if p == nil || !p.state.CompareAndSwap(parkArmed, parkWoken) {
+			if p == nil || !p.to(p.state.Load(), parkWoken) {
 				continue
 			}
-			p.timer.Stop()
-			go p.wake()
+			l.wheel.remove(p)
+			go p.owner.wake()
 		}
 		l.mu.Unlock()
 	}

@@ -46,10 +46,9 @@ type pipeDir struct {
 	ctr      *atomic.Uint64
 	n        int64
 	err      error
-	timeout  bool // ended by inactivity
-	pk       *parked
-	runF     func()
-	expF     func()
+	timeout  bool    // ended by inactivity
+	pk       *parked // &pkv when the direction can park
+	pkv      parked
 	finished atomic.Bool
 }
 
@@ -65,13 +64,14 @@ func (s *Server) startPipe(client, backend *net.TCPConn, cIdle, sIdle time.Durat
 	p.dirs[1] = pipeDir{p: p, dst: client, src: backend, idle: sIdle, ctr: outCtr}
 	for i := range p.dirs {
 		d := &p.dirs[i]
-		d.runF, d.expF = d.run, d.expire
 		var err error
 		if d.rc, err = d.src.SyscallConn(); err == nil {
-			d.pk, err = s.parker.register(d.rc)
+			err = s.parker.register(&d.pkv, d.rc)
 		}
-		if err != nil {
-			d.rc, d.pk = nil, nil // no parking: the goroutine waits
+		if err == nil {
+			d.pk = &d.pkv
+		} else {
+			d.rc = nil // no parking: the goroutine waits
 		}
 	}
 	if register != nil && !register(p) {
@@ -160,8 +160,11 @@ func (d *pipeDir) park() bool {
 	if rest <= 0 {
 		rest = time.Millisecond
 	}
-	return d.pk.park(rest, d.runF, d.expF) == nil
+	return d.pk.park(rest, d) == nil
 }
+
+// wake runs a parked direction whose source became readable.
+func (d *pipeDir) wake() { d.run() }
 
 // expire runs when a parked direction's timer fires first.
 func (d *pipeDir) expire() {
