@@ -21,6 +21,7 @@ import (
 // chunks is spliced too.
 
 var errBadChunk = errors.New("malformed chunked coding")
+var errBodyTooLarge = errors.New("request body over max_body_size")
 
 // srcError is a failure on the side a body is read from (for a request
 // body: the client's fault; errBadChunk included).
@@ -324,8 +325,11 @@ const maxTrailer = 16 << 10
 // relayChunked relays a chunked body from br (reading more from its
 // connection) to dst, checking its syntax, up to and including the
 // trailer section; with dechunk, only the data goes out (for an HTTP/1.0
-// client; trailers are dropped). It returns the bytes written.
-func relayChunked(dst net.Conn, br *bufio.Reader, dechunk bool, wIdle time.Duration) (int64, error) {
+// client; trailers are dropped). It returns the bytes written. With limit
+// above 0, a body whose data goes past limit bytes ends the relay with
+// errBodyTooLarge, without writing what is buffered: dst never gets a whole
+// body.
+func relayChunked(dst net.Conn, br *bufio.Reader, dechunk bool, wIdle time.Duration, limit int64) (int64, error) {
 	dw := &deadlineWriter{c: dst, idle: wIdle}
 	w := chunkWriters.Get().(*bufio.Writer)
 	w.Reset(dw)
@@ -337,6 +341,7 @@ func relayChunked(dst net.Conn, br *bufio.Reader, dechunk bool, wIdle time.Durat
 		w.Flush()
 		return dw.n, err
 	}
+	var data int64
 	for {
 		line, err := readChunkLine(br)
 		if err != nil {
@@ -351,6 +356,9 @@ func relayChunked(dst net.Conn, br *bufio.Reader, dechunk bool, wIdle time.Durat
 		}
 		if size == 0 {
 			break
+		}
+		if data += size; limit > 0 && data > limit {
+			return dw.n, &srcError{errBodyTooLarge}
 		}
 		for rest := size; rest > 0; {
 			if br.Buffered() == 0 {

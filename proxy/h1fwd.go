@@ -390,13 +390,20 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 	case cl > body:
 		_, err = copyBody(&svc.srv.pipes, be.c, h.br, h.nc, cl-body, svc.to.Client, svc.to.Server, nil)
 	case cl == -1:
-		_, err = relayChunked(be.c, h.br, false, svc.to.Server)
+		var limit int64
+		if l7 := svc.spec.L7; l7 != nil {
+			limit = l7.MaxBodySize
+		}
+		_, err = relayChunked(be.c, h.br, false, svc.to.Server, limit)
 	}
 	if err != nil {
 		var ce *srcError
 		if errors.As(err, &ce) {
 			st := 400
-			if !errors.Is(err, errBadChunk) {
+			switch {
+			case errors.Is(err, errBodyTooLarge):
+				st = 413 // the server's connection closes mid-body: it never gets the request whole
+			case !errors.Is(err, errBadChunk):
 				st = 0 // the client went away or stalled
 			}
 			return exchangeResult{err: err, clientBody: true, status: st}
@@ -539,7 +546,7 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 			case bodyLength:
 				n, err = copyBody(&svc.srv.pipes, h.nc, be.br, be.c, f.length, svc.to.Server, svc.to.Client, &sh.bytesOut)
 			case bodyChunked:
-				n, err = relayChunked(h.nc, be.br, !http11, svc.to.Client)
+				n, err = relayChunked(h.nc, be.br, !http11, svc.to.Client, 0)
 				sh.bytesOut.Add(uint64(n))
 			case bodyUntilClose:
 				n, err = copyBody(&svc.srv.pipes, h.nc, be.br, be.c, -1, svc.to.Server, svc.to.Client, &sh.bytesOut)
