@@ -42,32 +42,31 @@ const (
 	spliceMin       = 16 << 10               // bodies (or rest of bodies) at least this long move by splice
 )
 
-// h1conn is one HTTP client connection.
+// h1conn is one HTTP client connection. Its fields are ordered for size:
+// an idle connection costs this record, its session and its socket.
 type h1conn struct {
 	se          *session
 	svc         *service
-	c           *net.TCPConn
-	nc          net.Conn     // what requests are read from and answers written to: c, or TLS over it
-	tls         bool         // TLS terminated: the connection keeps its goroutine (crypto/tls reads through nc)
-	idleWait    atomic.Bool  // TLS: waiting for the next request (a drain may close it)
+	nc          net.Conn     // what requests are read from and answers written to: se.client, or TLS over it
 	parkedUntil atomic.Int64 // parked: unix nanos when its keep-alive time ends
-	woken       bool         // just woken by the loop: bytes (or an end) are there
 	shared      *h2conns     // an HTTP/2 stream: its connection's idle server connections
-	h2          bool         // an HTTP/2 stream (nc is its h2stream)
-	broken      bool         // a response was cut short after its head was sent
-	rc          syscall.RawConn
-	pk          *parked // &pkv when the connection can park
-	pkv         parked
+	pkv         parked       // its parking slot when parks; pkv.rc: se.client's raw connection (plaintext only)
 
 	br    *bufio.Reader // while active
 	req   *h1req        // while active
 	state atomic.Int32  // h1Active, h1Parked, h1Closed
 
+	idleWait  atomic.Bool // TLS: waiting for the next request (a drain may close it)
+	tls       bool        // TLS terminated: the connection keeps its goroutine (crypto/tls reads through nc)
+	woken     bool        // just woken by the loop: bytes (or an end) are there
+	h2        bool        // an HTTP/2 stream (nc is its h2stream)
+	broken    bool        // a response was cut short after its head was sent
+	linger    bool        // an error was answered: drain unread input before closing
+	firstWait bool
+	parks     bool // registered with the parker (pkv)
+
 	mu  sync.Mutex // guards bes against abort
 	bes [maxBackendConns]*beConn
-
-	linger    bool // an error was answered: drain unread input before closing
-	firstWait bool
 }
 
 const (
@@ -182,15 +181,16 @@ func writeAll(c net.Conn, p []byte, idle time.Duration, ctr *atomic.Uint64) erro
 
 // serveHTTP takes a new client connection.
 func (svc *service) serveHTTP(se *session) {
-	h := &h1conn{se: se, svc: svc, c: se.client, nc: se.client}
+	h := &h1conn{se: se, svc: svc, nc: se.client}
 	if l7 := svc.spec.L7; l7 != nil && l7.TLS != nil {
 		svc.serveTLSTerminated(h, l7)
 		return
 	}
 	if rc, err := se.client.SyscallConn(); err == nil {
-		h.rc = rc
 		if svc.srv.parker.register(&h.pkv, rc) == nil {
-			h.pk = &h.pkv
+			h.parks = true
+		} else {
+			h.pkv.rc = rc
 		}
 	}
 	se.mu.Lock()
@@ -219,7 +219,7 @@ func (h *h1conn) wake() {
 func (h *h1conn) expire() {
 	if h.hasBackends() {
 		h.dropBackends()
-		if rest := time.Until(time.Unix(0, h.parkedUntil.Load())); rest > 0 && h.pk.park(rest, h) == nil {
+		if rest := time.Until(time.Unix(0, h.parkedUntil.Load())); rest > 0 && h.pkv.park(rest, h) == nil {
 			if h.svc.srv.draining.Load() {
 				h.drain()
 			}
@@ -249,7 +249,7 @@ func (h *h1conn) drain() {
 		h.nc.Close() // its goroutine sees the close and finishes
 		return
 	}
-	if h.pk != nil && h.pk.cancel() && h.state.CompareAndSwap(h1Parked, h1Closed) {
+	if h.parks && h.pkv.cancel() && h.state.CompareAndSwap(h1Parked, h1Closed) {
 		h.finish()
 	}
 }
@@ -278,12 +278,12 @@ func (h *h1conn) finish() {
 		h.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		io.CopyN(io.Discard, h.nc, 256<<10)
 	}
-	if h.pk != nil {
-		h.pk.forget()
+	if h.parks {
+		h.pkv.forget()
 	}
 	h.nc.Close()
-	if h.c != nil {
-		h.c.Close()
+	if !h.h2 {
+		h.se.client.Close()
 	}
 	h.dropBackends()
 	h.se.end()
@@ -395,8 +395,8 @@ func (h *h1conn) waitRequest() bool {
 		h.firstWait = false
 		return true
 	}
-	if h.rc != nil {
-		res, _, _ := readable(h.c, h.rc, &h.active().w, min(parkAfter, idle), nil, false)
+	if h.pkv.rc != nil {
+		res, _, _ := readable(h.se.client, h.pkv.rc, &h.active().w, min(parkAfter, idle), nil, false)
 		switch res {
 		case waitReady:
 			h.firstWait = false
@@ -406,7 +406,7 @@ func (h *h1conn) waitRequest() bool {
 			h.finish()
 			return false
 		}
-		if h.pk != nil {
+		if h.parks {
 			// A parked connection keeps its server connections for
 			// backendHold only: a client that comes back at once (256
 			// connections on one core come back every few milliseconds)
@@ -422,7 +422,7 @@ func (h *h1conn) waitRequest() bool {
 			first := h.firstWait
 			h.firstWait = false // before parking: the next owner may run at once
 			h.state.Store(h1Parked)
-			if err := h.pk.park(rest, h); err == nil {
+			if err := h.pkv.park(rest, h); err == nil {
 				if srv.draining.Load() {
 					h.drain() // a Shutdown that looked while this one was busy
 				}
@@ -433,7 +433,7 @@ func (h *h1conn) waitRequest() bool {
 		}
 	}
 	// No parking: wait here for the rest.
-	if res, _, _ := readable(h.c, h.rc, &h.active().w, idle, nil, false); res == waitReady {
+	if res, _, _ := readable(h.se.client, h.pkv.rc, &h.active().w, idle, nil, false); res == waitReady {
 		h.firstWait = false
 		return true
 	}
@@ -710,7 +710,7 @@ func (h *h1conn) logRequest(b *balance.Backend, status int, n int64, cause strin
 		backend = b.Name()
 	}
 	var method, uri []byte
-	start := h.se.start
+	start := time.Unix(0, h.se.start)
 	if h.req != nil {
 		method, uri, start = h.req.h.Method(), h.req.h.RequestURI(), h.req.start
 	}

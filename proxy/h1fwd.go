@@ -720,8 +720,8 @@ func (h *h1conn) tunnel(rq *h1req, be *beConn, b *balance.Backend, head []byte) 
 	}
 	h.logRequest(b, 101, 0, "upgrade", nil)
 	h.release()
-	if h.pk != nil {
-		h.pk.forget()
+	if h.parks {
+		h.pkv.forget()
 	}
 	h.state.Store(h1Closed)
 	se := h.se
@@ -745,7 +745,7 @@ func (h *h1conn) tunnel(rq *h1req, be *beConn, b *balance.Backend, head []byte) 
 		}()
 		return handedOff
 	}
-	svc.srv.startPipe(h.c, be.c, svc.to.Tunnel, svc.to.Tunnel, &sh.bytesIn, &sh.bytesOut,
+	svc.srv.startPipe(h.se.client, be.c, svc.to.Tunnel, svc.to.Tunnel, &sh.bytesIn, &sh.bytesOut,
 		func(p *pipe) bool { return se.setPipe(p, be.c) },
 		func(in, out int64, cause string, err error) {
 			b.AddBytes(in, out)

@@ -41,15 +41,14 @@ type pipe struct {
 type pipeDir struct {
 	p        *pipe
 	dst, src *net.TCPConn
-	rc       syscall.RawConn
 	idle     time.Duration
 	ctr      *atomic.Uint64
 	n        int64
 	err      error
-	timeout  bool    // ended by inactivity
-	pk       *parked // &pkv when the direction can park
+	pk       *parked // &pkv when the direction can park (pkv.rc: src's raw connection)
 	pkv      parked
 	finished atomic.Bool
+	timeout  bool // ended by inactivity
 }
 
 // startPipe relays between client and backend; done runs once when both
@@ -64,15 +63,9 @@ func (s *Server) startPipe(client, backend *net.TCPConn, cIdle, sIdle time.Durat
 	p.dirs[1] = pipeDir{p: p, dst: client, src: backend, idle: sIdle, ctr: outCtr}
 	for i := range p.dirs {
 		d := &p.dirs[i]
-		var err error
-		if d.rc, err = d.src.SyscallConn(); err == nil {
-			err = s.parker.register(&d.pkv, d.rc)
-		}
-		if err == nil {
+		if rc, err := d.src.SyscallConn(); err == nil && s.parker.register(&d.pkv, rc) == nil {
 			d.pk = &d.pkv
-		} else {
-			d.rc = nil // no parking: the goroutine waits
-		}
+		} // else no parking: the goroutine waits
 	}
 	if register != nil && !register(p) {
 		client.Close()
@@ -107,8 +100,8 @@ func (d *pipeDir) run() {
 		}
 		var n int64
 		var err error
-		if d.rc != nil {
-			n, err = copyBurst(d.dst, d.src, d.rc, b)
+		if d.pk != nil {
+			n, err = copyBurst(d.dst, d.src, d.pkv.rc, b)
 		} else {
 			n, err = io.CopyN(d.dst, d.src, spliceChunk)
 		}

@@ -462,7 +462,7 @@ func (s *Server) acceptLoop(l *listener, ln *net.TCPListener, loop int) {
 		}
 		backoff = 0
 		svc := l.svc.Load()
-		se := &session{svc: svc, client: c, start: time.Now(), loop: loop, shard: &svc.st.shards[loop], onEnd: s.forget}
+		se := &session{svc: svc, client: c, start: time.Now().UnixNano(), loop: int32(loop), shard: &svc.st.shards[loop]}
 		if s.draining.Load() {
 			c.Close()
 			continue

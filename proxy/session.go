@@ -5,31 +5,28 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"time"
 )
 
 // session is one accepted client connection, from accept to close. It is
 // owned by at most one goroutine at a time: the one serving it, or none
 // while it is parked (park.go).
 type session struct {
-	svc    *service
-	client *net.TCPConn
-	start  time.Time
-	src    netip.AddrPort // the client (from the PROXY header when accepted)
-	dst    netip.AddrPort // the address the client connected to
-	prefix []byte         // client bytes read ahead and not yet forwarded
-	shard  *svcShard      // this connection's counters (per accept loop)
-	loop   int            // the accept loop's index
-
-	admitted bool // holds a service and a global slot
+	svc      *service
+	client   *net.TCPConn
+	start    int64          // unix nanos of its accept
+	src      netip.AddrPort // the client (from the PROXY header when accepted)
+	dst      netip.AddrPort // the address the client connected to
+	prefix   []byte         // client bytes read ahead and not yet forwarded
+	shard    *svcShard      // this connection's counters (per accept loop)
 	endOnce  sync.Once
+	loop     int32 // the accept loop's index
+	admitted bool  // holds a service and a global slot
+	closed   bool  // guarded by mu
 
 	mu      sync.Mutex
-	closed  bool
-	backend net.Conn       // tcp, tls and tunnels: for a forced close
-	h1      *h1conn        // http: for drain and forced close
-	pipe    *pipe          // tcp, tls and tunnels: parked directions
-	onEnd   func(*session) // the server's bookkeeping
+	backend net.Conn // tcp, tls and tunnels: for a forced close
+	h1      *h1conn  // http: for drain and forced close
+	pipe    *pipe    // tcp, tls and tunnels: parked directions
 }
 
 // close aborts the session (forced shutdown).
@@ -97,7 +94,7 @@ func (se *session) end() {
 		if se.admitted {
 			se.svc.srv.release(se.svc)
 		}
-		se.onEnd(se)
+		se.svc.srv.forget(se)
 	})
 }
 

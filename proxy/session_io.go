@@ -74,7 +74,7 @@ func (svc *service) logSession(se *session, b *balance.Backend, in, out int64, c
 		zap.String("backend", backend),
 		zap.Int64("bytes_in", in),
 		zap.Int64("bytes_out", out),
-		zap.Duration("duration", time.Since(se.start)),
+		zap.Duration("duration", time.Since(time.Unix(0, se.start))),
 		zap.String("termination", cause),
 	}, extra...)
 	if err != nil {
