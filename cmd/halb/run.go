@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 
 	"go.uber.org/zap"
@@ -19,6 +20,13 @@ import (
 )
 
 const defaultConfigPath = "/etc/halb/halb.conf"
+
+// defaultGOGC is the garbage collector's headroom when GOGC is not set: the
+// heap may grow this many percent over what is live before a collection.
+// Go's default, 100, doubles the memory of every idle connection; halb's
+// data plane allocates little per request, so 50 costs no measurable
+// throughput (docs/dataplane.md, "Memory").
+const defaultGOGC = 50
 
 //go:embed demo.conf
 var demoConfig []byte
@@ -57,6 +65,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "halb run: unexpected argument %q\n", pos[0])
 		return exitUsage
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGOGC)
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
