@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# TLS-terminated HTTP/1.1 and HTTP/2 through HAProxy (bind ... ssl crt, nbthread 1) and halb
+# (tls_certificate, GOMAXPROCS=1), both pinned to CPU 0, the same ECDSA P-256 certificate and the
+# same nginx backend; h2load (Debian's nghttp2-client) and nginx on CPU 1.
+#
+#   bench/tls-vs-haproxy.sh [RUNS] [DURATION]          (defaults 3 5)
+#
+# Keep-alive rows: h2load -c C -m 10 -D DURATION --warm-up-time 1 [--h1]; the handshake row:
+# h2load --h1 -c 64 -n 2560 -H 'Connection: close' (a new TLS connection per request). Prints
+# one line per run, then per row the median req/s of each and the median of the per-run ratios.
+# Starts everything itself on 127.0.0.1 ports 19101 (nginx), 19443 (HAProxy), 19444 (halb), and
+# stops exactly what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-3} dur=${2:-5}
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+CGO_ENABLED=0 go build -o "$tmp/halb" ./cmd/halb
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=bench.test \
+	-keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+cat "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/both.pem"
+head -c 128 /dev/zero | tr '\0' x >"$tmp/128"
+head -c 65536 /dev/zero | tr '\0' x >"$tmp/64k"
+chmod 755 "$tmp" && chmod 644 "$tmp/128" "$tmp/64k" # nginx's workers run as nobody
+cat >"$tmp/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx.pid;
+error_log $tmp/nginx.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:19101; root $tmp; }
+}
+CONF
+cat >"$tmp/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 4000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse safe
+frontend f
+  bind 127.0.0.1:19443 ssl crt $tmp/both.pem alpn h2,http/1.1
+  default_backend b
+backend b
+  server s1 127.0.0.1:19101
+CONF
+cat >"$tmp/halb.conf" <<CONF
+global_defs {
+    log_level warn
+}
+virtual_server 127.0.0.1 19444 {
+    proxy_mode http
+    tls_certificate $tmp/both.pem
+    alpn h2 http/1.1
+    real_server 127.0.0.1 19101 {
+    }
+}
+CONF
+taskset -c 1 nginx -c "$tmp/nginx.conf" & pids+=($!)
+taskset -c 0 haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 & pids+=($!)
+GOMAXPROCS=1 taskset -c 0 "$tmp/halb" run -f "$tmp/halb.conf" >"$tmp/halb.log" 2>&1 & pids+=($!)
+for port in 19101 19443 19444; do
+	for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+done
+one() { # proto size conns kind port
+	local args=(-c "$3" -m 10 -D "$dur" --warm-up-time 1)
+	[ "$4" = new ] && args=(-c "$3" -n $(($3 * 40)) -H "Connection: close")
+	[ "$1" = h1 ] && args+=(--h1)
+	# req/s, and the requests that did not get a 2xx (h2load's "failed" and "errored")
+	taskset -c 1 h2load "${args[@]}" "https://127.0.0.1:$5/$2" 2>&1 |
+		awk '/^finished in/ {r=$4} /^requests:/ {f=$10 + $12} END {print r, f}'
+}
+rows=()
+for proto in h1 h2; do for size in 128 64k; do for c in 64 256; do rows+=("$proto $size $c keep"); done; done; done
+rows+=("h1 128 64 new")
+out=$tmp/out
+for run in $(seq "$runs"); do
+	for row in "${rows[@]}"; do
+		set -- $row
+		read -r hp hpf < <(one "$1" "$2" "$3" "$4" 19443)
+		read -r hb hbf < <(one "$1" "$2" "$3" "$4" 19444)
+		echo "run $run: $row haproxy=$hp halb=$hb ratio=$(awk "BEGIN{printf \"%.2f\", $hb/$hp}") failed=$hbf/$hpf" | tee -a "$out"
+	done
+done
+echo
+echo "| protocol | body | conns | kind | HAProxy req/s | halb req/s | ratios | median ratio | failed (halb/HAProxy) |"
+echo "|---|---|---:|---|---:|---:|---|---:|---|"
+for row in "${rows[@]}"; do
+	grep -F ": $row " "$out" | awk -v row="$row" '
+	function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return a[int((n + 1) / 2)] }
+	{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+	  n++; hp[n] = v["haproxy"]; hb[n] = v["halb"]; r[n] = v["ratio"]; rs = rs (n > 1 ? ", " : "") v["ratio"]; f = f (n > 1 ? " " : "") v["failed"] }
+	END { split(row, w, " "); p = (w[1] == "h1") ? "HTTP/1.1" : "HTTP/2"; k = (w[4] == "new") ? "new TLS handshake per request" : "keep-alive"
+	  printf "| %s | %s | %s | %s | %.0f | %.0f | %s | %.2f | %s |\n", p, w[2], w[3], k, med(hp, n), med(hb, n), rs, med(r, n), f }'
+done
