@@ -154,7 +154,7 @@ func (svc *service) writeProxy(c net.Conn, b *balance.Backend, se *session) erro
 		return nil
 	}
 	var buf [232]byte
-	hdr := AppendProxyHeader(buf[:0], pp, se.src, se.dst)
+	hdr := AppendProxyHeader(buf[:0], pp, se.src, se.dstAddr())
 	c.SetWriteDeadline(time.Now().Add(svc.to.Connect))
 	_, err := c.Write(hdr)
 	c.SetWriteDeadline(time.Time{})

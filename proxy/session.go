@@ -13,11 +13,11 @@ import (
 type session struct {
 	svc      *service
 	client   *net.TCPConn
-	start    int64          // unix nanos of its accept
-	src      netip.AddrPort // the client (from the PROXY header when accepted)
-	dst      netip.AddrPort // the address the client connected to
-	prefix   []byte         // client bytes read ahead and not yet forwarded
-	shard    *svcShard      // this connection's counters (per accept loop)
+	start    int64           // unix nanos of its accept
+	src      netip.AddrPort  // the client (from the PROXY header when accepted)
+	ppDst    *netip.AddrPort // the address the client connected to, from its PROXY header; nil: the socket's (dstAddr)
+	prefix   []byte          // client bytes read ahead and not yet forwarded
+	shard    *svcShard       // this connection's counters (per accept loop)
 	endOnce  sync.Once
 	loop     int32 // the accept loop's index
 	admitted bool  // holds a service and a global slot
@@ -27,6 +27,14 @@ type session struct {
 	backend net.Conn // tcp, tls and tunnels: for a forced close
 	h1      *h1conn  // http: for drain and forced close
 	pipe    *pipe    // tcp, tls and tunnels: parked directions
+}
+
+// dstAddr is the address the client connected to.
+func (se *session) dstAddr() netip.AddrPort {
+	if se.ppDst != nil {
+		return *se.ppDst
+	}
+	return addrPortOf(se.client.LocalAddr())
 }
 
 // close aborts the session (forced shutdown).
@@ -105,7 +113,6 @@ func (s *Server) serve(se *session) {
 	c := se.client
 	se.shard.total.Add(1)
 	se.src = addrPortOf(c.RemoteAddr())
-	se.dst = addrPortOf(c.LocalAddr())
 	if !s.admit(svc) {
 		se.shard.refused.Add(1)
 		if svc.spec.Mode == ModeHTTP {

@@ -46,7 +46,8 @@ func (s *Server) readProxyHeader(se *session) error {
 		if perr == nil {
 			if !h.Local {
 				se.src = netip.AddrPortFrom(h.Src.Addr().Unmap(), h.Src.Port())
-				se.dst = netip.AddrPortFrom(h.Dst.Addr().Unmap(), h.Dst.Port())
+				dst := netip.AddrPortFrom(h.Dst.Addr().Unmap(), h.Dst.Port())
+				se.ppDst = &dst
 			}
 			se.prefix = append(se.prefix, buf[hn:]...)
 			return nil
