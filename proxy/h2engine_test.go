@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,9 +33,29 @@ func h2Service(t *testing.T, addr net.Addr, to Timeouts) string {
 	return s.Addr("h2").String()
 }
 
+// h2Client returns an HTTP/2 client whose connections all close at cleanup
+// (CloseIdleConnections alone leaves one whose last stream was just reset).
 func h2Client(t *testing.T) *http.Client {
-	tr := &http2.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "a.test"}}
-	t.Cleanup(tr.CloseIdleConnections)
+	var mu sync.Mutex
+	var conns []net.Conn
+	tr := &http2.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "a.test"},
+		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+			c, err := (&tls.Dialer{Config: cfg}).DialContext(ctx, network, addr)
+			if err == nil {
+				mu.Lock()
+				conns = append(conns, c)
+				mu.Unlock()
+			}
+			return c, err
+		}}
+	t.Cleanup(func() {
+		tr.CloseIdleConnections()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
@@ -203,5 +224,32 @@ func TestH2EngineStalls(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a reset stream's server connection stayed open")
+	}
+}
+
+// TestH2ShutdownIdleClient: a graceful Shutdown sends GOAWAY to an idle
+// HTTP/2 client and ends without waiting for the client to leave.
+func TestH2ShutdownIdleClient(t *testing.T) {
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	store, err := NewCertStore(testLogger(t), []CertFile{{Cert: writeL7Cert(t, t.TempDir(), "a.pem", nil, "a.test")}},
+		TLSOptions{ALPN: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(testLogger(t), Global{})
+	if err := s.Apply([]ServiceSpec{{Name: "h2", Listen: lo4, Mode: ModeHTTP, Pool: pool(be.addr()), L7: &L7Spec{TLS: store, H2: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h2Client(t).Get("https://" + s.Addr("h2").String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	// The client keeps its connection open and idle.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with an idle HTTP/2 client: %v", err)
 	}
 }

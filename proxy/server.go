@@ -397,8 +397,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.notify()
+	h2s := map[*H2Server]bool{}
 	for _, se := range s.sessionList() {
 		se.drain()
+		if h := se.svc.h2; h != nil {
+			h2s[h] = true
+		}
+	}
+	for h := range h2s {
+		// GOAWAY on every HTTP/2 connection: clients finish their streams
+		// and open no new one; x/net/http2 closes each connection after its
+		// last stream. Without it an idle HTTP/2 client held Shutdown to
+		// its deadline.
+		go h.Shutdown(ctx)
 	}
 	done := make(chan struct{})
 	go func() {
