@@ -495,7 +495,13 @@ type waiter struct {
 
 func (w *waiter) call(fd uintptr) bool {
 	w.calls++
-	if w.calls == 1 && len(w.pending) > 0 {
+	if w.calls > 1 {
+		// Called again after the poller reported the descriptor readable:
+		// no probe. A spurious report costs nothing more, since the reader
+		// that follows waits on its own when read(2) finds nothing.
+		return true
+	}
+	if len(w.pending) > 0 {
 		for len(w.pending) > 0 {
 			n, err := unix.Write(int(fd), w.pending)
 			if n > 0 {
