@@ -23,9 +23,10 @@ const defaultConfigPath = "/etc/halb/halb.conf"
 
 // defaultGOGC is the garbage collector's headroom when GOGC is not set: the
 // heap may grow this many percent over what is live before a collection.
-// Go's default, 100, doubles the memory of every idle connection; halb's
-// data plane allocates little per request, so 50 costs no measurable
-// throughput (docs/dataplane.md, "Memory").
+// Go's default, 100, lets the GC's headroom grow to a third of an idle
+// connection's memory; the HTTP/1 and TCP paths allocate almost nothing per
+// request, so collecting more often costs them little (docs/dataplane.md,
+// "Memory").
 const defaultGOGC = 50
 
 //go:embed demo.conf
