@@ -322,6 +322,12 @@ func (w *deadlineWriter) Write(p []byte) (int, error) {
 
 const maxTrailer = 16 << 10
 
+// trailerSink takes the trailer fields of a body relayed without its chunked
+// coding (an HTTP/2 stream, which sends them as trailers).
+type trailerSink interface {
+	trailer(name, value []byte)
+}
+
 // relayChunked relays a chunked body from br (reading more from its
 // connection) to dst, checking its syntax, up to and including the
 // trailer section; with dechunk, only the data goes out (for an HTTP/1.0
@@ -403,8 +409,12 @@ func relayChunked(dst net.Conn, br *bufio.Reader, dechunk bool, wIdle time.Durat
 		if len(line) > 2 && !validFieldLine(line[:len(line)-2]) {
 			return fail(&srcError{errBadChunk})
 		}
-		if !dechunk {
+		switch ts, ok := dst.(trailerSink); {
+		case !dechunk:
 			w.Write(line)
+		case ok && len(line) > 2:
+			name, value, _ := bytes.Cut(line[:len(line)-2], []byte(":"))
+			ts.trailer(name, trimOWS(value))
 		}
 		if len(line) == 2 {
 			break

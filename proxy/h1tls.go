@@ -321,6 +321,18 @@ func (st *h2stream) header(head []byte) int {
 	return status
 }
 
+// trailer passes a trailer field of the server's chunked body to the stream:
+// x/net/http2 sends it in the trailing HEADERS frame (dropping names that
+// may not be trailers).
+func (st *h2stream) trailer(name, value []byte) {
+	if h2Forbidden(name) {
+		return
+	}
+	k := http.TrailerPrefix + textproto.CanonicalMIMEHeaderKey(string(name))
+	hdr := st.w.Header()
+	hdr[k] = append(hdr[k], string(value))
+}
+
 // h2Forbidden reports the connection-specific fields (RFC 9113 §8.2.2).
 func h2Forbidden(name []byte) bool {
 	for _, f := range [...]string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"} {

@@ -66,10 +66,12 @@ func TestH2EngineBodies(t *testing.T) {
 	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/chunked" {
 			w.Header()["Content-Type"] = nil
+			w.Header().Set("Trailer", "X-Sum")
 			for _, p := range []string{"part1", "part2", "part3"} {
 				io.WriteString(w, p)
 				w.(http.Flusher).Flush()
 			}
+			w.Header().Set("X-Sum", "abc")
 			return
 		}
 		body, _ := io.ReadAll(r.Body)
@@ -111,6 +113,9 @@ func TestH2EngineBodies(t *testing.T) {
 	resp, got := get(req)
 	if got != "part1part2part3" || resp.ProtoMajor != 2 || resp.Header["Content-Type"] != nil || resp.Header["Transfer-Encoding"] != nil {
 		t.Errorf("chunked response: %s %q %v", resp.Proto, got, resp.Header)
+	}
+	if resp.Trailer.Get("X-Sum") != "abc" {
+		t.Errorf("the server's trailer did not reach the HTTP/2 client: %v", resp.Trailer)
 	}
 }
 
