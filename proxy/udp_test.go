@@ -126,9 +126,13 @@ func TestUDPFlows(t *testing.T) {
 	if seen["a"] != 3 || seen["b"] != 3 {
 		t.Errorf("rr over 6 clients: %v", seen)
 	}
-	// The counters of a datagram are added after its write returns, maybe after its reply came.
+	// The counters of a datagram (and of a reply) are added after its write
+	// returns, maybe after the client already has the reply.
 	var st UDPStats
-	poll.Until(5*time.Second, time.Millisecond, func() bool { st = udpStat(s, "dns"); return st.Datagrams == 24 })
+	poll.Until(5*time.Second, time.Millisecond, func() bool {
+		st = udpStat(s, "dns")
+		return st.Datagrams == 24 && st.Replies == 24
+	})
 	if st.Flows != 6 || st.Total != 6 || st.Datagrams != 24 || st.Replies != 24 || st.Dropped != 0 {
 		t.Errorf("stats: %+v", st)
 	}
