@@ -6,37 +6,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"halb/internal/poll"
+	"halb/internal/testkit"
 )
 
 // udpBackend answers every datagram with "NAME:" and the datagram; stop closes it.
 func udpBackend(t *testing.T, name string) (addr *net.UDPAddr, stop func()) {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(append([]byte(name+":"), buf[:n]...), from)
-		}
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { pc.Close(); wg.Wait() }) }
-	t.Cleanup(stop)
-	return pc.LocalAddr().(*net.UDPAddr), stop
+	a, stop := testkit.UDPEcho(t, name)
+	return net.UDPAddrFromAddrPort(a), stop
 }
 
 // TestUDPService: a keepalived `protocol UDP` NAT virtual server is served by the userspace UDP

@@ -13,32 +13,14 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"halb/internal/testkit"
 )
 
 // udpServer answers every datagram on 127.0.0.1 with reply(query) (nil: no answer).
 func udpServer(t testing.TB, reply func([]byte) [][]byte) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			for _, r := range reply(append([]byte(nil), buf[:n]...)) {
-				_, _ = pc.WriteTo(r, from)
-			}
-		}
-	}()
-	t.Cleanup(func() { pc.Close(); wg.Wait() })
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	a, _ := testkit.UDPServer(t, reply)
+	return a
 }
 
 // dnsAnswer builds a reply to query with rcode and n A answers.

@@ -3,16 +3,10 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,31 +17,17 @@ import (
 	"time"
 
 	"go.uber.org/zap/zaptest"
+
+	"halb/internal/testkit"
 )
 
 var testNotAfter = time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// l7Cert makes a self-signed ECDSA certificate for names (the first is the CN) and returns the
-// certificate and key PEMs.
+// l7Cert makes a self-signed ECDSA certificate for names (the first is the CN), valid until
+// testNotAfter, and returns the certificate and key PEMs.
 func l7Cert(t testing.TB, names ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: testNotAfter, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+	return testkit.SelfSigned(t, testNotAfter, names...)
 }
 
 // writeL7Cert writes name's certificate and key into one PEM in dir, plus extra PEM bytes.
@@ -61,46 +41,16 @@ func writeL7Cert(t testing.TB, dir, file string, extra []byte, names ...string) 
 	return p
 }
 
-// tlsServe accepts on a loopback listener and handshakes with store's config; each accepted
-// connection answers its ALPN protocol and the name it was asked for, then echoes.
+// tlsServe accepts on a loopback listener, handshakes with store's config and echoes.
 func tlsServe(t *testing.T, store *CertStore) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
+	return serveConns(t, func(c net.Conn) {
+		tc, err := Handshake(context.Background(), c, store.Config(), 5*time.Second)
+		if err != nil {
+			return
 		}
-		mu.Unlock()
-		wg.Wait()
+		io.Copy(tc, tc)
 	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				tc, err := Handshake(context.Background(), c, store.Config(), 5*time.Second)
-				if err != nil {
-					return
-				}
-				io.Copy(tc, tc)
-			})
-		}
-	})
-	return ln.Addr().String()
 }
 
 func dialName(t *testing.T, addr, name string, cache tls.ClientSessionCache) *tls.Conn {

@@ -5,38 +5,20 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
 	"halb/internal/poll"
+	"halb/internal/testkit"
 	"halb/proxy/balance"
 )
 
 // udpEcho answers every datagram with "NAME:" and the datagram, from 127.0.0.1.
 func udpEcho(t testing.TB, name string) netip.AddrPort {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(append([]byte(name+":"), buf[:n]...), from)
-		}
-	}()
-	t.Cleanup(func() { pc.Close(); wg.Wait() })
-	return pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	a, _ := testkit.UDPEcho(t, name)
+	return a
 }
 
 func udpPool(algo balance.Algo, addrs map[string]netip.AddrPort) *balance.Pool {
