@@ -45,49 +45,23 @@ func h2Front(t *testing.T, limits H2Limits, names ...string) string {
 		t.Fatal(err)
 	}
 	h2 := NewH2Server(zaptest.NewLogger(t), limits, echoForwarder{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
+	addr := serveConns(t, func(c net.Conn) {
+		tc, err := Handshake(ctx, c, store.Config(), 5*time.Second)
+		if err != nil {
+			return
+		}
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			h2.ServeConn(ctx, tc)
+			return
+		}
+		io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nh1")
+	})
+	t.Cleanup(func() { // before serveConns closes the connections
 		cancel()
-		ln.Close()
 		h2.Shutdown(context.Background())
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Go(func() {
-				defer c.Close()
-				tc, err := Handshake(ctx, c, store.Config(), 5*time.Second)
-				if err != nil {
-					return
-				}
-				if tc.ConnectionState().NegotiatedProtocol == "h2" {
-					h2.ServeConn(ctx, tc)
-					return
-				}
-				io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nh1")
-			})
-		}
-	})
-	return ln.Addr().String()
+	return addr
 }
 
 func TestH2Forward(t *testing.T) {
