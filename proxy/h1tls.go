@@ -333,14 +333,10 @@ func (st *h2stream) trailer(name, value []byte) {
 	hdr[k] = append(hdr[k], string(value))
 }
 
-// h2Forbidden reports the connection-specific fields (RFC 9113 §8.2.2).
+// h2Forbidden reports the connection-specific fields (RFC 9113 §8.2.2): the
+// hop-by-hop ones, and the HTTP/1 framing ones.
 func h2Forbidden(name []byte) bool {
-	for _, f := range [...]string{"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"} {
-		if bytes.EqualFold(name, []byte(f)) {
-			return true
-		}
-	}
-	return false
+	return isHopHeader(name, false) || bytes.EqualFold(name, []byte("transfer-encoding")) || bytes.EqualFold(name, []byte("trailer"))
 }
 
 func (st *h2stream) Close() error                     { return nil }
