@@ -64,6 +64,7 @@ type h1conn struct {
 	linger    bool        // an error was answered: drain unread input before closing
 	firstWait bool
 	parks     bool // registered with the parker (pkv)
+	detached  bool // parked, its descriptor taken from Go's runtime (pkv.detach): se.client and nc are nil
 
 	mu  sync.Mutex // guards bes against abort
 	bes [maxBackendConns]*beConn
@@ -209,19 +210,26 @@ func (h *h1conn) wake() {
 	if !h.state.CompareAndSwap(h1Parked, h1Active) {
 		return
 	}
+	if h.detached && !h.attach() {
+		h.state.Store(h1Closed)
+		h.finish()
+		return
+	}
 	h.woken = true // the loop saw it readable: no probe before reading
 	h.run()
 }
 
-// expire runs when a parked connection's timer fires: first (with server
-// connections held) it lets them go and parks again for the rest of its
-// keep-alive time; then it closes the connection.
+// expire runs when a parked connection's time in the wheel is up: after
+// backendHold it lets its server connections go, detaches its descriptor
+// from Go's runtime and parks again for the rest of its keep-alive time;
+// then it closes the connection.
 func (h *h1conn) expire() {
-	if h.hasBackends() {
-		h.dropBackends()
-		if rest := time.Until(time.Unix(0, h.parkedUntil.Load())); rest > 0 && h.pkv.park(rest, h) == nil {
-			if h.svc.srv.draining.Load() {
-				h.drain()
+	h.dropBackends()
+	if rest := time.Until(time.Unix(0, h.parkedUntil.Load())); rest > 0 {
+		h.detach()
+		if h.pkv.park(rest, h) == nil {
+			if h.svc.srv.draining.Load() || h.se.isClosed() {
+				h.drain() // a Shutdown or forced close that looked while this one was busy
 			}
 			return
 		}
@@ -229,6 +237,41 @@ func (h *h1conn) expire() {
 	if h.state.CompareAndSwap(h1Parked, h1Closed) {
 		h.finish()
 	}
+}
+
+// detach takes the descriptor of a connection that stayed idle for
+// backendHold away from Go's runtime (parked.detach), unless the session is
+// closing; if that fails it stays as it was.
+func (h *h1conn) detach() {
+	if !h.parks || h.detached || h.pkv.rc == nil {
+		return
+	}
+	se := h.se
+	se.mu.Lock()
+	defer se.mu.Unlock()
+	if se.closed || h.pkv.detach(se.client) != nil {
+		return
+	}
+	se.client, h.nc = nil, nil
+	h.detached = true
+}
+
+// attach gives a woken detached connection a *net.TCPConn again; false: the
+// session is closing, or the descriptor could not be taken back (it is
+// closed then).
+func (h *h1conn) attach() bool {
+	h.detached = false
+	c, err := h.pkv.attach()
+	if err != nil {
+		h.svc.log.Debug("http: reattaching an idle client connection", zap.Error(err))
+		return false
+	}
+	se := h.se
+	se.mu.Lock()
+	se.client, h.nc = c, c
+	closed := se.closed
+	se.mu.Unlock()
+	return !closed
 }
 
 // hasBackends reports whether the connection holds server connections.
@@ -256,7 +299,12 @@ func (h *h1conn) drain() {
 
 // abort closes everything (forced shutdown).
 func (h *h1conn) abort() {
-	h.nc.Close()
+	h.se.mu.Lock()
+	nc := h.nc // nil while detached
+	h.se.mu.Unlock()
+	if nc != nil {
+		nc.Close()
+	}
 	h.mu.Lock()
 	for _, be := range h.bes {
 		if be != nil {
@@ -278,12 +326,19 @@ func (h *h1conn) finish() {
 		h.nc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 		io.CopyN(io.Discard, h.nc, 256<<10)
 	}
-	if h.parks {
-		h.pkv.forget()
-	}
-	h.nc.Close()
-	if !h.h2 {
-		h.se.client.Close()
+	switch {
+	case h.detached:
+		h.pkv.closeDetached()
+		h.detached = false
+	case h.nc == nil: // attach failed: the descriptor is closed
+	default:
+		if h.parks {
+			h.pkv.forget()
+		}
+		h.nc.Close()
+		if !h.h2 {
+			h.se.client.Close()
+		}
 	}
 	h.dropBackends()
 	h.se.end()
@@ -407,17 +462,16 @@ func (h *h1conn) waitRequest() bool {
 			return false
 		}
 		if h.parks {
-			// A parked connection keeps its server connections for
-			// backendHold only: a client that comes back at once (256
-			// connections on one core come back every few milliseconds)
-			// finds them; kept longer, they would cost a descriptor and a
-			// record each for every idle client, and halb does not share
-			// them between clients.
+			// A parked connection keeps its server connections and its
+			// *net.TCPConn for backendHold only (expire, detach): a client
+			// that comes back at once (256 connections on one core come
+			// back every few milliseconds) finds them; kept longer, they
+			// would cost a descriptor and a record each for every idle
+			// client (halb does not share them between clients), and Go's
+			// per-socket state.
 			rest := idle - parkAfter
 			h.parkedUntil.Store(time.Now().Add(rest).UnixNano())
-			if h.hasBackends() && backendHold < rest {
-				rest = backendHold
-			}
+			rest = min(rest, backendHold)
 			h.idle()
 			first := h.firstWait
 			h.firstWait = false // before parking: the next owner may run at once

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -24,7 +25,10 @@ import (
 // while it was busy, and each arming is answered by at most one event, so a
 // connection is never woken twice. The descriptor stays registered with Go's
 // own poller too (it is a *net.TCPConn), which the woken goroutine uses for
-// its reads and writes; the two never wait on it at the same time.
+// its reads and writes; the two never wait on it at the same time. An HTTP
+// connection still idle after backendHold is detached from Go's runtime
+// (detach): only a duplicate descriptor is kept, here, and it gets a new
+// *net.TCPConn when it wakes (attach).
 //
 // Written by hand on golang.org/x/sys/unix rather than on an event-loop
 // library: nbio and gnet own the sockets and their buffers, while halb needs
@@ -140,15 +144,18 @@ func (p *parked) park(idle time.Duration, o parkOwner) error {
 		op = unix.EPOLL_CTL_ADD
 	}
 	var err error
-	// Control holds the descriptor open: a concurrent Close cannot hand its
-	// number to another connection while it is being armed.
-	cerr := p.rc.Control(func(fd uintptr) {
+	arm := func(fd uintptr) {
 		err = unix.EpollCtl(l.epfd, op, int(fd), &ev)
 		if err == unix.ENOENT && op == unix.EPOLL_CTL_MOD { // a closed descriptor whose number came back
 			err = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
 		}
-	})
-	if err == nil {
+	}
+	if p.rc == nil {
+		// A detached descriptor (see detach): only its owner closes it.
+		arm(uintptr(p.fd))
+	} else if cerr := p.rc.Control(arm); err == nil {
+		// Control holds the descriptor open: a concurrent Close cannot
+		// hand its number to another connection while it is being armed.
 		err = cerr
 	}
 	if err != nil {
@@ -188,6 +195,61 @@ func (p *parked) forget() {
 	}
 	l.wheel.remove(p)
 	l.mu.Unlock()
+}
+
+// detach takes an idle connection's descriptor away from Go's runtime: it
+// keeps a duplicate of the descriptor and closes c, so that the connection
+// holds no *net.TCPConn, no addresses and no runtime poll record (about 600
+// bytes, with the heap's headroom) while it waits, only its record here.
+// p must not be armed, and its owner must own c. On error nothing changed.
+func (p *parked) detach(c *net.TCPConn) error {
+	nfd := -1
+	var err error
+	if cerr := p.rc.Control(func(fd uintptr) { nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("proxy: detach: %w", err)
+	}
+	p.forget()
+	c.Close() // the socket stays open through nfd; no FIN
+	p.fd, p.rc = int32(nfd), nil
+	return nil
+}
+
+// attach gives a detached descriptor back to Go's runtime as a new
+// *net.TCPConn (the same socket) and prepares p for it; p must not be armed.
+// On error the descriptor is closed.
+func (p *parked) attach() (*net.TCPConn, error) {
+	p.forget()
+	fd := int(p.fd)
+	f := os.NewFile(uintptr(fd), "")
+	c, err := net.FileConn(f) // a duplicate of fd, in Go's poller
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("proxy: attach: %w", err)
+	}
+	tc, _ := c.(*net.TCPConn)
+	var rc syscall.RawConn
+	if tc != nil {
+		rc, err = tc.SyscallConn()
+	}
+	if tc == nil || err != nil {
+		c.Close()
+		return nil, fmt.Errorf("proxy: attach: not a TCP connection")
+	}
+	if err := rc.Control(func(f uintptr) { fd = int(f) }); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("proxy: attach: %w", err)
+	}
+	p.fd, p.rc = int32(fd), rc
+	return tc, nil
+}
+
+// closeDetached closes a detached descriptor (its owner's close).
+func (p *parked) closeDetached() {
+	p.forget()
+	unix.Close(int(p.fd))
 }
 
 // wheel holds the idle timeouts of a loop's parked connections: a timing

@@ -12,7 +12,7 @@ import (
 // while it is parked (park.go).
 type session struct {
 	svc      *service
-	client   *net.TCPConn
+	client   *net.TCPConn    // nil while an idle HTTP connection is detached (h1conn.detach); written under mu
 	start    int64           // unix nanos of its accept
 	src      netip.AddrPort  // the client (from the PROXY header when accepted)
 	ppDst    *netip.AddrPort // the address the client connected to, from its PROXY header; nil: the socket's (dstAddr)
@@ -42,7 +42,9 @@ func (se *session) close() {
 	se.mu.Lock()
 	se.closed = true
 	h, p := se.h1, se.pipe
-	se.client.Close()
+	if se.client != nil { // nil: a detached idle HTTP connection, which h.abort closes
+		se.client.Close()
+	}
 	if se.backend != nil {
 		se.backend.Close()
 	}
