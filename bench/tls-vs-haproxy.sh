@@ -8,8 +8,10 @@
 # Keep-alive rows: h2load -c C -m 10 -D DURATION --warm-up-time 1 [--h1]; the handshake row:
 # h2load --h1 -c 64 -n 2560 -H 'Connection: close' (a new TLS connection per request). Prints
 # one line per run, then per row the median req/s of each and the median of the per-run ratios.
-# Starts everything itself on 127.0.0.1 ports 19101 (nginx), 19443 (HAProxy), 19444 (halb), and
-# stops exactly what it started.
+# The HTTP/2 rows also measure bench/h2floor: x/net/http2's server alone (as halb sets it up,
+# pinned the same way) answering from memory with no backend, the ceiling of any proxy built on
+# that server. Starts everything itself on 127.0.0.1 ports 19101 (nginx), 19443 (HAProxy), 19444
+# (halb), 19445 (h2floor), and stops exactly what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3} dur=${2:-5}
@@ -18,6 +20,7 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 CGO_ENABLED=0 go build -o "$tmp/halb" ./cmd/halb
+CGO_ENABLED=0 go build -o "$tmp/h2floor" ./bench/h2floor
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=bench.test \
 	-keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
 cat "$tmp/cert.pem" "$tmp/key.pem" >"$tmp/both.pem"
@@ -68,7 +71,8 @@ CONF
 taskset -c 1 nginx -c "$tmp/nginx.conf" & pids+=($!)
 taskset -c 0 haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 & pids+=($!)
 GOMAXPROCS=1 taskset -c 0 "$tmp/halb" run -f "$tmp/halb.conf" >"$tmp/halb.log" 2>&1 & pids+=($!)
-for port in 19101 19443 19444; do
+GOMAXPROCS=1 taskset -c 0 "$tmp/h2floor" -cert "$tmp/both.pem" >"$tmp/h2floor.log" 2>&1 & pids+=($!)
+for port in 19101 19443 19444 19445; do
 	for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
 done
 one() { # proto size conns kind port
@@ -88,17 +92,20 @@ for run in $(seq "$runs"); do
 		set -- $row
 		read -r hp hpf < <(one "$1" "$2" "$3" "$4" 19443)
 		read -r hb hbf < <(one "$1" "$2" "$3" "$4" 19444)
-		echo "run $run: $row haproxy=$hp halb=$hb ratio=$(awk "BEGIN{printf \"%.2f\", $hb/$hp}") failed=$hbf/$hpf" | tee -a "$out"
+		fl=0
+		[ "$1" = h2 ] && read -r fl _ < <(one "$1" "$2" "$3" "$4" 19445)
+		echo "run $run: $row haproxy=$hp halb=$hb ratio=$(awk "BEGIN{printf \"%.2f\", $hb/$hp}") failed=$hbf/$hpf floor=$fl" | tee -a "$out"
 	done
 done
 echo
-echo "| protocol | body | conns | kind | HAProxy req/s | halb req/s | ratios | median ratio | failed (halb/HAProxy) |"
-echo "|---|---|---:|---|---:|---:|---|---:|---|"
+echo "| protocol | body | conns | kind | HAProxy req/s | halb req/s | ratios | median ratio | failed (halb/HAProxy) | x/net/http2 alone req/s (/ HAProxy) |"
+echo "|---|---|---:|---|---:|---:|---|---:|---|---:|"
 for row in "${rows[@]}"; do
 	grep -F ": $row " "$out" | awk -v row="$row" '
 	function med(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }; return a[int((n + 1) / 2)] }
 	{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-	  n++; hp[n] = v["haproxy"]; hb[n] = v["halb"]; r[n] = v["ratio"]; rs = rs (n > 1 ? ", " : "") v["ratio"]; f = f (n > 1 ? " " : "") v["failed"] }
+	  n++; hp[n] = v["haproxy"]; hb[n] = v["halb"]; r[n] = v["ratio"]; fl[n] = v["floor"]; fr[n] = (v["haproxy"] > 0) ? v["floor"] / v["haproxy"] : 0; rs = rs (n > 1 ? ", " : "") v["ratio"]; f = f (n > 1 ? " " : "") v["failed"] }
 	END { split(row, w, " "); p = (w[1] == "h1") ? "HTTP/1.1" : "HTTP/2"; k = (w[4] == "new") ? "new TLS handshake per request" : "keep-alive"
-	  printf "| %s | %s | %s | %s | %.0f | %.0f | %s | %.2f | %s |\n", p, w[2], w[3], k, med(hp, n), med(hb, n), rs, med(r, n), f }'
+	  fc = (w[1] == "h2") ? sprintf("%.0f (%.2f)", med(fl, n), med(fr, n)) : "-"
+	  printf "| %s | %s | %s | %s | %.0f | %.0f | %s | %.2f | %s | %s |\n", p, w[2], w[3], k, med(hp, n), med(hb, n), rs, med(r, n), f, fc }'
 done
