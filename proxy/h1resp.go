@@ -15,10 +15,17 @@ import (
 // respHead is a parsed response head. Its slices point into the buffer the
 // head was read into, valid until that buffer is read again.
 type respHead struct {
+	respInfo
+	fields [maxRespFields]field // the first nFields are set
+}
+
+// respInfo is what a response head says, less its fields: reset whole for
+// each response, while of fields only the used ones are cleared (zeroing
+// all 6 KiB of them cost more than the rest of the parse).
+type respInfo struct {
 	status  int
 	http11  bool
 	reason  []byte
-	fields  [maxRespFields]field
 	nFields int
 
 	cl        int64 // Content-Length, -1 when absent
@@ -40,7 +47,8 @@ var (
 // parseResponseHead parses a complete head (status line to the empty line,
 // CRLF line ends only: the caller has checked for bare LF).
 func parseResponseHead(raw []byte, r *respHead) error {
-	*r = respHead{cl: -1}
+	clear(r.fields[:r.nFields])
+	r.respInfo = respInfo{cl: -1}
 	line, rest, ok := bytes.Cut(raw, []byte("\r\n"))
 	if !ok || len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
 		return errRespSyntax
