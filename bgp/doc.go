@@ -1,6 +1,6 @@
 // Package bgp announces VIPs to upstream routers over BGP so that N active halb nodes share a
-// VIP by the routers' ECMP. It embeds GoBGP (github.com/osrg/gobgp/v3) as the speaker: halb does
-// not implement BGP itself.
+// VIP by the routers' ECMP. It embeds GoBGP (github.com/osrg/gobgp/v4, v4.8.0) as the speaker:
+// halb does not implement BGP itself.
 //
 // The package is a thin shell around two pure cores:
 //
@@ -11,9 +11,11 @@
 //
 // The Speaker (speaker.go) owns the GoBGP server: it applies neighbors (AddPeer/UpdatePeer/
 // DeletePeer), announces and withdraws paths (AddPath/DeletePath), and keeps, per neighbor, the
-// session state and the last error for the admin API. GoBGP retries failed sessions itself (a
-// connect attempt every 1-2 s, an idle hold after a NOTIFICATION); a bad neighbor never blocks
-// anything else in halb.
+// session state and the last error for the admin API. GoBGP retries failed sessions itself (the
+// first connect attempt after 1.5-2 s, then every ConnectRetry; an idle hold after a session
+// reset); a malformed message resets the session, and a bad neighbor never blocks anything else
+// in halb. The logger adapter (log.go) turns GoBGP's log/slog records into zap logs and the
+// neighbors' last errors, a bad neighbor's warnings at most once per idle hold.
 //
 // The daemon feeds the desired routes from service health; this package imports nothing of halb.
 package bgp

@@ -10,11 +10,11 @@ import (
 	"sync"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/server"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	gbgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
 	"go.uber.org/zap"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // Speaker is halb's BGP speaker: an embedded GoBGP server, its neighbors, and the routes halb
@@ -50,7 +50,7 @@ func (s *Speaker) Start(ctx context.Context, cfg Config) error {
 }
 
 func (s *Speaker) startLocked(ctx context.Context, cfg Config) error {
-	srv := server.NewBgpServer(server.LoggerOption(s.gl))
+	srv := server.NewBgpServer(server.LoggerOption(s.gl.slog()))
 	go srv.Serve()
 	port := int32(-1) // GoBGP: no listener
 	if cfg.ListenPort > 0 {
@@ -179,7 +179,7 @@ func (s *Speaker) setRoutesLocked(ctx context.Context, routes []Route) error {
 	for _, r := range p.Withdraw {
 		path, err := s.path(r)
 		if err == nil {
-			err = s.srv.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: path.Family, Path: path})
+			err = s.srv.DeletePath(apiutil.DeletePathRequest{Paths: []*apiutil.Path{path}})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("bgp: withdraw %s: %w", r.Prefix, err))
@@ -191,7 +191,7 @@ func (s *Speaker) setRoutesLocked(ctx context.Context, routes []Route) error {
 	for _, r := range p.Add {
 		path, err := s.path(r)
 		if err == nil {
-			_, err = s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path})
+			_, err = s.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("bgp: announce %s: %w", r.Prefix, err))
@@ -208,44 +208,45 @@ func (s *Speaker) setRoutesLocked(ctx context.Context, routes []Route) error {
 	return errors.Join(errs...)
 }
 
-// path builds the GoBGP path of r: origin IGP, next hop self (GoBGP puts the session's local
-// address), the AS path of the prepends (GoBGP adds the local AS once on eBGP export).
-func (s *Speaker) path(r Route) (*api.Path, error) {
-	a := r.Prefix.Masked().Addr()
-	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: a.String(), PrefixLen: uint32(r.Prefix.Bits())})
+// path builds the GoBGP path of r: origin IGP, next hop self (the unspecified address, which
+// GoBGP replaces with the session's local address), the AS path of the prepends (GoBGP adds the
+// local AS once on eBGP export).
+func (s *Speaker) path(r Route) (*apiutil.Path, error) {
+	pfx := r.Prefix.Masked()
+	nlri, err := gbgp.NewIPAddrPrefix(pfx)
 	if err != nil {
 		return nil, err
 	}
-	attrs := []proto.Message{&api.OriginAttribute{Origin: 0}}
-	fam := familyV4
-	if a.Is4() {
-		attrs = append(attrs, &api.NextHopAttribute{NextHop: "0.0.0.0"})
+	attrs := []gbgp.PathAttributeInterface{gbgp.NewPathAttributeOrigin(gbgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	fam := gbgp.RF_IPv4_UC
+	if pfx.Addr().Is4() {
+		nh, err := gbgp.NewPathAttributeNextHop(netip.IPv4Unspecified())
+		if err != nil {
+			return nil, err
+		}
+		attrs = append(attrs, nh)
 	} else {
-		fam = familyV6
-		attrs = append(attrs, &api.MpReachNLRIAttribute{Family: familyV6, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}})
+		fam = gbgp.RF_IPv6_UC
+		mp, err := gbgp.NewPathAttributeMpReachNLRI(fam, []gbgp.PathNLRI{{NLRI: nlri}}, netip.IPv6Unspecified())
+		if err != nil {
+			return nil, err
+		}
+		attrs = append(attrs, mp)
 	}
 	if r.Prepend > 0 {
 		nums := make([]uint32, r.Prepend)
 		for i := range nums {
 			nums[i] = s.cfg.LocalAS
 		}
-		attrs = append(attrs, &api.AsPathAttribute{Segments: []*api.AsSegment{{Type: api.AsSegment_AS_SEQUENCE, Numbers: nums}}})
+		attrs = append(attrs, gbgp.NewPathAttributeAsPath([]gbgp.AsPathParamInterface{gbgp.NewAs4PathParam(gbgp.BGP_ASPATH_ATTR_TYPE_SEQ, nums)}))
 	}
 	if r.HasMED {
-		attrs = append(attrs, &api.MultiExitDiscAttribute{Med: r.MED})
+		attrs = append(attrs, gbgp.NewPathAttributeMultiExitDisc(r.MED))
 	}
 	if len(r.Communities) > 0 {
-		attrs = append(attrs, &api.CommunitiesAttribute{Communities: r.Communities})
+		attrs = append(attrs, gbgp.NewPathAttributeCommunities(slices.Clone(r.Communities)))
 	}
-	pattrs := make([]*anypb.Any, 0, len(attrs))
-	for _, m := range attrs {
-		x, err := anypb.New(m)
-		if err != nil {
-			return nil, err
-		}
-		pattrs = append(pattrs, x)
-	}
-	return &api.Path{Family: fam, Nlri: nlri, Pattrs: pattrs}, nil
+	return &apiutil.Path{Family: fam, Nlri: nlri, Attrs: attrs}, nil
 }
 
 // Announced returns the routes announced now.
@@ -277,15 +278,20 @@ func (s *Speaker) Status(ctx context.Context) Status {
 		ps := p.GetState()
 		sess := Session{
 			Neighbor: a, RemoteAS: p.GetConf().GetPeerAsn(),
-			State: strings.ToLower(ps.GetSessionState().String()),
-			Up:    ps.GetSessionState() == api.PeerState_ESTABLISHED,
+			State: sessionState(ps.GetSessionState()),
+			Up:    ps.GetSessionState() == api.PeerState_SESSION_STATE_ESTABLISHED,
 			Flaps: ps.GetFlops(),
 		}
 		ts := p.GetTimers().GetState()
 		if sess.Up && ts.GetUptime() != nil {
 			sess.Since = ts.GetUptime().AsTime()
-		} else if !sess.Up && ts.GetDowntime() != nil {
-			sess.Since = ts.GetDowntime().AsTime()
+		} else if !sess.Up {
+			if ts.GetDowntime() != nil {
+				sess.Since = ts.GetDowntime().AsTime()
+			}
+			if t := s.gl.stateSince(a.String()); t.After(sess.Since) {
+				sess.Since = t
+			}
 		}
 		for _, af := range p.GetAfiSafis() {
 			sess.Accepted += int(af.GetState().GetAccepted())
@@ -303,6 +309,15 @@ func (s *Speaker) Status(ctx context.Context) Status {
 		}
 	}
 	return st
+}
+
+// sessionState names a BGP FSM state as halb reports it: idle, connect, active, opensent,
+// openconfirm, established ("unknown" for GoBGP's unspecified state).
+func sessionState(st api.PeerState_SessionState) string {
+	if st == api.PeerState_SESSION_STATE_UNSPECIFIED {
+		return "unknown"
+	}
+	return strings.ToLower(strings.TrimPrefix(st.String(), "SESSION_STATE_"))
 }
 
 // Stop withdraws nothing explicitly: it closes every session with a Cease NOTIFICATION, which

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
-	"github.com/osrg/gobgp/v3/pkg/server"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	gbgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
 	"go.uber.org/zap/zaptest"
 
 	"halb/internal/poll"
@@ -35,7 +37,7 @@ func freePort(t *testing.T) int {
 
 func startRouter(t *testing.T, expectAS uint32) *router {
 	t.Helper()
-	r := &router{srv: server.NewBgpServer(server.LoggerOption(newLogger(zaptest.NewLogger(t).Named("router"), time.Now))), port: freePort(t)}
+	r := &router{srv: server.NewBgpServer(server.LoggerOption(newLogger(zaptest.NewLogger(t).Named("router"), time.Now).slog())), port: freePort(t)}
 	go r.srv.Serve()
 	ctx := context.Background()
 	if err := r.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
@@ -60,21 +62,20 @@ func startRouter(t *testing.T, expectAS uint32) *router {
 	return r
 }
 
-// routes lists the prefixes the router holds from halb, with their attributes as text.
+// routes lists the prefixes the router holds from halb, with their attributes as text: one
+// "name:value" item per attribute, "; " between them (for example "med:50", "as_path:65011
+// 65011", "next_hop:127.0.0.2", "mp_reach:ipv6-unicast next_hop:::1").
 func (r *router) routes(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, fam := range []*api.Family{familyV4, familyV6} {
-		err := r.srv.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam}, func(d *api.Destination) {
-			for _, p := range d.Paths {
+	for _, fam := range []gbgp.Family{gbgp.RF_IPv4_UC, gbgp.RF_IPv6_UC} {
+		err := r.srv.ListPath(apiutil.ListPathRequest{TableType: api.TableType_TABLE_TYPE_GLOBAL, Family: fam}, func(prefix gbgp.NLRI, paths []*apiutil.Path) {
+			for _, p := range paths {
 				var attrs []string
-				for _, a := range p.Pattrs {
-					m, err := a.UnmarshalNew()
-					if err == nil {
-						attrs = append(attrs, strings.Join(strings.Fields(m.(interface{ String() string }).String()), " "))
-					}
+				for _, a := range p.Attrs {
+					attrs = append(attrs, attrText(a))
 				}
-				out[d.Prefix] = strings.Join(attrs, "; ")
+				out[prefix.String()] = strings.Join(attrs, "; ")
 			}
 		})
 		if err != nil {
@@ -82,6 +83,30 @@ func (r *router) routes(t *testing.T) map[string]string {
 		}
 	}
 	return out
+}
+
+func attrText(a gbgp.PathAttributeInterface) string {
+	switch a := a.(type) {
+	case *gbgp.PathAttributeOrigin:
+		return fmt.Sprintf("origin:%d", a.Value)
+	case *gbgp.PathAttributeNextHop:
+		return "next_hop:" + a.Value.String()
+	case *gbgp.PathAttributeMpReachNLRI:
+		return fmt.Sprintf("mp_reach:%s next_hop:%s", gbgp.NewFamily(a.AFI, a.SAFI), a.Nexthop)
+	case *gbgp.PathAttributeMultiExitDisc:
+		return fmt.Sprintf("med:%d", a.Value)
+	case *gbgp.PathAttributeCommunities:
+		return fmt.Sprintf("communities:%v", a.Value)
+	case *gbgp.PathAttributeAsPath:
+		var nums []string
+		for _, seg := range a.Value {
+			for _, n := range seg.GetAS() {
+				nums = append(nums, fmt.Sprint(n))
+			}
+		}
+		return "as_path:" + strings.Join(nums, " ")
+	}
+	return a.String()
 }
 
 // waitFor polls cond until it holds or the deadline passes: the sessions run on real sockets.
@@ -125,15 +150,16 @@ func TestSpeakerAnnounceWithdraw(t *testing.T) {
 	})
 	waitFor(t, "both routes at the router", 5*time.Second, func() bool { return len(r.routes(t)) == 2 })
 	got := r.routes(t)
-	for _, want := range []string{fmt.Sprintf("communities:%d", 65011<<16|100), "med:50", "numbers:65011 numbers:65011 numbers:65011"} {
+	// The router sees the AS path after eBGP export: halb's AS once, then the two prepends.
+	for _, want := range []string{fmt.Sprintf("communities:[%d]", 65011<<16|100), "med:50", "as_path:65011 65011 65011"} {
 		if !strings.Contains(got["198.18.0.10/32"], want) {
 			t.Errorf("198.18.0.10/32 attributes %q lack %q", got["198.18.0.10/32"], want)
 		}
 	}
-	if a := got["2001:db8::10/128"]; !strings.Contains(a, "family:") || !strings.Contains(a, `next_hops:"::1"`) {
+	if a := got["2001:db8::10/128"]; !strings.Contains(a, "mp_reach:ipv6-unicast next_hop:::1") {
 		t.Errorf("2001:db8::10/128 not carried by MP_REACH with an IPv6 next hop: %q", a)
 	}
-	if a := got["198.18.0.10/32"]; !strings.Contains(a, `next_hop:"127.0.0.2"`) {
+	if a := got["198.18.0.10/32"]; !strings.Contains(a, "next_hop:127.0.0.2") {
 		t.Errorf("198.18.0.10/32 has not the session's address as next hop: %q", a)
 	}
 	if err := s.SetRoutes(ctx, []Route{v6}); err != nil {
@@ -165,6 +191,10 @@ func TestSpeakerWrongASIsReported(t *testing.T) {
 	}
 	if !strings.Contains(st.Sessions[0].LastError, "session reset") {
 		t.Errorf("last error %q does not say the session was reset", st.Sessions[0].LastError)
+	}
+	// A session that never came up still says since when it is in its state.
+	if since := st.Sessions[0].Since; since.IsZero() || time.Since(since) > 10*time.Second {
+		t.Errorf("since = %v for a session in %s", since, st.Sessions[0].State)
 	}
 	// The speaker keeps working: routes are accepted locally while the neighbor is retried.
 	if err := s.SetRoutes(ctx, []Route{{Prefix: netip.MustParsePrefix("198.18.0.10/32")}}); err != nil {
@@ -203,4 +233,25 @@ func TestSpeakerApplyNeighbors(t *testing.T) {
 	if st := s.Status(ctx); st.LocalAS != 65012 || len(st.Sessions) != 1 {
 		t.Fatalf("status after restart: %+v", st)
 	}
+}
+
+// TestSpeakerRefusedOpenIsReported: the speaker refuses the router's OPEN (the router's AS is not
+// the configured remote AS). GoBGP v4 does that on the connection it opened, outside the
+// session's state machine: the last error must still say why.
+func TestSpeakerRefusedOpenIsReported(t *testing.T) {
+	r := startRouter(t, 65011)
+	s := NewSpeaker(zaptest.NewLogger(t))
+	ctx := context.Background()
+	if err := s.Start(ctx, Config{RouterID: netip.MustParseAddr("198.18.1.11"), LocalAS: 65011, Neighbors: []Neighbor{{
+		Addr: netip.MustParseAddr("127.0.0.1"), RemoteAS: 65099, Port: uint16(r.port), HoldTime: 3 * time.Second,
+		LocalAddr: netip.MustParseAddr("127.0.0.2"),
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	const want = "session reset in BGP_FSM_OPENSENT: notification-sent code 2(open) subcode 2(bad peer as)"
+	waitFor(t, "the refused OPEN as last error", 15*time.Second, func() bool {
+		st := s.Status(ctx)
+		return len(st.Sessions) == 1 && st.Sessions[0].LastError == want
+	})
 }
