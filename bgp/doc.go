@@ -6,8 +6,9 @@
 //
 //   - Plan (plan.go) compares the desired routes with those announced and says what to add,
 //     replace and withdraw; and the desired neighbors with those configured.
-//   - Addrs (addrs.go) keeps the VIPs local on a dummy interface while they are announced, and a
-//     drain time after their withdrawal, so that packets still in flight are accepted.
+//   - LocalVIPs (local.go) keeps the VIPs local on a dummy interface while they are announced,
+//     and Linger (linger.go) a drain time after their withdrawal, so that packets still in
+//     flight are accepted.
 //
 // The Speaker (speaker.go) owns the GoBGP server: it applies neighbors (AddPeer/UpdatePeer/
 // DeletePeer), announces and withdraws paths (AddPath/DeletePath), and keeps, per neighbor, the

@@ -532,8 +532,9 @@ func testLabBGP(t *testing.T, router string) {
 		t.Errorf("SIGTERM: no request answered")
 	}
 
-	// The bad neighbors: logged, retried after the back-off (GoBGP's idle hold time, 5 s), and
-	// nothing else stopped serving (lb2 ran throughout).
+	// The bad neighbors: logged, retried after GoBGP's back-off (the idle hold time, 5 s; 1.5-2 s
+	// for a failure before the neighbor's OPEN, logged at most once per idle hold), and nothing
+	// else stopped serving (lb2 ran throughout).
 	warns := func(nb string) []string {
 		data, _ := os.ReadFile(filepath.Join(b.dir, "lb2.log"))
 		var lines []string
