@@ -75,6 +75,58 @@ func TestHTTPDetachedIdle(t *testing.T) {
 		eventually(t, "the session ended", func() bool { return len(s.sessionList()) == 0 })
 	})
 
+	t.Run("IPv6, PROXY header to the server after reattaching", func(t *testing.T) {
+		// The server reports the PROXY header it got on each connection: the
+		// second request, after the detach, comes on a new server connection
+		// whose header must still name the client and the address it used.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		acceptLoop(t, ln, func(c net.Conn) {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			h, _, perr := ParseProxyHeader([]byte(line))
+			for {
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				body := fmt.Sprintf("%v %v %v", h.Src, h.Dst, perr)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+				req.Body.Close()
+			}
+		})
+		probe, err := net.Listen("tcp6", "[::1]:0")
+		if err != nil {
+			t.Skipf("no IPv6 loopback: %v", err)
+		}
+		probe.Close()
+		sp := ServiceSpec{Name: "h6", Listen: mustAP("[::1]:0"), Mode: ModeHTTP, Pool: pool(ln.Addr()), SendProxy: ProxyV1}
+		s := startServer(t, Global{}, sp)
+		c := dial(t, s.Addr("h6"))
+		br := bufio.NewReader(c)
+		want := fmt.Sprintf("%v %v <nil>", c.LocalAddr(), c.RemoteAddr())
+		for i := range 2 {
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != want {
+				t.Fatalf("request %d: the server saw %q, want %q", i, body, want)
+			}
+			if i == 0 {
+				eventually(t, "the idle connection detached", func() bool { return detachedConns(s) == 1 })
+			}
+		}
+	})
+
 	t.Run("keep-alive timeout", func(t *testing.T) {
 		sp := spec
 		sp.Timeouts = Timeouts{HTTPKeepAlive: 400 * time.Millisecond}
