@@ -38,8 +38,11 @@ import (
 // parkAfter is how long a connection that has just finished an exchange
 // waits, in its goroutine, for the next one before it parks. Under load the
 // next request comes within microseconds and costs no epoll_ctl; an idle
-// connection gives its goroutine back after this.
-const parkAfter = 5 * time.Millisecond
+// connection gives its goroutine back after this. With 256 connections on one
+// core a client's next request often came after 5 ms, so that a large share
+// of requests went through the parking loop (an epoll_ctl and a new goroutine
+// each); 20 ms keeps them in their goroutine (docs/benchmarks.md).
+const parkAfter = 20 * time.Millisecond
 
 // parked is one parked connection: what to do when it becomes readable and
 // when its idle time runs out. Exactly one of the two runs, once per park.
