@@ -35,14 +35,23 @@ import (
 // to keep *net.TCPConn for splice(2), deadlines and crypto/tls, and only wants
 // the idle wait moved out of a goroutine (docs/dataplane.md has the numbers).
 
-// parkAfter is how long a connection that has just finished an exchange
-// waits, in its goroutine, for the next one before it parks. Under load the
-// next request comes within microseconds and costs no epoll_ctl; an idle
-// connection gives its goroutine back after this. With 256 connections on one
-// core a client's next request often came after 5 ms, so that a large share
-// of requests went through the parking loop (an epoll_ctl and a new goroutine
-// each); 20 ms keeps them in their goroutine (docs/benchmarks.md).
-const parkAfter = 20 * time.Millisecond
+// parkAfter is how long an HTTP connection that has just answered a request
+// waits, in its goroutine, for the next one before it parks; pipeParkAfter the
+// same for a TCP relay direction after a burst. Under load the next request
+// comes within microseconds and costs no epoll_ctl; an idle connection gives
+// its goroutine back after this. With 256 HTTP connections on one core a
+// client's next request often came after 5 ms, so that a large share of
+// requests went through the parking loop (an epoll_ctl and a new goroutine
+// each): 20 ms keeps them in their goroutine. A lingering connection holds its
+// goroutine's stack, so the longer linger raises the memory peak while many
+// connections open (about +0.3 KiB per idle HTTP connection in halb bench
+// --idle); TCP relays, whose small-burst rows did not gain from it, keep 5 ms.
+// A per-connection choice (20 ms only for a client that came back soon after
+// its connection parked) kept the memory but showed no gain (docs/benchmarks.md).
+const (
+	parkAfter     = 20 * time.Millisecond
+	pipeParkAfter = 5 * time.Millisecond
+)
 
 // parked is one parked connection: what to do when it becomes readable and
 // when its idle time runs out. Exactly one of the two runs, once per park.

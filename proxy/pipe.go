@@ -20,7 +20,7 @@ import (
 // half-close propagation, and then closes both and calls done once.
 //
 // Each direction runs in a goroutine only while it moves bytes: after a
-// burst it waits parkAfter for the next one, then parks its source
+// burst it waits pipeParkAfter for the next one, then parks its source
 // descriptor (park.go) and its goroutine ends. A session with nothing in
 // flight holds no goroutine and no buffer, only its two sockets and this
 // record.
@@ -89,7 +89,7 @@ func (d *pipeDir) run() {
 	var wdl time.Time
 	for {
 		start := time.Now()
-		wait := parkAfter
+		wait := pipeParkAfter
 		if d.pk == nil {
 			wait = max(d.idle/4, time.Millisecond)
 		}
