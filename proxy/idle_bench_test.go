@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"halb/internal/poll"
 	"net/netip"
 	"runtime"
 	"testing"
@@ -57,12 +58,8 @@ func BenchmarkIdleHTTPConn(b *testing.B) {
 	b.StopTimer()
 	// Measure once every connection has parked, let its server connection go
 	// and detached (after backendHold).
-	deadline := time.Now().Add(10 * time.Second)
-	for !allIdle(s, b.N) {
-		if time.Now().After(deadline) {
-			b.Fatal("the connections did not all go idle")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !poll.Until(10*time.Second, 10*time.Millisecond, func() bool { return allIdle(s, b.N) }) {
+		b.Fatal("the connections did not all go idle")
 	}
 	runtime.GC()
 	runtime.GC()
