@@ -74,6 +74,11 @@ func startBadNeighbor(t *testing.T, header []byte) *badNeighbor {
 
 func (b *badNeighbor) port() uint16 { return uint16(b.ln.Addr().(*net.TCPAddr).Port) }
 
+// neighbor is b as the speaker's neighbor (AS 65000, hold time 3 s).
+func (b *badNeighbor) neighbor() Neighbor {
+	return Neighbor{Addr: netip.MustParseAddr("127.0.0.1"), RemoteAS: 65000, Port: b.port(), HoldTime: 3 * time.Second}
+}
+
 func (b *badNeighbor) state() (conns int, got [][]byte) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -126,14 +131,8 @@ func TestSpeakerSurvivesMalformedMessages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			nb := startBadNeighbor(t, tc.header)
 			core, logs := observer.New(zapcore.DebugLevel)
-			s := NewSpeaker(zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core)))
+			s := startSpeakerWith(t, zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core)), nb.neighbor())
 			ctx := context.Background()
-			if err := s.Start(ctx, Config{RouterID: netip.MustParseAddr("198.18.1.11"), LocalAS: 65011, Neighbors: []Neighbor{{
-				Addr: netip.MustParseAddr("127.0.0.1"), RemoteAS: 65000, Port: nb.port(), HoldTime: 3 * time.Second,
-			}}}); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(s.Stop)
 
 			// The speaker answers with a NOTIFICATION and closes the session...
 			waitFor(t, "the speaker to close the first session", 15*time.Second, func() bool {
@@ -185,14 +184,8 @@ func TestSpeakerSurvivesMalformedMessages(t *testing.T) {
 func TestSpeakerNeighborClosingIsReported(t *testing.T) {
 	nb := startBadNeighbor(t, nil)
 	core, logs := observer.New(zapcore.InfoLevel)
-	s := NewSpeaker(zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core)))
+	s := startSpeakerWith(t, zap.New(zapcore.NewTee(zaptest.NewLogger(t).Core(), core)), nb.neighbor())
 	ctx := context.Background()
-	if err := s.Start(ctx, Config{RouterID: netip.MustParseAddr("198.18.1.11"), LocalAS: 65011, Neighbors: []Neighbor{{
-		Addr: netip.MustParseAddr("127.0.0.1"), RemoteAS: 65000, Port: nb.port(), HoldTime: 3 * time.Second,
-	}}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
 	const want = "session reset in BGP_FSM_OPENSENT: read-failed"
 	waitFor(t, "the closed connection as last error", 15*time.Second, func() bool {
 		st := s.Status(ctx)

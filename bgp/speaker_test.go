@@ -13,6 +13,7 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	gbgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v4/pkg/server"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"halb/internal/poll"
@@ -240,18 +241,26 @@ func TestSpeakerApplyNeighbors(t *testing.T) {
 // session's state machine: the last error must still say why.
 func TestSpeakerRefusedOpenIsReported(t *testing.T) {
 	r := startRouter(t, 65011)
-	s := NewSpeaker(zaptest.NewLogger(t))
 	ctx := context.Background()
-	if err := s.Start(ctx, Config{RouterID: netip.MustParseAddr("198.18.1.11"), LocalAS: 65011, Neighbors: []Neighbor{{
+	s := startSpeakerWith(t, zaptest.NewLogger(t), Neighbor{
 		Addr: netip.MustParseAddr("127.0.0.1"), RemoteAS: 65099, Port: uint16(r.port), HoldTime: 3 * time.Second,
 		LocalAddr: netip.MustParseAddr("127.0.0.2"),
-	}}}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
+	})
 	const want = "session reset in BGP_FSM_OPENSENT: notification-sent code 2(open) subcode 2(bad peer as)"
 	waitFor(t, "the refused OPEN as last error", 15*time.Second, func() bool {
 		st := s.Status(ctx)
 		return len(st.Sessions) == 1 && st.Sessions[0].LastError == want
 	})
+}
+
+// startSpeakerWith starts a speaker (router id 198.18.1.11, AS 65011) with one neighbor, stopped
+// at the end of the test.
+func startSpeakerWith(t *testing.T, log *zap.Logger, n Neighbor) *Speaker {
+	t.Helper()
+	s := NewSpeaker(log)
+	if err := s.Start(context.Background(), Config{RouterID: netip.MustParseAddr("198.18.1.11"), LocalAS: 65011, Neighbors: []Neighbor{n}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
 }

@@ -79,34 +79,13 @@ func TestHTTPDetachedIdle(t *testing.T) {
 		// The server reports the PROXY header it got on each connection: the
 		// second request, after the detach, comes on a new server connection
 		// whose header must still name the client and the address it used.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		acceptLoop(t, ln, func(c net.Conn) {
-			defer c.Close()
-			br := bufio.NewReader(c)
-			line, err := br.ReadString('\n')
-			if err != nil {
-				return
-			}
-			h, _, perr := ParseProxyHeader([]byte(line))
-			for {
-				req, err := http.ReadRequest(br)
-				if err != nil {
-					return
-				}
-				body := fmt.Sprintf("%v %v %v", h.Src, h.Dst, perr)
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-				req.Body.Close()
-			}
-		})
+		be := proxyHeaderBackend(t, func(h ProxyHeader, perr error) string { return fmt.Sprintf("%v %v %v", h.Src, h.Dst, perr) })
 		probe, err := net.Listen("tcp6", "[::1]:0")
 		if err != nil {
 			t.Skipf("no IPv6 loopback: %v", err)
 		}
 		probe.Close()
-		sp := ServiceSpec{Name: "h6", Listen: mustAP("[::1]:0"), Mode: ModeHTTP, Pool: pool(ln.Addr()), SendProxy: ProxyV1}
+		sp := ServiceSpec{Name: "h6", Listen: mustAP("[::1]:0"), Mode: ModeHTTP, Pool: pool(be), SendProxy: ProxyV1}
 		s := startServer(t, Global{}, sp)
 		c := dial(t, s.Addr("h6"))
 		br := bufio.NewReader(c)

@@ -117,7 +117,9 @@ func TestAcceptProxy(t *testing.T) {
 
 // In HTTP mode a send-proxy backend gets its own connection per client
 // connection, whose PROXY header names that client.
-func TestSendProxyHTTP(t *testing.T) {
+// proxyHeaderBackend reads a PROXY header at the start of each connection and
+// answers every request on it with say(header, parse error).
+func proxyHeaderBackend(t *testing.T, say func(ProxyHeader, error) string) net.Addr {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -136,11 +138,16 @@ func TestSendProxyHTTP(t *testing.T) {
 				return
 			}
 			io.Copy(io.Discard, req.Body)
-			body := fmt.Sprintf("%v %v", h.Src, perr)
+			body := say(h, perr)
 			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 		}
 	})
-	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(ln.Addr()), SendProxy: ProxyV1})
+	return ln.Addr()
+}
+
+func TestSendProxyHTTP(t *testing.T) {
+	be := proxyHeaderBackend(t, func(h ProxyHeader, perr error) string { return fmt.Sprintf("%v %v", h.Src, perr) })
+	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(be), SendProxy: ProxyV1})
 	for range 2 {
 		c := dial(t, s.Addr("h"))
 		br := bufio.NewReader(c)
