@@ -7,13 +7,16 @@ import (
 	"halb/proxy/balance"
 	"io"
 	"net"
-	"net/http"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/net/http/httpguts"
+	"golang.org/x/net/http2/hpack"
 )
 
 // TLS termination (tls_certificate) and HTTP/2 to clients (alpn h2).
@@ -24,7 +27,7 @@ import (
 // descriptor's readiness says nothing), and bodies go through a buffer
 // (no splice through TLS).
 //
-// An HTTP/2 connection is served by x/net/http2 (l7_h2.go). Each stream is
+// An HTTP/2 connection is served by halb's HTTP/2 server (l7_h2.go). Each stream is
 // served by the HTTP/1 engine in the stream's goroutine, as one HTTP/1.1
 // request on a connection that closes after it, so that every rule of the
 // engine (target checks, routes, header rules, the retry rule) applies to
@@ -35,8 +38,8 @@ import (
 // serveTLSTerminated handshakes, then serves HTTP/1.1 or HTTP/2.
 func (svc *service) serveTLSTerminated(h *h1conn, l7 *L7Spec) {
 	se := h.se
-	cc := newCorkConn(se.client)
-	tc, err := Handshake(context.Background(), cc, l7.TLS.Config(), svc.to.HTTPRequest)
+	g := &gatherConn{Conn: se.client}
+	tc, err := Handshake(context.Background(), g, l7.TLS.Config(), svc.to.HTTPRequest)
 	if err != nil {
 		se.shard.errs.Add(1)
 		se.client.Close()
@@ -45,9 +48,8 @@ func (svc *service) serveTLSTerminated(h *h1conn, l7 *L7Spec) {
 		return
 	}
 	if tc.ConnectionState().NegotiatedProtocol == "h2" && svc.h2 != nil {
-		cc.cork(svc.to.Client)
 		hc := &h2conn{se: se}
-		svc.h2.ServeConn(context.WithValue(context.Background(), h2connKey{}, hc), tc)
+		svc.h2.ServeConn(tc, g, hc)
 		hc.conns.close()
 		tc.Close()
 		se.end()
@@ -66,25 +68,19 @@ type h2conn struct {
 	conns h2conns
 }
 
-type h2connKey struct{}
-
-// h2bridge hands HTTP/2 streams to the HTTP/1 engine (H2Forwarder).
+// h2bridge hands HTTP/2 streams to the HTTP/1 engine (H2Handler).
 type h2bridge struct{ svc *service }
 
-// ForwardH2 serves one stream with the HTTP/1 engine, in the stream's own
+// ServeH2 serves one stream with the HTTP/1 engine, in the stream's own
 // goroutine: the request's fields become a request head, as if parsed, and
 // go through the same checks, routes, rules, server choice and retry rule
 // as an HTTP/1.1 request on a connection that closes after it; the engine's
 // answer is written to the stream by an h2stream.
-func (b h2bridge) ForwardH2(w http.ResponseWriter, r *http.Request) {
+func (b h2bridge) ServeH2(s *H2Stream) {
 	svc := b.svc
-	hc, _ := r.Context().Value(h2connKey{}).(*h2conn)
-	if hc == nil {
-		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
-		return
-	}
+	hc := s.Owner().(*h2conn)
 	st := h2streams.Get().(*h2stream)
-	st.start(w, r, svc.to.Client)
+	st.start(s)
 	h := &h1conn{se: hc.se, svc: svc, nc: st, tls: true, h2: true, shared: &hc.conns}
 	rq := h1reqs.Get().(*h1req)
 	rq.cr = connReader{c: st, idle: svc.to.Client, ctr: &hc.se.shard.bytesIn, prefix: &st.prefix}
@@ -93,21 +89,18 @@ func (b h2bridge) ForwardH2(w http.ResponseWriter, r *http.Request) {
 	h.br = svc.readers.get(&rq.cr)
 	// A stream the client resets (or a connection that ends) stops its
 	// exchange: its server connections close, and what waits on them returns.
-	stop := context.AfterFunc(r.Context(), h.closeBackends)
-	if chk := requestFromH2(&rq.h, r, st); chk.status != 0 {
+	s.SetAbort(h.closeBackends)
+	if s.Truncated {
+		h.reject(headerCheck{431, "request head too large"}, nil)
+	} else if chk := requestFromH2(&rq.h, s, st); chk.status != 0 {
 		h.reject(chk, nil)
 	} else {
 		h.proxy(rq)
 	}
-	stop()
+	s.SetAbort(nil)
 	h.dropBackends()
 	h.idle()
-	broken := h.broken || st.inHead
-	st.finish()
-	if broken {
-		// The response is not whole: the client gets RST_STREAM, not an end.
-		panic(http.ErrAbortHandler)
-	}
+	st.finish(h.broken || st.inHead)
 }
 
 // closeBackends closes the server connections of an HTTP/2 stream whose
@@ -124,33 +117,48 @@ func (h *h1conn) closeBackends() {
 }
 
 // requestFromH2 writes an HTTP/2 request's fields into hd as an HTTP/1.1
-// request head. x/net/http2 has checked the pseudo-headers and refused the
-// connection-specific fields (RFC 9113 §8.2.2); the target is checked here
-// as for HTTP/1. A body without content-length goes to the server chunked.
-func requestFromH2(hd *fasthttp.RequestHeader, r *http.Request, st *h2stream) headerCheck {
-	if chk := checkRequestTarget([]byte(r.Method), []byte(r.RequestURI)); chk.status != 0 {
+// request head. The HTTP/2 server has checked the pseudo-fields and refused
+// the connection-specific fields (RFC 9113 §8.2.2); the target is checked
+// here as for HTTP/1. Cookie fields are joined into one (§8.2.3). A body
+// without content-length goes to the server chunked.
+func requestFromH2(hd *fasthttp.RequestHeader, s *H2Stream, st *h2stream) headerCheck {
+	if chk := checkRequestTarget(unsafeBytes(s.Method), unsafeBytes(s.Path)); chk.status != 0 {
 		return chk
 	}
-	hd.SetMethod(r.Method)
-	hd.SetRequestURI(r.RequestURI)
-	hd.SetHost(r.Host)
-	for k, vs := range r.Header {
-		switch k {
-		case "Content-Length", "Transfer-Encoding", "Expect", "Host":
-			continue // framing is set below; x/net/http2 answers 100-continue itself
+	hd.SetMethod(s.Method)
+	hd.SetRequestURI(s.Path)
+	host := s.Authority
+	var cookie []byte
+	for _, f := range s.Fields {
+		switch f.Name {
+		case "content-length", "expect", "te":
+			continue // framing is set below; the server answers 100-continue itself
+		case "host":
+			if host == "" {
+				host = f.Value
+			}
+			continue
+		case "cookie":
+			if cookie != nil {
+				cookie = append(cookie, "; "...)
+			}
+			cookie = append(cookie, f.Value...)
+			continue
 		}
-		for _, v := range vs {
-			hd.Add(k, v)
-		}
+		hd.Add(f.Name, f.Value)
+	}
+	if host != "" {
+		hd.SetHost(host)
+	}
+	if cookie != nil {
+		hd.SetBytesV("Cookie", cookie)
 	}
 	switch {
-	case r.ContentLength > 0:
-		hd.SetContentLength(int(r.ContentLength))
-	case r.ContentLength < 0:
+	case s.ContentLength >= 0:
+		hd.SetContentLength(int(s.ContentLength))
+	case !s.NoBody:
 		hd.SetContentLength(-1)
 		st.chunk = true
-	case r.Header["Content-Length"] != nil:
-		hd.SetContentLength(0)
 	}
 	return headerCheck{}
 }
@@ -158,80 +166,46 @@ func requestFromH2(hd *fasthttp.RequestHeader, r *http.Request, st *h2stream) he
 // h2stream is the engine's client connection for one HTTP/2 stream: reads
 // take the request body (chunk-coded when it has no length), and the HTTP/1
 // answer the engine writes is turned into the stream's status, fields and
-// DATA. Deadlines are not passed to x/net/http2 (each is a message to the
-// connection's goroutine); instead a read or write to the stream making no
-// progress for the client timeout resets the stream.
+// DATA. Deadlines are kept by the stream itself (a read or write making no
+// progress for the client timeout resets it).
 type h2stream struct {
-	w      http.ResponseWriter
-	body   io.ReadCloser
+	s      *H2Stream
 	chunk  bool   // the body goes chunked
 	eof    bool   // ... its last chunk is in pend
 	pend   []byte // chunk framing and data not yet read
 	scr    []byte
 	prefix []byte // always empty: the connection's PROXY header was read before TLS
 	inHead bool   // no final response head written yet
-
-	idle  time.Duration
-	guard *time.Timer
-	fired bool // the guard went off: the stream is not pooled again
-	mu    sync.Mutex
-	done  bool // the handler returned: the guard must not touch w
+	left   int64  // body bytes still to come after the head (-1: until finish)
+	fields []hpack.HeaderField
+	trail  []hpack.HeaderField
 }
 
-var h2streams = sync.Pool{New: func() any {
-	st := &h2stream{}
-	st.guard = time.AfterFunc(time.Hour, st.stalled)
-	st.guard.Stop()
-	return st
-}}
+var h2streams = sync.Pool{New: func() any { return &h2stream{} }}
 
-func (st *h2stream) start(w http.ResponseWriter, r *http.Request, idle time.Duration) {
-	st.mu.Lock()
-	st.w, st.body, st.idle, st.done, st.inHead = w, r.Body, idle, false, true
-	st.mu.Unlock()
-	st.chunk, st.eof, st.pend, st.fired = false, false, nil, false
+func (st *h2stream) start(s *H2Stream) {
+	st.s, st.inHead, st.left = s, true, -1
+	st.chunk, st.eof, st.pend = false, false, nil
+	st.fields, st.trail = st.fields[:0], st.trail[:0]
 }
 
-// finish ends the stream's use of w, and pools st unless its guard went off
-// (its callback may still be on its way).
-func (st *h2stream) finish() {
-	st.guard.Stop()
-	st.mu.Lock()
-	st.w, st.body, st.done = nil, nil, true
-	st.mu.Unlock()
-	if !st.fired {
-		h2streams.Put(st)
+// finish ends the stream: with RST_STREAM when the response is not whole
+// (broken), so the client never takes a short body for a whole one.
+func (st *h2stream) finish(broken bool) {
+	if broken {
+		st.s.Reset()
+	} else {
+		st.s.End(st.trail)
 	}
-}
-
-// arm and disarm bound one read or write of the stream.
-func (st *h2stream) arm() { st.guard.Reset(st.idle) }
-
-func (st *h2stream) disarm() {
-	if !st.guard.Stop() {
-		st.fired = true
-	}
-}
-
-// stalled resets a stream whose read or write made no progress in time.
-func (st *h2stream) stalled() {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.done {
-		return
-	}
-	rc := http.NewResponseController(st.w)
-	past := time.Now().Add(-time.Second)
-	rc.SetReadDeadline(past)
-	rc.SetWriteDeadline(past)
+	st.s = nil
+	clear(st.fields)
+	clear(st.trail)
+	h2streams.Put(st)
 }
 
 func (st *h2stream) Read(p []byte) (int, error) {
 	if !st.chunk {
-		st.arm()
-		n, err := st.body.Read(p)
-		st.disarm()
-		return n, err
+		return st.s.Read(p)
 	}
 	for len(st.pend) == 0 {
 		if st.eof {
@@ -241,9 +215,7 @@ func (st *h2stream) Read(p []byte) (int, error) {
 			st.scr = make([]byte, 16<<10)
 		}
 		const room = 10 // size line: up to 8 hex digits and CRLF
-		st.arm()
-		n, err := st.body.Read(st.scr[room : len(st.scr)-2])
-		st.disarm()
+		n, err := st.s.Read(st.scr[room : len(st.scr)-2])
 		if n > 0 {
 			var line [room]byte
 			l := strconv.AppendInt(line[:0], int64(n), 16)
@@ -268,69 +240,142 @@ func (st *h2stream) Read(p []byte) (int, error) {
 
 // Write takes the engine's answer: heads (written whole, each in one call)
 // become the stream's status and fields, what follows the final head its
-// DATA.
+// DATA. A response whose length is known ends with its last DATA frame.
 func (st *h2stream) Write(p []byte) (int, error) {
 	n := len(p)
-	st.arm()
-	defer st.disarm()
 	for st.inHead {
 		end := bytes.Index(p, []byte("\r\n\r\n"))
 		if end < 0 || len(p) < 12 {
 			return 0, errors.New("h2: response head not written whole")
 		}
-		status := st.header(p[:end+2])
+		status, noBody := st.header(p[:end+2])
 		if status < 100 {
 			return 0, errors.New("h2: bad status line")
 		}
-		st.w.WriteHeader(status)
 		p = p[end+4:]
-		if status >= 200 {
+		final := status >= 200
+		if final {
 			st.inHead = false
-		} else {
-			clear(st.w.Header())
+			if noBody {
+				st.left = 0
+			}
+		}
+		if err := st.s.WriteHead(st.fields, final && st.left == 0); err != nil {
+			return 0, err
 		}
 	}
 	if len(p) > 0 {
-		if _, err := st.w.Write(p); err != nil {
+		if st.left >= 0 {
+			if int64(len(p)) > st.left {
+				return 0, errors.New("h2: response body longer than its content-length")
+			}
+			st.left -= int64(len(p))
+		}
+		if err := st.s.Write(p, st.left == 0); err != nil {
 			return 0, err
 		}
 	}
 	return n, nil
 }
 
-// header sets the stream's fields from an HTTP/1 head the engine wrote
-// (valid by construction) and returns its status. Fields HTTP/2 forbids are
-// left out; no Content-Type is invented where the server sent none.
-func (st *h2stream) header(head []byte) int {
+// header sets st.fields from an HTTP/1 head the engine wrote (valid by
+// construction) and returns its status, and whether no body follows (by
+// content-length 0, 204 or 304, or a HEAD request). Fields HTTP/2 forbids are
+// left out; names go in lower case.
+func (st *h2stream) header(head []byte) (status int, noBody bool) {
 	line, rest, _ := bytes.Cut(head, []byte("\r\n"))
-	status := 0
 	for _, c := range line[9:12] {
 		status = status*10 + int(c-'0')
 	}
-	hdr := st.w.Header()
-	hdr["Content-Type"] = nil // x/net/http2 would sniff one
+	st.left = -1
+	st.fields = append(st.fields[:0], hpack.HeaderField{Name: ":status", Value: statusText(status, line[9:12])})
 	for len(rest) > 0 {
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok || h2Forbidden(name) {
 			continue
 		}
-		k := textproto.CanonicalMIMEHeaderKey(string(name))
-		hdr[k] = append(hdr[k], string(trimOWS(value)))
+		value = trimOWS(value)
+		if bytes.EqualFold(name, []byte("content-length")) {
+			if n, ok := parseH2Length(string(value)); ok {
+				st.left = n
+			}
+		}
+		st.fields = append(st.fields, hpack.HeaderField{Name: lowerName(name), Value: string(value)})
 	}
-	return status
+	noBody = status == 204 || status == 304 || st.s.Method == "HEAD"
+	return status, noBody
+}
+
+// statusText returns the status as a string, without allocating for the common ones.
+func statusText(status int, digits []byte) string {
+	switch status {
+	case 200:
+		return "200"
+	case 204:
+		return "204"
+	case 206:
+		return "206"
+	case 301:
+		return "301"
+	case 302:
+		return "302"
+	case 304:
+		return "304"
+	case 400:
+		return "400"
+	case 404:
+		return "404"
+	case 500:
+		return "500"
+	case 502:
+		return "502"
+	case 503:
+		return "503"
+	}
+	return string(digits)
+}
+
+// h2Names are common response field names in lower case, to look up
+// without allocating.
+var h2Names = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"accept-ranges", "age", "cache-control", "content-encoding", "content-language",
+		"content-length", "content-range", "content-type", "date", "etag", "expires", "last-modified",
+		"location", "server", "set-cookie", "strict-transport-security", "vary", "via", "x-request-id",
+		"access-control-allow-origin", "x-content-type-options", "x-frame-options", "retry-after", "link"} {
+		m[n] = n
+	}
+	return m
+}()
+
+// lowerName returns name in lower case.
+func lowerName(name []byte) string {
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return strings.ToLower(string(name))
+	}
+	l := buf[:len(name)]
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		l[i] = c
+	}
+	if s, ok := h2Names[string(l)]; ok {
+		return s
+	}
+	return string(l)
 }
 
 // trailer passes a trailer field of the server's chunked body to the stream:
-// x/net/http2 sends it in the trailing HEADERS frame (dropping names that
-// may not be trailers).
+// they are sent in the trailing HEADERS frame, less the fields that may not
+// be trailers (framing, routing, authentication: httpguts.ValidTrailerHeader).
 func (st *h2stream) trailer(name, value []byte) {
-	if h2Forbidden(name) {
+	if h2Forbidden(name) || !httpguts.ValidTrailerHeader(textproto.CanonicalMIMEHeaderKey(string(name))) {
 		return
 	}
-	k := http.TrailerPrefix + textproto.CanonicalMIMEHeaderKey(string(name))
-	hdr := st.w.Header()
-	hdr[k] = append(hdr[k], string(value))
+	st.trail = append(st.trail, hpack.HeaderField{Name: lowerName(name), Value: string(value)})
 }
 
 // h2Forbidden reports the connection-specific fields (RFC 9113 §8.2.2): the
@@ -338,6 +383,9 @@ func (st *h2stream) trailer(name, value []byte) {
 func h2Forbidden(name []byte) bool {
 	return isHopHeader(name, false) || bytes.EqualFold(name, []byte("transfer-encoding")) || bytes.EqualFold(name, []byte("trailer"))
 }
+
+// unsafeBytes returns s's bytes without copying; they must not be written.
+func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
 
 func (st *h2stream) Close() error                     { return nil }
 func (st *h2stream) LocalAddr() net.Addr              { return nil }

@@ -317,7 +317,7 @@ func (s *Server) newService(spec ServiceSpec, st *svcStats) *service {
 	svc.readers = &readerPool{size: cmp.Or(spec.MaxHeaderSize, DefaultMaxHeaderSize)}
 	svc.respReaders = &readerPool{size: respHeadMax}
 	if l7 := spec.L7; l7 != nil && l7.H2 {
-		svc.h2 = NewH2Server(svc.log, H2Limits{MaxHeaderListSize: svc.readers.size, IdleTimeout: svc.to.HTTPKeepAlive}, h2bridge{svc})
+		svc.h2 = NewH2Server(svc.log, H2Limits{MaxHeaderListSize: svc.readers.size, IdleTimeout: svc.to.HTTPKeepAlive, WriteTimeout: svc.to.Client}, h2bridge{svc})
 	}
 	if spec.Mode == ModeTLS {
 		svc.exact = make(map[string]*balance.Pool)
@@ -406,10 +406,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	for h := range h2s {
 		// GOAWAY on every HTTP/2 connection: clients finish their streams
-		// and open no new one; x/net/http2 closes each connection after its
-		// last stream. Without it an idle HTTP/2 client held Shutdown to
-		// its deadline.
-		go h.Shutdown(ctx)
+		// and open no new one; each connection closes after its last
+		// stream. Without it an idle HTTP/2 client held Shutdown to its
+		// deadline.
+		h.Shutdown()
 	}
 	done := make(chan struct{})
 	go func() {
