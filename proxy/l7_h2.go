@@ -1002,6 +1002,7 @@ func (st *H2Stream) Write(p []byte, end bool) error {
 		if n > 0 {
 			win := min(st.sendWin, c.sendWin)
 			if win <= 0 {
+				c.kick() // what this stream wrote so far goes out while it waits
 				st.waitConn = st.sendWin > 0
 				st.wait()
 				st.waitConn = false

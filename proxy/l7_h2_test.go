@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -38,6 +39,12 @@ func (echoForwarder) ServeH2(st *H2Stream) {
 // get a fixed HTTP/1.1 answer. It returns the address; everything stops at cleanup.
 func h2Front(t *testing.T, limits H2Limits, names ...string) string {
 	t.Helper()
+	return h2FrontWith(t, limits, echoForwarder{}, names...)
+}
+
+// h2FrontWith is h2Front with h serving the streams.
+func h2FrontWith(t *testing.T, limits H2Limits, h H2Handler, names ...string) string {
+	t.Helper()
 	dir := t.TempDir()
 	if len(names) == 0 {
 		names = []string{"a.test"}
@@ -50,7 +57,7 @@ func h2Front(t *testing.T, limits H2Limits, names ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h2 := NewH2Server(zaptest.NewLogger(t), limits, echoForwarder{})
+	h2 := NewH2Server(zaptest.NewLogger(t), limits, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := serveConns(t, func(c net.Conn) {
 		tc, err := Handshake(ctx, c, store.Config(), 5*time.Second)
@@ -209,3 +216,155 @@ func TestTLSCurlSNI(t *testing.T) {
 		}
 	}
 }
+
+// h2Dial opens a TLS connection speaking h2 to addr, sends the preface and empty SETTINGS, and
+// returns a Framer on it that decodes header blocks.
+func h2Dial(t *testing.T, addr string) (*tls.Conn, *http2.Framer) {
+	t.Helper()
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings()
+	return c, fr
+}
+
+// h2Request writes a GET for path on stream id, ending the stream when end.
+func h2Request(t *testing.T, fr *http2.Framer, id uint32, path string, end bool) {
+	t.Helper()
+	var b bytes.Buffer
+	enc := hpack.NewEncoder(&b)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.test"}, {":path", path}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: b.Bytes(), EndStream: end, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// h2Until reads frames until match returns true, failing on an error or the end of the connection.
+func h2Until(t *testing.T, fr *http2.Framer, what string, match func(http2.Frame) bool) http2.Frame {
+	t.Helper()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		if match(f) {
+			return f
+		}
+	}
+}
+
+// stuckHandler never answers: it waits until the test releases it, ignoring resets.
+type stuckHandler struct{ release chan struct{} }
+
+func (h stuckHandler) ServeH2(*H2Stream) { <-h.release }
+
+// TestH2RefusedAndRapidReset: a stream past MAX_CONCURRENT_STREAMS is refused with
+// RST_STREAM(REFUSED_STREAM); a client that resets its streams while their handlers still run
+// (rapid reset) is disconnected with GOAWAY(ENHANCE_YOUR_CALM) once four times that many run.
+func TestH2RefusedAndRapidReset(t *testing.T) {
+	h := stuckHandler{release: make(chan struct{})}
+	addr := h2FrontWith(t, H2Limits{MaxConcurrentStreams: 2}, h)
+	t.Cleanup(func() { close(h.release) }) // runs before h2FrontWith's cleanup
+	_, fr := h2Dial(t, addr)
+	h2Request(t, fr, 1, "/a", true)
+	h2Request(t, fr, 3, "/b", true)
+	h2Request(t, fr, 5, "/c", true)
+	rst := h2Until(t, fr, "RST_STREAM", func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok }).(*http2.RSTStreamFrame)
+	if rst.StreamID != 5 || rst.ErrCode != http2.ErrCodeRefusedStream {
+		t.Fatalf("third stream: RST_STREAM %d %v, want 5 REFUSED_STREAM", rst.StreamID, rst.ErrCode)
+	}
+	// Reset each stream at once: handlers keep running, streams close.
+	fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	fr.WriteRSTStream(3, http2.ErrCodeCancel)
+	id := uint32(7)
+	for range 4 * 2 {
+		h2Request(t, fr, id, "/r", true)
+		fr.WriteRSTStream(id, http2.ErrCodeCancel)
+		id += 2
+	}
+	ga := h2Until(t, fr, "GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+	if ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
+		t.Fatalf("GOAWAY %v, want ENHANCE_YOUR_CALM", ga.ErrCode)
+	}
+}
+
+// TestH2IdleTimeout: a connection with no open stream for the idle timeout gets GOAWAY(NO_ERROR)
+// naming the last stream served, then ends; one with a stream open does not.
+func TestH2IdleTimeout(t *testing.T) {
+	addr := h2FrontWith(t, H2Limits{IdleTimeout: 300 * time.Millisecond}, echoForwarder{})
+	_, fr := h2Dial(t, addr)
+	h2Request(t, fr, 1, "/x", true)
+	h2Until(t, fr, "the answer's end", func(f http2.Frame) bool {
+		return f.Header().StreamID == 1 && f.Header().Flags.Has(http2.FlagDataEndStream)
+	})
+	start := time.Now()
+	ga := h2Until(t, fr, "GOAWAY", func(f http2.Frame) bool { _, ok := f.(*http2.GoAwayFrame); return ok }).(*http2.GoAwayFrame)
+	if ga.ErrCode != http2.ErrCodeNo || ga.LastStreamID != 1 {
+		t.Fatalf("GOAWAY %v last %d, want NO_ERROR last 1", ga.ErrCode, ga.LastStreamID)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("GOAWAY after %v, before the idle timeout", d)
+	}
+	if _, err := fr.ReadFrame(); err == nil {
+		t.Fatal("connection still open after GOAWAY")
+	}
+}
+
+// TestH2FlowControl: a response larger than the client's windows waits for WINDOW_UPDATE and
+// arrives whole, in DATA frames no larger than the client's SETTINGS_MAX_FRAME_SIZE and never
+// past the window.
+func TestH2FlowControl(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef", 8<<10) // 128 KiB
+	h := h2HandlerFunc(func(st *H2Stream) {
+		st.WriteHead([]hpack.HeaderField{{Name: ":status", Value: "200"}}, false)
+		st.Write([]byte(body), true)
+	})
+	addr := h2FrontWith(t, H2Limits{}, h)
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
+	h2Request(t, fr, 1, "/big", true)
+	got, win := 0, 1000 // the stream's window; the connection's is 65535
+	connWin := 65535
+	for got < len(body) {
+		f := h2Until(t, fr, "DATA", func(f http2.Frame) bool { _, ok := f.(*http2.DataFrame); return ok }).(*http2.DataFrame)
+		n := len(f.Data())
+		if n > 16<<10 || n > win || n > connWin {
+			t.Fatalf("DATA of %d bytes with windows %d/%d", n, win, connWin)
+		}
+		if string(f.Data()) != body[got:got+n] {
+			t.Fatalf("DATA at %d differs", got)
+		}
+		got += n
+		win -= n
+		connWin -= n
+		if win == 0 && got < len(body) {
+			fr.WriteWindowUpdate(1, 3000)
+			win += 3000
+			fr.WriteWindowUpdate(0, 3000)
+			connWin += 3000
+		}
+		if f.StreamEnded() != (got == len(body)) {
+			t.Fatalf("END_STREAM %v at %d of %d", f.StreamEnded(), got, len(body))
+		}
+	}
+}
+
+type h2HandlerFunc func(st *H2Stream)
+
+func (f h2HandlerFunc) ServeH2(st *H2Stream) { f(st) }
