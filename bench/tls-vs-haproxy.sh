@@ -8,9 +8,9 @@
 # Keep-alive rows: h2load -c C -m 10 -D DURATION --warm-up-time 1 [--h1]; the handshake row:
 # h2load --h1 -c 64 -n 2560 -H 'Connection: close' (a new TLS connection per request). Prints
 # one line per run, then per row the median req/s of each and the median of the per-run ratios.
-# The HTTP/2 rows also measure bench/h2floor: x/net/http2's server alone (as halb sets it up,
+# The HTTP/2 rows also measure bench/h2floor: x/net/http2's server alone (with halb's limits,
 # pinned the same way) answering from memory with no backend, the ceiling of any proxy built on
-# that server. Starts everything itself on 127.0.0.1 ports 19101 (nginx), 19443 (HAProxy), 19444
+# that server (halb used it until 2026-12-07 and now has its own, on x/net/http2's Framer). Starts everything itself on 127.0.0.1 ports 19101 (nginx), 19443 (HAProxy), 19444
 # (halb), 19445 (h2floor), and stops exactly what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."

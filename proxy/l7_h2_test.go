@@ -170,7 +170,7 @@ func TestH2Spec(t *testing.T) {
 	}
 	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
-		io.WriteString(w, "ok")
+		io.WriteString(w, "answered by the server behind the proxy\n") // 5 bytes or more: h2spec 6.9.2 #2 runs
 	})
 	dir := t.TempDir()
 	store, err := NewCertStore(testLogger(t), []CertFile{{Cert: writeL7Cert(t, dir, "a.pem", nil, "a.test")}},
@@ -191,8 +191,8 @@ func TestH2Spec(t *testing.T) {
 	if total == 0 {
 		t.Fatal("h2spec did not run")
 	}
-	if failed > 0 || passed == 0 {
-		t.Fatalf("h2spec: %d of %d failed", failed, total)
+	if failed > 0 || skipped > 0 || passed != total {
+		t.Fatalf("h2spec: %d of %d failed, %d skipped", failed, total, skipped)
 	}
 }
 

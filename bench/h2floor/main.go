@@ -1,7 +1,8 @@
 // Command h2floor is the HTTP/2 floor that bench/tls-vs-haproxy.sh measures next to the proxies:
-// golang.org/x/net/http2's server alone, as halb configures it, answering GET /128 and GET /64k
+// golang.org/x/net/http2's server alone, with halb's HTTP/2 limits, answering GET /128 and GET /64k
 // from memory over TLS, with no backend and no proxying. What it serves per second on one core
-// bounds what any proxy built on that server can serve.
+// bounds what any proxy built on that server can serve: the measure that led halb to its own
+// HTTP/2 server on x/net/http2's Framer (docs/dataplane.md), which as a full proxy now serves more.
 //
 //	h2floor -listen 127.0.0.1:19445 -cert both.pem
 package main
