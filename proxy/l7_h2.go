@@ -608,16 +608,28 @@ func (c *h2Conn) data(f *http2.DataFrame) error {
 		c.credit(st, pad)
 	}
 	if len(data) > 0 {
-		if st.rbuf == nil {
-			st.rbuf = (*h2Bufs.Get().(*[]byte))[:0]
-		}
-		st.rbuf = append(st.rbuf, data...)
-		st.cond.Signal()
+		st.take(data)
 	}
 	if f.StreamEnded() {
 		return c.endBody(st)
 	}
 	return nil
+}
+
+// take keeps body bytes for the handler; c.mu is held.
+func (st *H2Stream) take(data []byte) {
+	if st.rbuf == nil {
+		st.rbuf = (*h2Bufs.Get().(*[]byte))[:0]
+	}
+	if st.roff > 0 && len(st.rbuf)+len(data) > cap(st.rbuf) {
+		// Move what is unread to the front before growing: a body read while
+		// it arrives may never leave the buffer empty, and would otherwise
+		// grow it without bound.
+		st.rbuf = st.rbuf[:copy(st.rbuf, st.rbuf[st.roff:])]
+		st.roff = 0
+	}
+	st.rbuf = append(st.rbuf, data...)
+	st.cond.Signal()
 }
 
 // endBody: the client's half of st ended.

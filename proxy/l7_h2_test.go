@@ -368,3 +368,83 @@ func TestH2FlowControl(t *testing.T) {
 type h2HandlerFunc func(st *H2Stream)
 
 func (f h2HandlerFunc) ServeH2(st *H2Stream) { f(st) }
+
+// TestH2StreamBufferBounded: body bytes read while more arrive, so that the stream's buffer is
+// never empty, keep it within twice the unread amount (the unread bytes move down before it
+// grows), and come out in order.
+func TestH2StreamBufferBounded(t *testing.T) {
+	c := &h2Conn{srv: NewH2Server(nil, H2Limits{}, nil), streams: map[uint32]*H2Stream{}}
+	st := &H2Stream{c: c, id: 1, state: h2Open, recvWin: 1 << 30}
+	st.cond.L = &c.mu
+	c.recvWin = 1 << 30
+	c.fr = http2.NewFramer(io.Discard, nil)
+	var in, out byte
+	chunk := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = in
+			in++
+		}
+		return b
+	}
+	c.mu.Lock()
+	st.take(chunk(16 << 10))
+	c.mu.Unlock()
+	buf := make([]byte, 1000)
+	for range 20000 {
+		n, err := st.Read(buf)
+		if err != nil || n != len(buf) {
+			t.Fatalf("read %d, %v", n, err)
+		}
+		for _, b := range buf[:n] {
+			if b != out {
+				t.Fatalf("byte %d, want %d", b, out)
+			}
+			out++
+		}
+		c.mu.Lock()
+		st.take(chunk(n))
+		if cap(st.rbuf) > 64<<10 {
+			t.Fatalf("buffer grew to %d bytes for 16 KiB unread", cap(st.rbuf))
+		}
+		c.mu.Unlock()
+	}
+}
+
+// TestH2UploadBounded: a 32 MiB request body read in small pieces while it arrives comes whole,
+// and the stream's buffer stays within twice its flow-control window.
+func TestH2UploadBounded(t *testing.T) {
+	const size = 32 << 20
+	var maxCap int
+	var got int64
+	h := h2HandlerFunc(func(st *H2Stream) {
+		buf := make([]byte, 1000)
+		for {
+			n, err := st.Read(buf)
+			got += int64(n)
+			st.c.mu.Lock()
+			maxCap = max(maxCap, cap(st.rbuf))
+			st.c.mu.Unlock()
+			if err != nil {
+				break
+			}
+		}
+		st.WriteHead([]hpack.HeaderField{{Name: ":status", Value: "204"}}, true)
+	})
+	addr := h2FrontWith(t, H2Limits{}, h)
+	tr := &http2.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true, ServerName: "a.test"}}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	resp, err := client.Post("https://"+addr+"/up", "application/octet-stream", &patternReader{n: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 || got != size {
+		t.Fatalf("status %d, server read %d of %d bytes", resp.StatusCode, got, size)
+	}
+	if maxCap > 2*DefaultH2StreamWindow {
+		t.Fatalf("stream buffer grew to %d bytes (window %d)", maxCap, DefaultH2StreamWindow)
+	}
+	t.Logf("largest stream buffer: %d bytes", maxCap)
+}
