@@ -1122,7 +1122,10 @@ func (g *gatherConn) end() error {
 	b := g.buf
 	g.buf = nil
 	g.mu.Unlock()
-	_, err := g.Conn.Write(b)
+	var err error
+	if len(b) > 0 {
+		_, err = g.Conn.Write(b)
+	}
 	if cap(b) <= 2*h2BufMax {
 		b = b[:0]
 		h2Bufs.Put(&b)
