@@ -297,7 +297,7 @@ func (st *h2stream) header(head []byte) (status int, noBody bool) {
 		}
 		value = trimOWS(value)
 		if bytes.EqualFold(name, []byte("content-length")) {
-			if n, ok := parseH2Length(string(value)); ok {
+			if n, ok := parseContentLength(value); ok {
 				st.left = n
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -547,34 +548,16 @@ func (st *H2Stream) request(f *http2.MetaHeadersFrame) bool {
 				return false
 			}
 		case "content-length":
-			n, ok := parseH2Length(hf.Value)
+			n, ok := parseContentLength(unsafeBytes(hf.Value))
 			if !ok || (st.ContentLength >= 0 && n != st.ContentLength) {
 				return false
 			}
 			st.ContentLength = n
 		case "expect":
-			st.expect = asciiEqualFold(hf.Value, "100-continue")
+			st.expect = strings.EqualFold(hf.Value, "100-continue")
 		}
 	}
 	return true
-}
-
-func parseH2Length(s string) (int64, bool) {
-	if s == "" || len(s) > 18 {
-		return 0, false
-	}
-	var n int64
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-		n = n*10 + int64(s[i]-'0')
-	}
-	return n, true
-}
-
-func asciiEqualFold(a, b string) bool {
-	return len(a) == len(b) && bytes.EqualFold([]byte(a), []byte(b))
 }
 
 // data takes a DATA frame's body bytes for its stream.

@@ -104,15 +104,7 @@ func TestH2Forward(t *testing.T) {
 // TestH2Settings reads the server's SETTINGS frame: the limits are announced as set.
 func TestH2Settings(t *testing.T) {
 	addr := h2Front(t, H2Limits{MaxConcurrentStreams: 7, MaxHeaderListSize: 8 << 10, MaxReadFrameSize: 32 << 10})
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, http2.ClientPreface)
-	fr := http2.NewFramer(c, c)
-	fr.WriteSettings()
+	_, fr := h2Dial(t, addr)
 	f, err := fr.ReadFrame()
 	if err != nil {
 		t.Fatal(err)
@@ -217,9 +209,9 @@ func TestTLSCurlSNI(t *testing.T) {
 	}
 }
 
-// h2Dial opens a TLS connection speaking h2 to addr, sends the preface and empty SETTINGS, and
-// returns a Framer on it that decodes header blocks.
-func h2Dial(t *testing.T, addr string) (*tls.Conn, *http2.Framer) {
+// h2Dial opens a TLS connection speaking h2 to addr, sends the preface and SETTINGS with
+// settings, and returns a Framer on it that decodes header blocks.
+func h2Dial(t *testing.T, addr string, settings ...http2.Setting) (*tls.Conn, *http2.Framer) {
 	t.Helper()
 	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 	if err != nil {
@@ -230,7 +222,7 @@ func h2Dial(t *testing.T, addr string) (*tls.Conn, *http2.Framer) {
 	io.WriteString(c, http2.ClientPreface)
 	fr := http2.NewFramer(c, c)
 	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	fr.WriteSettings()
+	fr.WriteSettings(settings...)
 	return c, fr
 }
 
@@ -328,16 +320,7 @@ func TestH2FlowControl(t *testing.T) {
 		st.Write([]byte(body), true)
 	})
 	addr := h2FrontWith(t, H2Limits{}, h)
-	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, http2.ClientPreface)
-	fr := http2.NewFramer(c, c)
-	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
+	_, fr := h2Dial(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
 	h2Request(t, fr, 1, "/big", true)
 	got, win := 0, 1000 // the stream's window; the connection's is 65535
 	connWin := 65535
