@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gbgp "github.com/osrg/gobgp/v4/pkg/packet/bgp"
@@ -56,7 +57,14 @@ func newLogger(z *zap.Logger, now func() time.Time) *logger {
 
 // slog returns the logger and level to give GoBGP (server.LoggerOption).
 func (l *logger) slog() (*slog.Logger, *slog.LevelVar) {
-	return slog.New(&handler{l: l}), l.level
+	return l.slogOff(nil)
+}
+
+// slogOff is slog whose records are dropped once off is set: GoBGP's Stop does not wait for all
+// of its goroutines (a connect loop may log after it returns), and a stopped server's late
+// records would otherwise reach a logger whose owner is gone (a finished test's).
+func (l *logger) slogOff(off *atomic.Bool) (*slog.Logger, *slog.LevelVar) {
+	return slog.New(&handler{l: l, off: off}), l.level
 }
 
 // fields turns f into zap fields, sorted by key.
@@ -255,15 +263,19 @@ func (l *logger) debug(msg string, f fields) {
 // with With("Topic", "Peer", "Key", address): those attributes stay in attrs.
 type handler struct {
 	l      *logger
-	attrs  []slog.Attr // qualified by their groups already
-	prefix string      // the open groups, "a.b."
+	off    *atomic.Bool // set: drop every record
+	attrs  []slog.Attr  // qualified by their groups already
+	prefix string       // the open groups, "a.b."
 }
 
 func (h *handler) Enabled(_ context.Context, level slog.Level) bool {
-	return level >= h.l.level.Level()
+	return level >= h.l.level.Level() && (h.off == nil || !h.off.Load())
 }
 
 func (h *handler) Handle(_ context.Context, r slog.Record) error {
+	if h.off != nil && h.off.Load() {
+		return nil
+	}
 	f := make(fields, len(h.attrs)+r.NumAttrs())
 	for _, a := range h.attrs {
 		addAttr(f, "", a)

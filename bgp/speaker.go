@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	api "github.com/osrg/gobgp/v4/api"
@@ -25,8 +26,9 @@ type Speaker struct {
 
 	mu        sync.Mutex
 	srv       *server.BgpServer
-	cfg       Config  // applied
-	announced []Route // sorted by prefix
+	logOff    *atomic.Bool // set when srv stops: its late records are dropped
+	cfg       Config       // applied
+	announced []Route      // sorted by prefix
 }
 
 // NewSpeaker returns a speaker that is not started.
@@ -50,7 +52,8 @@ func (s *Speaker) Start(ctx context.Context, cfg Config) error {
 }
 
 func (s *Speaker) startLocked(ctx context.Context, cfg Config) error {
-	srv := server.NewBgpServer(server.LoggerOption(s.gl.slog()))
+	off := new(atomic.Bool)
+	srv := server.NewBgpServer(server.LoggerOption(s.gl.slogOff(off)))
 	go srv.Serve()
 	port := int32(-1) // GoBGP: no listener
 	if cfg.ListenPort > 0 {
@@ -64,9 +67,10 @@ func (s *Speaker) startLocked(ctx context.Context, cfg Config) error {
 	}
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: g}); err != nil {
 		srv.Stop()
+		off.Store(true)
 		return fmt.Errorf("bgp: start: %w", err)
 	}
-	s.srv, s.cfg, s.announced = srv, Config{RouterID: cfg.RouterID, LocalAS: cfg.LocalAS, ListenPort: cfg.ListenPort}, nil
+	s.srv, s.logOff, s.cfg, s.announced = srv, off, Config{RouterID: cfg.RouterID, LocalAS: cfg.LocalAS, ListenPort: cfg.ListenPort}, nil
 	return s.applyNeighborsLocked(ctx, cfg.Neighbors)
 }
 
@@ -81,8 +85,7 @@ func (s *Speaker) Apply(ctx context.Context, cfg Config) error {
 	}
 	if cfg.RouterID != s.cfg.RouterID || cfg.LocalAS != s.cfg.LocalAS || cfg.ListenPort != s.cfg.ListenPort {
 		routes := s.announced
-		s.srv.Stop()
-		s.srv = nil
+		s.stopLocked()
 		if err := s.startLocked(ctx, cfg); err != nil {
 			return err
 		}
@@ -329,7 +332,14 @@ func (s *Speaker) Stop() {
 	if s.srv == nil {
 		return
 	}
-	s.srv.Stop()
-	s.srv, s.announced = nil, nil
+	s.stopLocked()
+	s.announced = nil
 	s.cfg.Neighbors = nil
+}
+
+// stopLocked stops the running GoBGP server and silences what its goroutines log afterwards.
+func (s *Speaker) stopLocked() {
+	s.srv.Stop()
+	s.logOff.Store(true)
+	s.srv = nil
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,7 +39,8 @@ func freePort(t *testing.T) int {
 
 func startRouter(t *testing.T, expectAS uint32) *router {
 	t.Helper()
-	r := &router{srv: server.NewBgpServer(server.LoggerOption(newLogger(zaptest.NewLogger(t).Named("router"), time.Now).slog())), port: freePort(t)}
+	off := new(atomic.Bool) // GoBGP may log after Stop returns: not into the finished test
+	r := &router{srv: server.NewBgpServer(server.LoggerOption(newLogger(zaptest.NewLogger(t).Named("router"), time.Now).slogOff(off))), port: freePort(t)}
 	go r.srv.Serve()
 	ctx := context.Background()
 	if err := r.srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
@@ -46,7 +48,7 @@ func startRouter(t *testing.T, expectAS uint32) *router {
 	}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(r.srv.Stop)
+	t.Cleanup(func() { r.srv.Stop(); off.Store(true) })
 	for _, p := range []struct {
 		addr string
 		fam  *api.Family
