@@ -63,8 +63,10 @@ type h1conn struct {
 	broken    bool        // a response was cut short after its head was sent
 	linger    bool        // an error was answered: drain unread input before closing
 	firstWait bool
-	parks     bool // registered with the parker (pkv)
-	detached  bool // parked, its descriptor taken from Go's runtime (pkv.detach): se.client and nc are nil
+	pipelined bool   // the client sent a request before its previous answer was out: always probe
+	out       []byte // an answer held back to be written from inside the next wait (respond)
+	parks     bool   // registered with the parker (pkv)
+	detached  bool   // parked, its descriptor taken from Go's runtime (pkv.detach): se.client and nc are nil
 
 	mu  sync.Mutex // guards bes against abort
 	bes [maxBackendConns]*beConn
@@ -317,6 +319,7 @@ func (h *h1conn) abort() {
 
 // finish closes the client and its server connections and ends the session.
 func (h *h1conn) finish() {
+	h.flushOut()
 	h.idle()
 	if h.linger {
 		h.linger = false
@@ -396,6 +399,13 @@ func (h *h1conn) run() {
 			if !h.waitRequest() {
 				return
 			}
+		} else {
+			h.pipelined = true
+			if !h.flushOut() {
+				h.state.Store(h1Closed)
+				h.finish()
+				return
+			}
 		}
 		switch h.serveOne() {
 		case closeConn:
@@ -420,7 +430,7 @@ func (h *h1conn) waitRequest() bool {
 	srv := h.svc.srv
 	if len(h.se.prefix) > 0 || h.woken {
 		h.woken = false
-		return true
+		return h.flushOut()
 	}
 	idle := h.svc.to.HTTPKeepAlive
 	if h.firstWait {
@@ -451,7 +461,10 @@ func (h *h1conn) waitRequest() bool {
 		return true
 	}
 	if h.pkv.rc != nil {
-		res, _, _ := readable(h.se.client, h.pkv.rc, &h.active().w, min(parkAfter, idle), nil, false)
+		res, ok := h.lingerWait(min(parkAfter, idle))
+		if !ok {
+			res = waitClosed
+		}
 		switch res {
 		case waitReady:
 			h.firstWait = false
@@ -544,6 +557,7 @@ type waiter struct {
 	fresh   bool
 	calls   int
 	werr    error
+	ctr     *atomic.Uint64     // counts what is written of pending, if set
 	fn      func(uintptr) bool // w.call
 }
 
@@ -560,6 +574,9 @@ func (w *waiter) call(fd uintptr) bool {
 			n, err := unix.Write(int(fd), w.pending)
 			if n > 0 {
 				w.pending = w.pending[n:]
+				if w.ctr != nil {
+					w.ctr.Add(uint64(n))
+				}
 			}
 			switch err {
 			case nil, unix.EINTR:
@@ -589,6 +606,54 @@ func peekFD(fd uintptr) syscall.Errno {
 			return e
 		}
 	}
+}
+
+// lingerWait waits up to d for the client's next request, writing the answer
+// held back in h.out first, from inside the wait (readable): the poller is
+// armed before the client can have it, so nothing it sends after it can be
+// missed and the wait needs no probe, unless the client pipelines (its next
+// request may already be on the socket). ok is false when the answer could
+// not be written.
+func (h *h1conn) lingerWait(d time.Duration) (res waitResult, ok bool) {
+	out := h.out
+	h.out = nil
+	ctr := &h.se.shard.bytesOut
+	w := &h.active().w
+	w.ctr = ctr
+	defer func() { w.ctr = nil }()
+	for {
+		var unsent []byte
+		var werr error
+		fresh := out != nil && !h.pipelined
+		res, unsent, werr = readable(h.se.client, h.pkv.rc, w, d, out, fresh)
+		if werr != nil {
+			return res, false
+		}
+		if len(unsent) == 0 {
+			if res == waitTimeout && fresh && !quietConn(h.pkv.rc) {
+				// A request sent before the answer was out (pipelined in
+				// its own segment) gave no readiness to this wait: found
+				// late, once; this connection probes from now on.
+				h.pipelined = true
+				res = waitReady
+			}
+			return res, true
+		}
+		if writeAll(h.nc, unsent, h.svc.to.Client, ctr) != nil {
+			return res, false
+		}
+		out = nil
+	}
+}
+
+// flushOut writes the answer held back in h.out, if any; false: it could not.
+func (h *h1conn) flushOut() bool {
+	out := h.out
+	if out == nil {
+		return true
+	}
+	h.out = nil
+	return writeAll(h.nc, out, h.svc.to.Client, &h.se.shard.bytesOut) == nil
 }
 
 // serveOne reads one request and answers it.

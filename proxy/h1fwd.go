@@ -288,6 +288,13 @@ func quiet(be *beConn) bool {
 	return *be.quietQ
 }
 
+// quietConn is quiet for a connection probed rarely (it allocates).
+func quietConn(rc syscall.RawConn) bool {
+	q := false
+	rc.Control(func(fd uintptr) { q = peekFD(fd) == unix.EAGAIN })
+	return q
+}
+
 // dial opens a connection to b (with its PROXY header) and keeps it.
 func (h *h1conn) dial(b *balance.Backend) (*beConn, error) {
 	svc := h.svc
@@ -539,7 +546,11 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 		out = append(out, p...)
 		be.br.Discard(int(f.length))
 		n = f.length
-		err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
+		if h.holdBack(closeAfter) {
+			h.out = out // written by the wait for the next request (lingerWait)
+		} else {
+			err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
+		}
 	default:
 		if err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut); err == nil {
 			switch f.kind {
@@ -582,6 +593,15 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 		return closeConn
 	}
 	return keepOpen
+}
+
+// holdBack reports whether a whole answer in one buffer may wait to be
+// written by the wait for the next request (lingerWait), which saves that
+// wait its probe: only on a plaintext connection that stays open and
+// has nothing of the next request buffered.
+func (h *h1conn) holdBack(closeAfter bool) bool {
+	return !closeAfter && h.pkv.rc != nil && !h.tls && !h.h2 &&
+		len(h.se.prefix) == 0 && (h.br == nil || h.br.Buffered() == 0)
 }
 
 // appendResponseHead writes the head the client gets: the server's fields

@@ -91,8 +91,9 @@ func TestHTTPTrustedUpstreamAppends(t *testing.T) {
 
 // TestHTTPPipelinedWhileHeld: a client that sends its next request while the
 // proxy waits on the backend (pipelining) gets both responses, in order. The
-// first response is a folded write (fold.go): the second request arrived before
-// the proxy's read was armed, so only the folded read's fallback can see it.
+// first response is held back for the wait for the next request (lingerWait):
+// the second request arrived before that wait was armed, so only its probe
+// after the linger can see it.
 func TestHTTPPipelinedWhileHeld(t *testing.T) {
 	got := make(chan string, 8)
 	release := make(chan struct{})
