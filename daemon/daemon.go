@@ -71,6 +71,7 @@ type Daemon struct {
 	bgp    atomic.Pointer[bgpRunner] // bgp.go; nil without a bgp block
 
 	started    time.Time
+	ready      chan struct{} // closed by Run once every part has started
 	lastReload atomic.Pointer[admin.Reload]
 	stopOnce   sync.Once
 }
@@ -138,7 +139,7 @@ func New(o Options) (*Daemon, error) {
 	if o.Log == nil {
 		o.Log = zap.NewNop()
 	}
-	d := &Daemon{log: o.Log, level: o.Level, opts: o, started: time.Now()}
+	d := &Daemon{log: o.Log, level: o.Level, opts: o, started: time.Now(), ready: make(chan struct{})}
 	cfg, diags, err := d.load()
 	for _, w := range diags {
 		if w.Severity == config.Warning {
@@ -172,6 +173,10 @@ func (d *Daemon) applyLogLevel(cfg *config.Config) {
 		d.level.SetLevel(l)
 	}
 }
+
+// Ready is closed once Run has started every part (when systemd is told
+// READY=1); what Run set up before is visible to whoever received from it.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
 // Run starts every part, serves until ctx is done (or SIGTERM with Options.Signals), then stops
 // gracefully: VRRP hands over (priority 0, VIPs removed), listeners close, connections drain.
@@ -239,6 +244,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("halb running", zap.String("config", d.opts.ConfigPath), zap.String("summary", cfg.Summary().String()))
 	_, _ = sdnotify.SdNotify(false, sdnotify.SdNotifyReady)
+	close(d.ready)
 	go d.watchdog(runCtx)
 
 	var sigs chan os.Signal

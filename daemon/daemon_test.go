@@ -57,6 +57,14 @@ func startDaemon(t *testing.T, path string) *Daemon {
 			t.Errorf("Run: %v", err)
 		}
 	})
+	// Tests look at the daemon's parts directly: wait until Run has set
+	// them up (a served port alone orders nothing for the race detector).
+	select {
+	case <-d.Ready():
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatalf("Run ended before it was ready: %v", err)
+	}
 	return d
 }
 
@@ -213,6 +221,7 @@ func TestGracefulStopCompletesInFlight(t *testing.T) {
 	go func() { done <- d.Run(ctx) }()
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 	waitHTTP(t, url+"ready")
+	<-d.Ready() // d.proxy is read below
 
 	const n = 8
 	results := make(chan error, n)

@@ -134,6 +134,7 @@ func TestSystemdNotify(t *testing.T) {
 	if m := next(); m != "READY=1" {
 		t.Fatalf("first notification %q", m)
 	}
+	<-d.Ready() // the notification orders nothing for the race detector
 	if err := d.Reload(); err != nil {
 		t.Fatal(err)
 	}
