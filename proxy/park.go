@@ -45,12 +45,16 @@ import (
 // each): 20 ms keeps them in their goroutine. A lingering connection holds its
 // goroutine's stack, so the longer linger raises the memory peak while many
 // connections open (about +0.3 KiB per idle HTTP connection in halb bench
-// --idle); TCP relays, whose small-burst rows did not gain from it, keep 5 ms.
-// A per-connection choice (20 ms only for a client that came back soon after
-// its connection parked) kept the memory but showed no gain (docs/benchmarks.md).
+// --idle). A per-connection choice (20 ms only for a client that came back
+// soon after its connection parked) kept the memory but showed no gain for
+// HTTP (docs/benchmarks.md). TCP relay directions make that choice: 5 ms,
+// and 20 ms (pipeParkAfterBusy) for a direction woken within 20 ms of parking.
+// With 256 sessions on one core, 5 ms for all cost 1.3 to 1.7 epoll_ctl per
+// request (each burst parked); 20 ms for all, +0.2 KiB per idle session.
 const (
-	parkAfter     = 20 * time.Millisecond
-	pipeParkAfter = 5 * time.Millisecond
+	parkAfter         = 20 * time.Millisecond
+	pipeParkAfter     = 5 * time.Millisecond
+	pipeParkAfterBusy = 20 * time.Millisecond
 )
 
 // parked is one parked connection: what to do when it becomes readable and

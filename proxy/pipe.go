@@ -20,8 +20,9 @@ import (
 // half-close propagation, and then closes both and calls done once.
 //
 // Each direction runs in a goroutine only while it moves bytes: after a
-// burst it waits pipeParkAfter for the next one, then parks its source
-// descriptor (park.go) and its goroutine ends. A session with nothing in
+// burst it waits a while (pipeParkAfter, pipeParkAfterBusy) for the next
+// one, then parks its source descriptor (park.go) and its goroutine ends.
+// A session with nothing in
 // flight holds no goroutine and no buffer, only its two sockets and this
 // record.
 //
@@ -47,6 +48,9 @@ type pipeDir struct {
 	err      error
 	pk       *parked // &pkv when the direction can park (pkv.rc: src's raw connection)
 	pkv      parked
+	dstRC    syscall.RawConn // dst's raw connection: short bursts are written from inside the wait on src
+	linger   time.Duration   // how long to wait for the next burst before parking
+	parkedAt int64           // unix nanos when it last parked
 	finished atomic.Bool
 	timeout  bool // ended by inactivity
 }
@@ -66,6 +70,8 @@ func (s *Server) startPipe(client, backend *net.TCPConn, cIdle, sIdle time.Durat
 		if rc, err := d.src.SyscallConn(); err == nil && s.parker.register(&d.pkv, rc) == nil {
 			d.pk = &d.pkv
 		} // else no parking: the goroutine waits
+		d.dstRC, _ = d.dst.SyscallConn()
+		d.linger = pipeParkAfter
 	}
 	if register != nil && !register(p) {
 		client.Close()
@@ -89,7 +95,7 @@ func (d *pipeDir) run() {
 	var wdl time.Time
 	for {
 		start := time.Now()
-		wait := pipeParkAfter
+		wait := d.linger
 		if d.pk == nil {
 			wait = max(d.idle/4, time.Millisecond)
 		}
@@ -101,19 +107,23 @@ func (d *pipeDir) run() {
 		var n int64
 		var err error
 		if d.pk != nil {
+			// Inline bursts stop extending the wait after an eighth of the
+			// inactivity span, so that the loop comes round to move dst's
+			// write deadline before the span can run out.
+			b.d, b.until = d, start.Add(d.idle/8)
 			n, err = copyBurst(d.dst, d.src, d.pkv.rc, b)
 		} else {
 			n, err = io.CopyN(d.dst, d.src, spliceChunk)
 		}
-		d.n += n
 		if n > 0 {
-			p.act.Store(time.Now().UnixNano())
-			d.ctr.Add(uint64(n))
+			d.moved(n, time.Now())
 		}
 		switch {
 		case err == nil || (n > 0 && isTimeout(err)):
 			// A burst that moved bytes is progress even if the short read
-			// deadline passed while its write waited.
+			// deadline passed while its write waited. (Inline bursts alone
+			// are not: their wait ran out a linger after the last one,
+			// with no readiness since, so the direction parks at once.)
 			continue
 		case err == io.EOF:
 			bursts.Put(b)
@@ -141,6 +151,13 @@ func (d *pipeDir) run() {
 	}
 }
 
+// moved counts n bytes moved at now.
+func (d *pipeDir) moved(n int64, now time.Time) {
+	d.n += n
+	d.p.act.Store(now.UnixNano())
+	d.ctr.Add(uint64(n))
+}
+
 // silentFor reports whether nothing moved either way for idle.
 func (p *pipe) silentFor(idle time.Duration) bool {
 	return time.Since(time.Unix(0, p.act.Load())) >= idle
@@ -153,11 +170,18 @@ func (d *pipeDir) park() bool {
 	if rest <= 0 {
 		rest = time.Millisecond
 	}
+	d.parkedAt = time.Now().UnixNano()
 	return d.pk.park(rest, d) == nil
 }
 
-// wake runs a parked direction whose source became readable.
-func (d *pipeDir) wake() { d.run() }
+// wake runs a parked direction whose source became readable. One that comes
+// back soon after parking is busy: it lingers longer from now on.
+func (d *pipeDir) wake() {
+	if time.Now().UnixNano()-d.parkedAt < int64(pipeParkAfterBusy) {
+		d.linger = pipeParkAfterBusy
+	}
+	d.run()
+}
 
 // expire runs when a parked direction's timer fires first.
 func (d *pipeDir) expire() {
@@ -245,62 +269,113 @@ const smallCopy = 16 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, smallCopy); return &b }}
 
-// burst is copyBurst's state, one per direction, so that the callback
-// handed to RawConn.Read allocates nothing per burst.
+// burst is copyBurst's state, one per direction, so that the callbacks
+// handed to the raw connections allocate nothing per burst.
 type burst struct {
-	bp     *[]byte
-	n      int
-	errno  error
-	readFn func(uintptr) bool // b.read
+	d       *pipeDir
+	bp      *[]byte
+	n, off  int // bytes read into *bp; of them, written on already
+	errno   error
+	werr    error
+	until   time.Time // inline bursts extend the wait's deadline until then
+	readFn  func(uintptr) bool
+	writeFn func(uintptr)
 }
 
 // bursts hold the burst records of active directions: a parked one keeps none.
 var bursts = sync.Pool{New: func() any {
 	b := &burst{}
-	b.readFn = b.read
+	b.readFn, b.writeFn = b.read, b.write
 	return b
 }}
 
-// read takes a buffer only once data is there: nothing is held while waiting.
+// read takes a buffer only once data is there: nothing is held while
+// waiting. A short burst (the read left the socket empty) is written on at
+// once from here, without leaving the wait on src (RawConn.Read): readiness
+// that comes after it is kept by Go's poller, so the next burst needs no
+// read(2) that finds nothing, which a new wait would start with. Anything
+// else (a full buffer, a write that would block, an end, an error) goes back
+// to copyBurst.
 func (b *burst) read(fd uintptr) bool {
 	b.bp = copyBufs.Get().(*[]byte)
+	b.off = 0
 	for {
 		b.n, b.errno = unix.Read(int(fd), *b.bp)
 		if b.errno != unix.EINTR {
 			break
 		}
 	}
-	if b.errno == unix.EAGAIN {
+	switch {
+	case b.errno == unix.EAGAIN:
 		copyBufs.Put(b.bp)
 		b.bp = nil
 		return false
+	case b.errno != nil || b.n <= 0 || b.n == len(*b.bp) || b.d.dstRC == nil:
+		return true
 	}
-	return true
+	b.werr = nil
+	if err := b.d.dstRC.Control(b.writeFn); err != nil {
+		b.werr = err
+	}
+	if b.werr != nil || b.off < b.n {
+		return true
+	}
+	copyBufs.Put(b.bp)
+	b.bp = nil
+	now := time.Now()
+	b.d.moved(int64(b.n), now)
+	b.n = 0
+	if now.Before(b.until) {
+		b.d.src.SetReadDeadline(now.Add(b.d.linger)) // the linger starts again from this burst
+	}
+	return false
+}
+
+// write writes what read holds to dst without blocking; b.off is how much
+// went, b.werr a failure other than a full socket.
+func (b *burst) write(fd uintptr) {
+	for b.off < b.n {
+		w, err := unix.Write(int(fd), (*b.bp)[b.off:b.n])
+		if w > 0 {
+			b.off += w
+		}
+		switch err {
+		case nil, unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return
+		}
+		b.werr = os.NewSyscallError("write", err)
+		return
+	}
 }
 
 // copyBurst waits until src is readable, then moves what it holds: up to
 // smallCopy bytes through a pooled buffer, and when that filled, the rest of
 // the receive queue, up to spliceChunk, by splice. io.EOF when src is at its
-// end.
+// end. Short bursts go through inside the wait (burst.read), and
+// are counted there: n is what moved here.
 func copyBurst(dst, src *net.TCPConn, rc syscall.RawConn, b *burst) (int64, error) {
-	b.bp, b.n, b.errno = nil, 0, nil
+	b.bp, b.n, b.off, b.errno, b.werr = nil, 0, 0, nil, nil
 	if err := rc.Read(b.readFn); err != nil {
 		if b.bp != nil {
 			copyBufs.Put(b.bp)
 		}
 		return 0, err
 	}
-	bp, n := b.bp, b.n
+	bp, n, off := b.bp, b.n, b.off
 	defer copyBufs.Put(bp)
 	switch {
+	case b.werr != nil:
+		return int64(off), b.werr
 	case b.errno != nil:
 		return 0, os.NewSyscallError("read", b.errno)
 	case n <= 0:
 		return 0, io.EOF
 	}
-	w, err := dst.Write((*bp)[:n])
+	w, err := dst.Write((*bp)[off:n])
 	if err != nil || n < len(*bp) {
-		return int64(w), err
+		return int64(off + w), err
 	}
 	q := 0
 	rc.Control(func(fd uintptr) { q, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })

@@ -2,9 +2,15 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"io"
+	"net"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestTCPEcho(t *testing.T) {
@@ -66,4 +72,70 @@ func TestTCPExchanges(t *testing.T) {
 		st := s.Stats()[0]
 		return st.BytesIn == sent && st.BytesOut == sent
 	})
+}
+
+// TestTCPBackpressure: small writes towards a server that does not read fill
+// every buffer on the way, so the relay's non-blocking writes (short bursts
+// are written from inside the wait, pipe.go) find the socket full and go on
+// with waiting writes; once the server reads, every byte arrives once and in
+// order.
+func TestTCPBackpressure(t *testing.T) {
+	// A small receive buffer on the listener, so that accepted connections
+	// start with a small window (shrinking it after the handshake stalls
+	// the sender on retransmission timers instead).
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	start := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		<-start
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	s := startServer(t, Global{}, ServiceSpec{Name: "t", Listen: lo4, Mode: ModeTCP, Pool: pool(ln.Addr())})
+	c := dial(t, s.Addr("t"))
+	c.SetWriteBuffer(4096)
+	data := make([]byte, 8<<20) // every buffer on the way holds far less
+	rand.Read(data)
+	const chunk = 1500 // a short burst each
+	blocked := false
+	for off := 0; off < len(data); {
+		wait := 100 * time.Millisecond // nothing moved for this long: blocked
+		if blocked {
+			wait = 10 * time.Second
+		}
+		c.SetWriteDeadline(time.Now().Add(wait))
+		n, err := c.Write(data[off:min(off+chunk, len(data))])
+		off += n
+		switch {
+		case err == nil:
+		case isTimeout(err) && !blocked:
+			blocked = true // every buffer is full: let the server read
+			close(start)
+		default:
+			t.Fatalf("write at %d: %v", off, err)
+		}
+	}
+	if !blocked {
+		close(start)
+		t.Fatalf("%d bytes written without the server reading and nothing blocked", len(data))
+	}
+	c.CloseWrite()
+	b := <-got
+	if !bytes.Equal(b, data) {
+		t.Fatalf("the server got %d bytes, not the %d sent, in order", len(b), len(data))
+	}
 }
