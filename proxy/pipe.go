@@ -22,9 +22,8 @@ import (
 // Each direction runs in a goroutine only while it moves bytes: after a
 // burst it waits a while (pipeParkAfter, pipeParkAfterBusy) for the next
 // one, then parks its source descriptor (park.go) and its goroutine ends.
-// A session with nothing in
-// flight holds no goroutine and no buffer, only its two sockets and this
-// record.
+// A session with nothing in flight holds no goroutine and no buffer, only
+// its two sockets and this record.
 //
 // Inactivity counts traffic in both directions: a parked direction whose
 // timer fires while the other direction moved bytes within its span parks
@@ -353,8 +352,8 @@ func (b *burst) write(fd uintptr) {
 // copyBurst waits until src is readable, then moves what it holds: up to
 // smallCopy bytes through a pooled buffer, and when that filled, the rest of
 // the receive queue, up to spliceChunk, by splice. io.EOF when src is at its
-// end. Short bursts go through inside the wait (burst.read), and
-// are counted there: n is what moved here.
+// end. Short bursts go through inside the wait (burst.read) and are counted
+// there: n is what moved here.
 func copyBurst(dst, src *net.TCPConn, rc syscall.RawConn, b *burst) (int64, error) {
 	b.bp, b.n, b.off, b.errno, b.werr = nil, 0, 0, nil, nil
 	if err := rc.Read(b.readFn); err != nil {
