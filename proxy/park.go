@@ -49,8 +49,8 @@ import (
 // soon after its connection parked) kept the memory but showed no gain for
 // HTTP (docs/benchmarks.md). TCP relay directions make that choice: 5 ms,
 // and 20 ms (pipeParkAfterBusy) for a direction woken within 20 ms of parking.
-// With 256 sessions on one core, 5 ms for all cost 1.3 to 1.7 epoll_ctl per
-// request (each burst parked); 20 ms for all, +0.2 KiB per idle session.
+// With 256 sessions on one core, 5 ms for all cost about one epoll_ctl per
+// request (most bursts parked); 20 ms for all, +0.2 KiB per idle session.
 const (
 	parkAfter         = 20 * time.Millisecond
 	pipeParkAfter     = 5 * time.Millisecond
