@@ -138,3 +138,42 @@ func TestHTTPPipelinedWhileHeld(t *testing.T) {
 		<-got
 	}
 }
+
+// TestHTTPHalfCloseAfterRequests: a client that sends its requests and then
+// half-closes gets every answer whole and then the end of the connection;
+// the answers' bytes are counted. (Small answers on keep-alive connections are
+// held back and written from inside the wait for the next request, which the
+// end of the client's side reaches before that wait begins.)
+func TestHTTPHalfCloseAfterRequests(t *testing.T) {
+	be := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "r%s", r.URL.Path) })
+	s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(be.addr())})
+	for _, n := range []int{1, 3} {
+		c := dial(t, s.Addr("h"))
+		before := s.Stats()[0].BytesOut
+		for i := range n {
+			// One request at a time but all sent before the half-close,
+			// as a client that pipelines.
+			io.WriteString(c, fmt.Sprintf("GET /%d HTTP/1.1\r\nHost: x\r\n\r\n", i))
+		}
+		c.CloseWrite()
+		all, err := io.ReadAll(c) // ends only when the proxy closes its side
+		if err != nil {
+			t.Fatalf("%d requests: %v after %q", n, err, all)
+		}
+		br := bufio.NewReader(strings.NewReader(string(all)))
+		for i := range n {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("%d requests: answer %d: %v in %q", n, i, err, all)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != fmt.Sprintf("r/%d", i) {
+				t.Fatalf("%d requests: answer %d body %q", n, i, body)
+			}
+		}
+		if br.Buffered() != 0 {
+			t.Fatalf("%d requests: %d bytes after the answers", n, br.Buffered())
+		}
+		eventually(t, "bytes out counted", func() bool { return s.Stats()[0].BytesOut-before == uint64(len(all)) })
+	}
+}
