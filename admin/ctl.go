@@ -91,7 +91,7 @@ func ctlMain(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 		fmt.Fprintf(stderr, "halb ctl: %q is for interactive sessions on the socket (socat), not for halb ctl\n", cmd.String())
 		return ExitUsage
 	}
-	data, derr, err := roundTrip(*sock, cmd.String(), *timeout)
+	data, derr, err := RoundTrip(*sock, cmd.String(), *timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "halb ctl: %v\n", err)
 		return ExitUnreachable
@@ -120,9 +120,10 @@ func ctlMain(args []string, stdout, stderr io.Writer, now func() time.Time) int 
 	return ExitOK
 }
 
-// roundTrip sends one request line and reads the one-line reply. err is a
-// transport failure; derr is the daemon's refusal.
-func roundTrip(sock, line string, timeout time.Duration) (data json.RawMessage, derr string, err error) {
+// RoundTrip sends one request line to the admin socket at sock and reads the
+// one-line reply (what `halb ctl` does). err is a transport failure; derr is
+// the daemon's refusal.
+func RoundTrip(sock, line string, timeout time.Duration) (data json.RawMessage, derr string, err error) {
 	c, err := net.DialTimeout("unix", sock, timeout)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot reach halb at %s: %w", sock, err)

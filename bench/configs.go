@@ -15,12 +15,13 @@ type Ports struct {
 	HAProxyHTTP uint16
 	HAProxyTCP  uint16
 	Nginx       uint16 // nginx as reverse proxy (http, or tcp with the stream module)
+	HalbStats   uint16 // halb's stats listener (/metrics), in idle mode
 }
 
 // DefaultPorts returns 18080 for halb, 18081 and 18082 for the backends, 18090 and 18091 for
-// HAProxy mode http and tcp, and 18092 for nginx.
+// HAProxy mode http and tcp, 18092 for nginx and 18093 for halb's stats listener.
 func DefaultPorts() Ports {
-	return Ports{Halb: 18080, Backend1: 18081, Backend2: 18082, HAProxyHTTP: 18090, HAProxyTCP: 18091, Nginx: 18092}
+	return Ports{Halb: 18080, Backend1: 18081, Backend2: 18082, HAProxyHTTP: 18090, HAProxyTCP: 18091, Nginx: 18092, HalbStats: 18093}
 }
 
 var loopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})

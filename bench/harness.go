@@ -222,10 +222,15 @@ func (h *harness) logf(format string, args ...any) {
 	fmt.Fprintf(h.progress, format+"\n", args...)
 }
 
+// procDir is where a proxy's config and files for one mode go.
+func (h *harness) procDir(target, mode string) string {
+	return filepath.Join(h.dir, target+"-"+mode)
+}
+
 func (h *harness) checkPorts() error {
 	p := h.opts.Ports
 	var busy []string
-	for _, port := range []uint16{p.Halb, p.Backend1, p.Backend2, p.HAProxyHTTP, p.HAProxyTCP, p.Nginx} {
+	for _, port := range []uint16{p.Halb, p.Backend1, p.Backend2, p.HAProxyHTTP, p.HAProxyTCP, p.Nginx, p.HalbStats} {
 		ln, err := net.Listen("tcp", lo(port).String())
 		if err != nil {
 			busy = append(busy, strconv.Itoa(int(port)))
@@ -416,7 +421,7 @@ func nginxStreamModule() (path string, ok bool) {
 // is skipped: skip says why, and err is nil.
 func (h *harness) startProxy(ctx context.Context, target, mode string, maxconn int) (p *proc, addr netip.AddrPort, skip string, err error) {
 	name := target + "-" + mode
-	dir := filepath.Join(h.dir, name)
+	dir := h.procDir(target, mode)
 	if err := os.MkdirAll(filepath.Join(dir, "t"), 0o755); err != nil {
 		return nil, addr, "", fmt.Errorf("bench: %s: %w", name, err)
 	}
@@ -447,8 +452,14 @@ func (h *harness) startProxy(ctx context.Context, target, mode string, maxconn i
 		if err := os.WriteFile(conf, []byte(halbConfig(mode, addr, h.backends)), 0o644); err != nil {
 			return nil, addr, "", fmt.Errorf("bench: %s config: %w", name, err)
 		}
-		// No admin socket: the default path may belong to a halb already running here.
+		// No admin socket at its default path, which may belong to a halb already running
+		// here; in idle mode one in the run's directory, and the stats listener, whose
+		// answers are timed with the connections open.
 		argv = []string{h.opts.HalbBin, "run", "-f", conf, "--admin-socket", "-"}
+		if h.opts.Idle > 0 {
+			argv = []string{h.opts.HalbBin, "run", "-f", conf, "--admin-socket", filepath.Join(dir, "halb.sock"),
+				"--stats", lo(h.opts.Ports.HalbStats).String()}
+		}
 		env = []string{"GOMAXPROCS=" + strconv.Itoa(h.opts.Threads)}
 	case TargetNginx:
 		if _, err := exec.LookPath("nginx"); err != nil {

@@ -23,7 +23,7 @@ import (
 // freePorts picks ports the kernel considers free on 127.0.0.1 right now.
 func freePorts(t *testing.T) Ports {
 	t.Helper()
-	var ps [6]uint16
+	var ps [7]uint16
 	var lns []net.Listener
 	for i := range ps {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -36,7 +36,7 @@ func freePorts(t *testing.T) Ports {
 	for _, ln := range lns {
 		ln.Close()
 	}
-	return Ports{Halb: ps[0], Backend1: ps[1], Backend2: ps[2], HAProxyHTTP: ps[3], HAProxyTCP: ps[4], Nginx: ps[5]}
+	return Ports{Halb: ps[0], Backend1: ps[1], Backend2: ps[2], HAProxyHTTP: ps[3], HAProxyTCP: ps[4], Nginx: ps[5], HalbStats: ps[6]}
 }
 
 func testOptions(t *testing.T) Options {
@@ -372,5 +372,33 @@ func TestRunPinned(t *testing.T) {
 	}
 	if loadCPUs(2) != "1" || loadCPUs(16) != "1-15" {
 		t.Error("loadCPUs")
+	}
+}
+
+// TestRunIdleHalb: idle mode with a real halb also times its control plane
+// (admin socket and /metrics) while the connections are open.
+func TestRunIdleHalb(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds halb")
+	}
+	bin := filepath.Join(t.TempDir(), "halb")
+	if out, err := exec.Command("go", "build", "-o", bin, "halb/cmd/halb").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	opts := testOptions(t)
+	opts.Targets = []string{TargetHalb}
+	opts.Modes = []string{"http"}
+	opts.Idle = 50
+	opts.HalbBin = bin
+	out, _ := runHarness(t, opts)
+	rows := tableRows(out)
+	if len(rows) != 1 || rows[0][0] != "halb" || rows[0][3] != "50" || rows[0][4] != "0" {
+		t.Fatalf("want one halb row with 50 open and no errors:\n%s", out)
+	}
+	for i, col := range []string{"ctl show", "GET /metrics", "ctl reload"} {
+		ms, err := strconv.ParseFloat(rows[0][10+i], 64)
+		if err != nil || ms <= 0 {
+			t.Errorf("%s ms %q:\n%s", col, rows[0][10+i], out)
+		}
 	}
 }

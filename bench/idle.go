@@ -7,13 +7,18 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/http"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"halb/admin"
 )
 
 // IdleRow is one result of the idle-memory measurement.
@@ -26,7 +31,18 @@ type IdleRow struct {
 	AfterKiB     int64 // proxy RSS with Opened idle connections
 	FDs          int   // open descriptors of the proxy's processes with Opened connections
 	VsHAProxy    float64
+	// halb only, with the connections open: medians of ctlSamples answers of its
+	// control plane (admin socket `show services` and `reload`, GET /metrics).
+	Ctl    *CtlTimes
+	CtlErr string // why they could not be measured
 }
+
+// CtlTimes are the control plane's answer times with the idle connections open.
+type CtlTimes struct {
+	Show, Metrics, Reload time.Duration
+}
+
+const ctlSamples = 5
 
 // PerConnKiB is the RSS growth per open connection.
 func (r IdleRow) PerConnKiB() float64 {
@@ -210,23 +226,106 @@ func (h *harness) idleCell(ctx context.Context, target, mode string, addr netip.
 	}
 	row.AfterKiB = after
 	row.FDs = groupFDs(p.pgid())
+	if target == TargetHalb {
+		ct, err := ctlTimes(ctx, filepath.Join(h.procDir(target, mode), "halb.sock"), lo(h.opts.Ports.HalbStats))
+		if err != nil {
+			row.CtlErr = err.Error()
+		} else {
+			row.Ctl = &ct
+		}
+	}
 	return row, nil
+}
+
+// ctlTimes times halb's control plane: `show services` and `reload` on the
+// admin socket (one request line, one reply line, as `halb ctl` speaks it)
+// and GET /metrics on the stats listener; the median of ctlSamples each.
+func ctlTimes(ctx context.Context, sock string, stats netip.AddrPort) (CtlTimes, error) {
+	var ct CtlTimes
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	url := "http://" + stats.String() + "/metrics"
+	for _, m := range []struct {
+		dst *time.Duration
+		do  func() error
+	}{
+		{&ct.Show, func() error { return adminCall(sock, "show services") }},
+		{&ct.Metrics, func() error {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				return err
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s: %s", url, resp.Status)
+			}
+			return nil
+		}},
+		{&ct.Reload, func() error { return adminCall(sock, "reload") }},
+	} {
+		var ds []time.Duration
+		for range ctlSamples {
+			if err := ctx.Err(); err != nil {
+				return ct, err
+			}
+			start := time.Now()
+			if err := m.do(); err != nil {
+				return ct, err
+			}
+			ds = append(ds, time.Since(start))
+		}
+		slices.Sort(ds)
+		*m.dst = ds[len(ds)/2]
+	}
+	return ct, nil
+}
+
+// adminCall sends one command to halb's admin socket and checks that the
+// reply says ok.
+func adminCall(sock, line string) error {
+	_, derr, err := admin.RoundTrip(sock, line, 10*time.Second)
+	if err == nil && derr != "" {
+		err = fmt.Errorf("%s: refused: %s", line, derr)
+	}
+	return err
 }
 
 func (h *harness) printIdle(w io.Writer, rows []IdleRow) {
 	h.header(w)
-	fmt.Fprintln(w, "| target | mode | idle conns | opened | errors | RSS before MiB | RSS after MiB | KiB per conn | per conn / haproxy | proxy fds |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| target | mode | idle conns | opened | errors | RSS before MiB | RSS after MiB | KiB per conn | per conn / haproxy | proxy fds | ctl show ms | GET /metrics ms | ctl reload ms |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	var ctlErrs []string
 	for _, r := range rows {
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s | %s | %.1f | %s | %d |\n", r.Target, r.Mode, r.Wanted, r.Opened, r.Errors,
-			fmtRSS(r.BeforeKiB), fmtRSS(r.AfterKiB), r.PerConnKiB(), fmtRatio(r.VsHAProxy), r.FDs)
+		show, metrics, reload := "-", "-", "-"
+		switch {
+		case r.Ctl != nil:
+			show, metrics, reload = fmtMs(r.Ctl.Show), fmtMs(r.Ctl.Metrics), fmtMs(r.Ctl.Reload)
+		case r.CtlErr != "":
+			show, metrics, reload = "error", "error", "error"
+			ctlErrs = append(ctlErrs, fmt.Sprintf("%s %s: control plane: %s", r.Target, r.Mode, r.CtlErr))
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s | %s | %.1f | %s | %d | %s | %s | %s |\n", r.Target, r.Mode, r.Wanted, r.Opened, r.Errors,
+			fmtRSS(r.BeforeKiB), fmtRSS(r.AfterKiB), r.PerConnKiB(), fmtRatio(r.VsHAProxy), r.FDs, show, metrics, reload)
 	}
 	fmt.Fprintln(w)
 	h.notes(w)
+	for _, e := range ctlErrs {
+		fmt.Fprintln(w, e)
+	}
 	fmt.Fprintln(w, "Each connection made one GET /128 on keep-alive and then stayed idle. RSS = summed VmRSS of the proxy's")
 	fmt.Fprintln(w, "processes (max of 5 samples 100 ms apart) before opening and after all are open; KiB per conn = growth / opened.")
 	fmt.Fprintln(w, "In tcp mode every client connection also holds a backend connection inside the proxy. proxy fds = open")
 	fmt.Fprintln(w, "descriptors of the proxy's processes with the connections open (errors often mean the proxy ran out of them).")
+	fmt.Fprintln(w, "halb's control plane with the connections open, medians of 5: `show services` and `reload` on its admin")
+	fmt.Fprintln(w, "socket (one request line, one reply line), GET /metrics on its stats listener.")
 }
+
+func fmtMs(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) }
 
 func numCPU() int { return runtime.NumCPU() }
