@@ -218,6 +218,9 @@ const (
 	h2MaxWin   = math.MaxInt32
 	h2BufMax   = 256 << 10 // a stream writing DATA waits while this much is pending
 	h2CalmMult = 4         // handlers running beyond this many times MAX_CONCURRENT_STREAMS: ENHANCE_YOUR_CALM
+
+	h2Linger      = time.Second // after a GOAWAY, read and drop what the client still sends this long
+	h2LingerBytes = 1 << 20     // or this much, before closing
 )
 
 var (
@@ -321,13 +324,32 @@ func (c *h2Conn) teardown() {
 	for c.flushing {
 		c.wcond.Wait()
 	}
+	linger := c.away && c.werr == nil
 	if c.werr == nil {
 		c.werr = errH2ConnGone
 	}
 	c.wcond.Broadcast()
 	c.mu.Unlock()
+	if linger {
+		c.lingerClose()
+	}
 	c.nc.Close()
 	c.wg.Wait()
+}
+
+// lingerClose ends the write side after a GOAWAY and reads what the client
+// still sends, for up to h2Linger and h2LingerBytes, before the caller closes.
+// Closing with unread bytes makes the kernel send a reset, which may discard
+// the GOAWAY on its way; a client that is still writing (one being told off
+// for resetting streams, or one whose request crossed an idle GOAWAY) would
+// then see a broken connection instead of the reason. Go's HTTP/2 server and
+// nginx's lingering_close do the same.
+func (c *h2Conn) lingerClose() {
+	if cw, ok := c.nc.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.nc.SetReadDeadline(time.Now().Add(h2Linger))
+	io.Copy(io.Discard, io.LimitReader(c.nc, h2LingerBytes))
 }
 
 // process handles one frame; c.mu is held. A StreamError or ConnectionError
