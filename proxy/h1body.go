@@ -30,14 +30,22 @@ type srcError struct{ err error }
 func (e *srcError) Error() string { return e.err.Error() }
 func (e *srcError) Unwrap() error { return e.err }
 
+// bodyBufs are the buffers a body bound for a TLS or HTTP/2 client is read
+// into once the reader's buffer is empty: up to 64 KiB per read and per write
+// (four TLS records in one write(2)), where the reader's 16 KiB buffer took
+// four of each. Taken for the body, given back after it.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // copyBody moves n bytes (n < 0: until src ends) from br, then src, to dst.
-// Splice needs two TCP sockets; a TLS side goes through br.
+// Splice needs two TCP sockets; a TLS side goes through br, or once br is
+// empty, through a body buffer (bodyBufs).
 func copyBody(pp *pipePool, dst net.Conn, br *bufio.Reader, src net.Conn, n int64, rIdle, wIdle time.Duration, ctr *atomic.Uint64) (int64, error) {
 	var done int64
-	if k := br.Buffered(); k > 0 {
-		if n >= 0 {
-			k = int(min(int64(k), n))
-		}
+	k := br.Buffered()
+	if n >= 0 {
+		k = int(min(int64(k), n))
+	}
+	if k > 0 {
 		p, _ := br.Peek(k)
 		if err := writeAll(dst, p, wIdle, nil); err != nil {
 			return 0, err
@@ -48,6 +56,12 @@ func copyBody(pp *pipePool, dst net.Conn, br *bufio.Reader, src net.Conn, n int6
 	}
 	dt, ok1 := dst.(*net.TCPConn)
 	st, ok2 := src.(*net.TCPConn)
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			bodyBufs.Put(big)
+		}
+	}()
 	for n < 0 || done < n {
 		rest := n - done
 		if ok1 && ok2 && (n < 0 || rest >= spliceMin) {
@@ -55,6 +69,41 @@ func copyBody(pp *pipePool, dst net.Conn, br *bufio.Reader, src net.Conn, n int6
 			done += m
 			addCount(ctr, int(m))
 			return done, err
+		}
+		if !ok1 && br.Buffered() == 0 && (n < 0 || rest > int64(br.Size())) {
+			// Past the reader's buffer, which bufio.Reader.Read skips for
+			// a read at least its size.
+			if big == nil {
+				big = bodyBufs.Get().(*[]byte)
+			}
+			p := *big
+			if n >= 0 && rest < int64(len(p)) {
+				p = p[:rest]
+			}
+			m, err := br.Read(p)
+			if m > 0 {
+				if err := writeAll(dst, p[:m], wIdle, nil); err != nil {
+					return done, err
+				}
+				done += int64(m)
+				addCount(ctr, m)
+			}
+			if err != nil {
+				if n >= 0 && done == n {
+					break // whole: the connection's state is checked before reuse
+				}
+				if err == io.EOF {
+					if n < 0 {
+						return done, nil
+					}
+					err = io.ErrUnexpectedEOF
+				}
+				return done, &srcError{err}
+			}
+			if m > 0 {
+				continue
+			}
+			// Nothing and no error: the reader below counts such reads.
 		}
 		// Through the reader's buffer.
 		p, err := br.Peek(1)

@@ -552,10 +552,21 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 			err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
 		}
 	default:
+		if h.tls && f.kind == bodyLength {
+			// The head and the body bytes already read go in one TLS
+			// write (on a plaintext connection the rest may splice).
+			k := int(min(int64(be.br.Buffered()), f.length))
+			p, _ := be.br.Peek(k)
+			out = append(out, p...)
+			be.br.Discard(k)
+			n = int64(k)
+		}
 		if err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut); err == nil {
 			switch f.kind {
 			case bodyLength:
-				n, err = copyBody(&svc.srv.pipes, h.nc, be.br, be.c, f.length, svc.to.Server, svc.to.Client, &sh.bytesOut)
+				var m int64
+				m, err = copyBody(&svc.srv.pipes, h.nc, be.br, be.c, f.length-n, svc.to.Server, svc.to.Client, &sh.bytesOut)
+				n += m
 			case bodyChunked:
 				n, err = relayChunked(h.nc, be.br, !http11, svc.to.Client, 0)
 				sh.bytesOut.Add(uint64(n))

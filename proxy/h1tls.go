@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"halb/proxy/balance"
 	"io"
@@ -55,9 +56,25 @@ func (svc *service) serveTLSTerminated(h *h1conn, l7 *L7Spec) {
 		se.end()
 		return
 	}
-	h.nc, h.tls = tc, true
+	h.nc, h.tls = tlsGather{tc, g}, true
 	h.firstWait = true
 	h.run()
+}
+
+// tlsGather is an HTTP/1.1 client's TLS connection whose every Write goes
+// out in one write(2), however many records it takes (a 64 KiB body: four).
+type tlsGather struct {
+	*tls.Conn
+	g *gatherConn
+}
+
+func (t tlsGather) Write(p []byte) (int, error) {
+	t.g.begin()
+	n, err := t.Conn.Write(p)
+	if e := t.g.end(); e != nil && err == nil {
+		return 0, e
+	}
+	return n, err
 }
 
 // h2conn is what the streams of one HTTP/2 client connection share: its

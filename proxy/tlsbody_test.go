@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTLSResponseBodies: bodies of every size around the reader's buffer
+// (16 KiB) and the body buffer (64 KiB) reach TLS-terminated HTTP/1.1 and
+// HTTP/2 clients whole and in order, framed by Content-Length or by the
+// server's close; a server that closes before its Content-Length is done
+// leaves the client with an error, never with a short body taken for whole.
+func TestTLSResponseBodies(t *testing.T) {
+	addr := serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			// /SIZE/MODE
+			parts := strings.Split(strings.TrimPrefix(req.URL.Path, "/"), "/")
+			size, _ := strconv.ParseInt(parts[0], 10, 64)
+			switch parts[1] {
+			case "len":
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", size)
+				if _, err := io.Copy(c, &patternReader{n: size}); err != nil {
+					return
+				}
+			case "close":
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+				io.Copy(c, &patternReader{n: size})
+				return
+			case "short":
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", size)
+				io.Copy(c, &patternReader{n: size / 2})
+				return
+			}
+		}
+	})
+	ba, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := NewCertStore(testLogger(t), []CertFile{{Cert: writeL7Cert(t, t.TempDir(), "a.pem", nil, "a.test")}},
+		TLSOptions{ALPN: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, Global{}, ServiceSpec{Name: "t", Listen: lo4, Mode: ModeHTTP, Pool: pool(ba), L7: &L7Spec{TLS: store, H2: true}})
+	base := "https://" + s.Addr("t").String() + "/"
+	sizes := []int64{0, 1, 16<<10 - 1, 16 << 10, 16<<10 + 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 80<<10 + 3, 1<<20 + 7}
+	for _, proto := range []string{"HTTP/1.1", "HTTP/2.0"} {
+		tr := &http.Transport{
+			TLSClientConfig:    &tls.Config{InsecureSkipVerify: true},
+			ForceAttemptHTTP2:  proto == "HTTP/2.0",
+			DisableCompression: true,
+		}
+		if proto == "HTTP/1.1" {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+		for _, mode := range []string{"len", "close", "short"} {
+			for _, size := range sizes {
+				if mode == "short" && size < 2 {
+					continue
+				}
+				name := fmt.Sprintf("%s/%d/%s", proto, size, mode)
+				resp, err := client.Get(base + fmt.Sprintf("%d/%s", size, mode))
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				if resp.Proto != proto {
+					t.Fatalf("%s: answered in %s", name, resp.Proto)
+				}
+				h := sha256.New()
+				n, err := io.Copy(h, resp.Body)
+				resp.Body.Close()
+				if mode == "short" {
+					if err == nil {
+						t.Errorf("%s: a body cut at %d of %d bytes ended without an error", name, n, size)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("%s: after %d bytes: %v", name, n, err)
+				}
+				want := sumPattern(size)
+				if n != size || string(h.Sum(nil)) != string(want[:]) {
+					t.Fatalf("%s: got %d bytes, sha256 %x, want %d bytes, %x", name, n, h.Sum(nil), size, want)
+				}
+			}
+		}
+		tr.CloseIdleConnections()
+	}
+}
