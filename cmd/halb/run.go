@@ -59,6 +59,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	stats := fs.String("stats", "", "stats listener address, overriding global_defs stats_listen")
 	configID := fs.String("config-id", "", "config id for keepalived's conditional lines (@ID ...); default: the host name up to its first dot")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until halb stops (for performance work)")
+	memProfile := fs.String("memprofile", "", "write a profile of the allocations made until halb stops to this file (for performance work)")
 	pos, code, done := parseFlags(fs, args, "halb run [-f FILE | --demo] [--log-json] [--admin-socket PATH] [--stats ADDR] [--config-id ID]", false, stdout, stderr)
 	if done {
 		return code
@@ -81,6 +82,19 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 			return exitFailure
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "halb run: %v\n", err)
+			return exitFailure
+		}
+		defer func() {
+			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+				fmt.Fprintf(stderr, "halb run: memory profile: %v\n", err)
+			}
+			f.Close()
+		}()
 	}
 	log, level := newLogger(stderr, *logJSON)
 	defer func() { _ = log.Sync() }()
