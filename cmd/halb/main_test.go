@@ -114,6 +114,23 @@ func TestRunRefusesDRWithoutIPVS(t *testing.T) {
 	}
 }
 
+// TestRunProfiles: --cpuprofile and --memprofile leave pprof files (gzip) behind however
+// halb run ends, here on a configuration it cannot read.
+func TestRunProfiles(t *testing.T) {
+	dir := t.TempDir()
+	cpu, mem := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "mem.pprof")
+	code, _, errOut := runHalb("run", "-admin-socket", "-", "-cpuprofile", cpu, "-memprofile", mem, "-f", filepath.Join(dir, "missing.conf"))
+	if code != exitFailure {
+		t.Fatalf("exit %d, stderr: %s", code, errOut)
+	}
+	for _, p := range []string{cpu, mem} {
+		b, err := os.ReadFile(p)
+		if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("%s: %d bytes, %v: not a pprof file", p, len(b), err)
+		}
+	}
+}
+
 func TestRealServerPrintsSteps(t *testing.T) {
 	code, out, _ := runHalb("realserver", "198.18.0.10")
 	if code != exitOK || !strings.Contains(out, "198.18.0.10/32") || !strings.Contains(out, "arp_ignore") || !strings.Contains(out, "arp_announce") {
