@@ -552,9 +552,9 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 			err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
 		}
 	default:
-		if h.tls && f.kind == bodyLength {
-			// The head and the body bytes already read go in one TLS
-			// write (on a plaintext connection the rest may splice).
+		if f.kind == bodyLength {
+			// The head and the body bytes already read go in one write;
+			// the rest follows (spliced, or through a TLS layer).
 			k := int(min(int64(be.br.Buffered()), f.length))
 			p, _ := be.br.Peek(k)
 			out = append(out, p...)

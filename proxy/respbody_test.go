@@ -14,12 +14,12 @@ import (
 	"time"
 )
 
-// TestTLSResponseBodies: bodies of every size around the reader's buffer
+// TestResponseBodies: bodies of every size around the reader's buffer
 // (16 KiB) and the body buffer (64 KiB) reach TLS-terminated HTTP/1.1 and
-// HTTP/2 clients whole and in order, framed by Content-Length or by the
+// HTTP/2 clients, and plaintext HTTP/1.1 ones (spliced), whole and in order, framed by Content-Length or by the
 // server's close; a server that closes before its Content-Length is done
 // leaves the client with an error, never with a short body taken for whole.
-func TestTLSResponseBodies(t *testing.T) {
+func TestResponseBodies(t *testing.T) {
 	addr := serveConns(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
 		for {
@@ -56,16 +56,21 @@ func TestTLSResponseBodies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, Global{}, ServiceSpec{Name: "t", Listen: lo4, Mode: ModeHTTP, Pool: pool(ba), L7: &L7Spec{TLS: store, H2: true}})
-	base := "https://" + s.Addr("t").String() + "/"
+	s := startServer(t, Global{},
+		ServiceSpec{Name: "t", Listen: lo4, Mode: ModeHTTP, Pool: pool(ba), L7: &L7Spec{TLS: store, H2: true}},
+		ServiceSpec{Name: "p", Listen: lo4, Mode: ModeHTTP, Pool: pool(ba)})
 	sizes := []int64{0, 1, 16<<10 - 1, 16 << 10, 16<<10 + 1, 64<<10 - 1, 64 << 10, 64<<10 + 1, 80<<10 + 3, 1<<20 + 7}
-	for _, proto := range []string{"HTTP/1.1", "HTTP/2.0"} {
+	for _, proto := range []string{"plaintext", "HTTP/1.1", "HTTP/2.0"} {
+		base := "https://" + s.Addr("t").String() + "/"
+		if proto == "plaintext" {
+			base = "http://" + s.Addr("p").String() + "/"
+		}
 		tr := &http.Transport{
 			TLSClientConfig:    &tls.Config{InsecureSkipVerify: true},
 			ForceAttemptHTTP2:  proto == "HTTP/2.0",
 			DisableCompression: true,
 		}
-		if proto == "HTTP/1.1" {
+		if proto != "HTTP/2.0" {
 			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 		}
 		client := &http.Client{Transport: tr, Timeout: 20 * time.Second}
@@ -79,7 +84,7 @@ func TestTLSResponseBodies(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", name, err)
 				}
-				if resp.Proto != proto {
+				if resp.Proto != proto && (proto != "plaintext" || resp.Proto != "HTTP/1.1") {
 					t.Fatalf("%s: answered in %s", name, resp.Proto)
 				}
 				h := sha256.New()
