@@ -1091,9 +1091,12 @@ func (st *H2Stream) Reset() {
 	st.ended = true
 }
 
-// gatherConn is the connection under an HTTP/2 connection's TLS layer: between
-// begin and end, what the TLS layer writes (its records) is gathered and goes
-// out in one write(2).
+// gatherConn is the connection under a TLS layer: between begin and end,
+// what the TLS layer writes (its records) is gathered and goes out in one
+// write(2). Records go to the socket in the order the TLS layer made them
+// (their sequence numbers): mu is held across every write to the socket, so
+// a record the TLS layer writes from a reading goroutine (the answer to a
+// client's TLS 1.3 KeyUpdate) can't overtake gathered ones still being sent.
 type gatherConn struct {
 	net.Conn
 	mu  sync.Mutex
@@ -1103,12 +1106,11 @@ type gatherConn struct {
 
 func (g *gatherConn) Write(p []byte) (int, error) {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.on {
 		g.buf = append(g.buf, p...)
-		g.mu.Unlock()
 		return len(p), nil
 	}
-	g.mu.Unlock()
 	return g.Conn.Write(p)
 }
 
@@ -1123,10 +1125,10 @@ func (g *gatherConn) begin() {
 
 func (g *gatherConn) end() error {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	g.on = false
 	b := g.buf
 	g.buf = nil
-	g.mu.Unlock()
 	var err error
 	if len(b) > 0 {
 		_, err = g.Conn.Write(b)
