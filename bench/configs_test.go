@@ -56,6 +56,9 @@ func TestHAProxyConfig(t *testing.T) {
 		if got := strings.Contains(cfg, "http-reuse safe"); got != (mode == "http") {
 			t.Errorf("%s config: http-reuse safe present = %v", mode, got)
 		}
+		if got := strings.Contains(cfg, "option forwardfor") && strings.Contains(cfg, "set-header Forwarded "); got != (mode == "http") {
+			t.Errorf("%s config: the forwarding fields halb sets present = %v", mode, got)
+		}
 		if _, err := exec.LookPath("haproxy"); err != nil {
 			continue
 		}
