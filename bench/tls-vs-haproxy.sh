@@ -8,6 +8,8 @@
 # Keep-alive rows: h2load -c C -m 10 -D DURATION --warm-up-time 1 [--h1]; the handshake row:
 # h2load --h1 -c 64 -n 2560 -H 'Connection: close' (a new TLS connection per request). Prints
 # one line per run, then per row the median req/s of each and the median of the per-run ratios.
+# HAProxy sets the three forwarding fields halb always sets (X-Forwarded-For, X-Forwarded-Proto,
+# Forwarded), so both send nginx the same request (since 2026-12-07 16:50 UTC).
 # The HTTP/2 rows also measure bench/h2floor: x/net/http2's server alone (with halb's limits,
 # pinned the same way) answering from memory with no backend, the ceiling of any proxy built on
 # that server (halb used it until 2026-12-07 and now has its own, on x/net/http2's Framer). Starts everything itself on 127.0.0.1 ports 19101 (nginx), 19443 (HAProxy), 19444
@@ -52,6 +54,9 @@ defaults
   http-reuse safe
 frontend f
   bind 127.0.0.1:19443 ssl crt $tmp/both.pem alpn h2,http/1.1
+  option forwardfor
+  http-request set-header X-Forwarded-Proto https
+  http-request set-header Forwarded for=%[src];proto=https
   default_backend b
 backend b
   server s1 127.0.0.1:19101
