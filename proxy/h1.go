@@ -570,28 +570,42 @@ func (w *waiter) call(fd uintptr) bool {
 		return true
 	}
 	if len(w.pending) > 0 {
-		for len(w.pending) > 0 {
-			n, err := unix.Write(int(fd), w.pending)
-			if n > 0 {
-				w.pending = w.pending[n:]
-				if w.ctr != nil {
-					w.ctr.Add(uint64(n))
-				}
-			}
-			switch err {
-			case nil, unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return true // the caller writes the rest
-			}
+		n, err := writeNonblock(fd, w.pending)
+		w.pending = w.pending[n:]
+		if n > 0 && w.ctr != nil {
+			w.ctr.Add(uint64(n))
+		}
+		if err != nil {
 			w.werr = err
 			return true
+		}
+		if len(w.pending) > 0 {
+			return true // the caller writes the rest
 		}
 		if w.fresh {
 			return false
 		}
 	}
 	return peekFD(fd) != unix.EAGAIN
+}
+
+// writeNonblock writes what of p fd takes without blocking: n bytes, and err
+// a failure other than a full socket (EAGAIN ends it with err nil).
+func writeNonblock(fd uintptr, p []byte) (n int, err error) {
+	for n < len(p) {
+		w, err := unix.Write(int(fd), p[n:])
+		if w > 0 {
+			n += w
+		}
+		switch err {
+		case nil, unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return n, nil
+		}
+		return n, err
+	}
+	return n, nil
 }
 
 // peekFD looks for one byte (or an end, or an error) without taking it and

@@ -68,14 +68,7 @@ type tlsGather struct {
 	g *gatherConn
 }
 
-func (t tlsGather) Write(p []byte) (int, error) {
-	t.g.begin()
-	n, err := t.Conn.Write(p)
-	if e := t.g.end(); e != nil && err == nil {
-		return 0, e
-	}
-	return n, err
-}
+func (t tlsGather) Write(p []byte) (int, error) { return t.g.writeVia(t.Conn, p) }
 
 // h2conn is what the streams of one HTTP/2 client connection share: its
 // session (counters, source address, PROXY header) and its idle server

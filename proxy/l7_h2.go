@@ -805,11 +805,7 @@ func (c *h2Conn) send(b []byte) error {
 		_, err := c.nc.Write(b)
 		return err
 	}
-	c.g.begin()
-	_, err := c.nc.Write(b)
-	if err2 := c.g.end(); err == nil {
-		err = err2
-	}
+	_, err := c.g.writeVia(c.nc, b)
 	return err
 }
 
@@ -1112,6 +1108,17 @@ func (g *gatherConn) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return g.Conn.Write(p)
+}
+
+// writeVia writes p through w, the TLS layer over g, gathering the records
+// it makes into one write(2).
+func (g *gatherConn) writeVia(w io.Writer, p []byte) (int, error) {
+	g.begin()
+	n, err := w.Write(p)
+	if e := g.end(); e != nil && err == nil {
+		return 0, e
+	}
+	return n, err
 }
 
 func (g *gatherConn) begin() {

@@ -333,19 +333,10 @@ func (b *burst) read(fd uintptr) bool {
 // write writes what read holds to dst without blocking; b.off is how much
 // went, b.werr a failure other than a full socket.
 func (b *burst) write(fd uintptr) {
-	for b.off < b.n {
-		w, err := unix.Write(int(fd), (*b.bp)[b.off:b.n])
-		if w > 0 {
-			b.off += w
-		}
-		switch err {
-		case nil, unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return
-		}
+	w, err := writeNonblock(fd, (*b.bp)[b.off:b.n])
+	b.off += w
+	if err != nil {
 		b.werr = os.NewSyscallError("write", err)
-		return
 	}
 }
 
