@@ -84,6 +84,7 @@ type h1req struct {
 	w      waiter     // its waits
 	h      fasthttp.RequestHeader
 	resp   respHead
+	outf   []field // the response fields the client gets (responseFields)
 	wbuf   []byte
 	scr    []byte
 	method []byte
@@ -384,6 +385,7 @@ func (h *h1conn) idle() {
 	h.release()
 	if h.req != nil {
 		h.req.h.Reset()
+		clear(h.req.outf)
 		h.req.cr = connReader{}
 		h.req.w = waiter{fn: h.req.w.fn}
 		h1reqs.Put(h.req)

@@ -529,7 +529,21 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 	if l7 := svc.spec.L7; l7 != nil && l7.Cookie != nil {
 		rq.cookieID = ServerCookieID(b.Addr())
 	}
-	out := h.appendResponseHead(rq.wbuf[:0], r, tunnel, closeAfter && !tunnel, f.kind == bodyChunked && !http11)
+	var out []byte
+	if st, ok := h.nc.(*h2stream); ok {
+		// An HTTP/2 stream takes the fields themselves, not a head to parse.
+		left := int64(-1)
+		switch f.kind {
+		case bodyNone:
+			left = 0
+		case bodyLength:
+			left = f.length
+		}
+		st.prepareHead(r.status, h.responseFields(r, false, f.kind == bodyChunked), left)
+		out = rq.wbuf[:0]
+	} else {
+		out = h.appendResponseHead(rq.wbuf[:0], r, tunnel, closeAfter && !tunnel, f.kind == bodyChunked && !http11)
+	}
 	be.br.Discard(res.headLen)
 	class := min(r.status/100, 5)
 	sh.req[class].Add(1)
@@ -615,63 +629,17 @@ func (h *h1conn) holdBack(closeAfter bool) bool {
 		len(h.se.prefix) == 0 && (h.br == nil || h.br.Buffered() == 0)
 }
 
-// appendResponseHead writes the head the client gets: the server's fields
-// less the hop-by-hop ones (and, for a tunnel, with Upgrade and Connection:
-// Upgrade), Connection: close when the connection ends after it, and for a
-// client that cannot take chunked coding, no Transfer-Encoding nor Trailer.
+// appendResponseHead writes the head an HTTP/1 client gets: the status line,
+// responseFields, and Connection: Upgrade for a tunnel or Connection: close
+// when the connection ends after it.
 func (h *h1conn) appendResponseHead(dst []byte, r *respHead, tunnel, closeAfter, unchunk bool) []byte {
 	dst = appendStatusLine(dst, r.status, r.reason)
 	dst = append(dst, '\r', '\n')
-	var conn []byte
-	for i := range r.nFields {
-		if bytes.EqualFold(r.fields[i].name, []byte("connection")) {
-			conn = r.fields[i].value
-		}
-	}
-	var rules []HeaderRule
-	var ck *CookiePersistence
-	if l7 := h.svc.spec.L7; l7 != nil {
-		rules = l7.Response.rules
-		if h.req != nil && h.req.cookieID != "" {
-			ck = l7.Cookie
-		}
-	}
-	for i := range r.nFields {
-		f := &r.fields[i]
-		if isHopHeader(f.name, tunnel) || listedIn(conn, f.name) || ruleReplaces(rules, f.name) {
-			continue
-		}
-		if ck != nil && ck.Mode != CookieInsert && bytes.EqualFold(f.name, []byte("set-cookie")) {
-			if v, ok := rewriteSetCookie(nil, f.value, ck.Name, h.req.cookieID, ck.Mode == CookiePrefix); ok {
-				dst = append(dst, "Set-Cookie: "...)
-				dst = append(dst, v...)
-				dst = append(dst, '\r', '\n')
-				continue
-			}
-		}
-		if unchunk && (bytes.EqualFold(f.name, []byte("transfer-encoding")) || bytes.EqualFold(f.name, []byte("trailer")) ||
-			bytes.EqualFold(f.name, []byte("content-length"))) {
-			continue
-		}
+	for _, f := range h.responseFields(r, tunnel, unchunk) {
 		dst = append(dst, f.name...)
 		dst = append(dst, ':', ' ')
 		dst = append(dst, f.value...)
 		dst = append(dst, '\r', '\n')
-	}
-	if ck != nil && ck.Mode == CookieInsert && string(h.req.cookieHad) != h.req.cookieID {
-		dst = append(dst, "Set-Cookie: "...)
-		dst = append(dst, ck.Name...)
-		dst = append(dst, '=')
-		dst = append(dst, h.req.cookieID...)
-		dst = append(dst, "; Path=/\r\n"...)
-	}
-	for _, x := range rules {
-		if x.Op == HeaderSet || x.Op == HeaderAdd {
-			dst = append(dst, x.Name...)
-			dst = append(dst, ':', ' ')
-			dst = append(dst, x.Value...)
-			dst = append(dst, '\r', '\n')
-		}
 	}
 	switch {
 	case tunnel:
@@ -680,6 +648,67 @@ func (h *h1conn) appendResponseHead(dst []byte, r *respHead, tunnel, closeAfter,
 		dst = append(dst, "Connection: close\r\n"...)
 	}
 	return append(dst, '\r', '\n')
+}
+
+// responseFields lists the fields the client gets, in order: the server's
+// less the hop-by-hop ones (a tunnel keeps Upgrade), those its Connection
+// field names and those a response rule replaces; Set-Cookie rewritten for
+// persistence_cookie rewrite and prefix, and for a client that cannot take
+// chunked coding (unchunk) no Transfer-Encoding, Trailer nor Content-Length;
+// then the inserted persistence cookie and the rules' set and add fields.
+// The list and what it points to are valid until the next call for the
+// same request or until the server's buffer is read again.
+func (h *h1conn) responseFields(r *respHead, tunnel, unchunk bool) []field {
+	rq := h.req
+	out := rq.outf[:0]
+	var conn []byte
+	for i := range r.nFields {
+		if bytes.EqualFold(r.fields[i].name, []byte("connection")) {
+			conn = r.fields[i].value
+		}
+	}
+	if onlyKeepAlive(conn) {
+		conn = nil // the one field it names is hop-by-hop anyway: no look per field
+	}
+	var rules []HeaderRule
+	var ck *CookiePersistence
+	if l7 := h.svc.spec.L7; l7 != nil {
+		rules = l7.Response.rules
+		if rq.cookieID != "" {
+			ck = l7.Cookie
+		}
+	}
+	for i := range r.nFields {
+		f := r.fields[i]
+		if isHopHeader(f.name, tunnel) || listedIn(conn, f.name) || ruleReplaces(rules, f.name) {
+			continue
+		}
+		if ck != nil && ck.Mode != CookieInsert && bytes.EqualFold(f.name, []byte("set-cookie")) {
+			if v, ok := rewriteSetCookie(nil, f.value, ck.Name, rq.cookieID, ck.Mode == CookiePrefix); ok {
+				f.value = v
+			}
+		}
+		if unchunk && (bytes.EqualFold(f.name, []byte("transfer-encoding")) || bytes.EqualFold(f.name, []byte("trailer")) ||
+			bytes.EqualFold(f.name, []byte("content-length"))) {
+			continue
+		}
+		out = append(out, f)
+	}
+	if ck != nil && ck.Mode == CookieInsert && string(rq.cookieHad) != rq.cookieID {
+		v := make([]byte, 0, len(ck.Name)+len(rq.cookieID)+10)
+		v = append(v, ck.Name...)
+		v = append(v, '=')
+		v = append(v, rq.cookieID...)
+		v = append(v, "; Path=/"...)
+		out = append(out, field{[]byte("Set-Cookie"), v})
+	}
+	for _, x := range rules {
+		if x.Op == HeaderSet || x.Op == HeaderAdd {
+			out = append(out, field{unsafeBytes(x.Name), unsafeBytes(x.Value)})
+		}
+	}
+	rq.outf = out
+	return out
 }
 
 // cookieBackend returns the eligible server of pool whose persistence id is
@@ -703,6 +732,17 @@ func ruleReplaces(rules []HeaderRule, name []byte) bool {
 		}
 	}
 	return false
+}
+
+// onlyKeepAlive reports whether a Connection field's tokens are all
+// keep-alive (what most servers send).
+func onlyKeepAlive(conn []byte) bool {
+	for tok := range bytes.SplitSeq(conn, []byte{','}) {
+		if !bytes.EqualFold(trimOWS(tok), []byte("keep-alive")) {
+			return false
+		}
+	}
+	return true
 }
 
 // listedIn reports whether name is one of the Connection field's tokens

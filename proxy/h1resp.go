@@ -220,6 +220,11 @@ var hopHeaders = [...]string{"Connection", "Keep-Alive", "Proxy-Connection", "TE
 // isHopHeader reports whether name is in hopHeaders, or (upgrade false) also
 // when it is Upgrade, whose fate depends on the exchange.
 func isHopHeader(name []byte, keepUpgrade bool) bool {
+	switch len(name) { // the lengths of hopHeaders' names: most fields compare none
+	case 2, 7, 10, 16:
+	default:
+		return false
+	}
 	for _, h := range hopHeaders {
 		if bytes.EqualFold(name, []byte(h)) {
 			return !(keepUpgrade && h == "Upgrade")

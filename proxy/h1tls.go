@@ -189,13 +189,14 @@ type h2stream struct {
 	left   int64  // body bytes still to come after the head (-1: until finish)
 	fields []hpack.HeaderField
 	trail  []hpack.HeaderField
+	ready  bool // fields hold the final head (prepareHead), not sent yet
 }
 
 var h2streams = sync.Pool{New: func() any { return &h2stream{} }}
 
 func (st *h2stream) start(s *H2Stream) {
 	st.s, st.inHead, st.left = s, true, -1
-	st.chunk, st.eof, st.pend = false, false, nil
+	st.chunk, st.eof, st.pend, st.ready = false, false, nil, false
 	st.fields, st.trail = st.fields[:0], st.trail[:0]
 }
 
@@ -253,6 +254,12 @@ func (st *h2stream) Read(p []byte) (int, error) {
 // DATA. A response whose length is known ends with its last DATA frame.
 func (st *h2stream) Write(p []byte) (int, error) {
 	n := len(p)
+	if st.ready {
+		st.ready, st.inHead = false, false
+		if err := st.s.WriteHead(st.fields, st.left == 0); err != nil {
+			return 0, err
+		}
+	}
 	for st.inHead {
 		end := bytes.Index(p, []byte("\r\n\r\n"))
 		if end < 0 || len(p) < 12 {
@@ -288,6 +295,20 @@ func (st *h2stream) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// prepareHead sets the final response head from the engine's fields
+// (responseFields), less those HTTP/2 forbids; the next Write sends it, then
+// its bytes as DATA. left: the body's length, 0 for none, -1 until finish.
+func (st *h2stream) prepareHead(status int, fs []field, left int64) {
+	st.fields = append(st.fields[:0], hpack.HeaderField{Name: ":status", Value: statusText(status)})
+	for _, f := range fs {
+		if h2Forbidden(f.name) {
+			continue
+		}
+		st.fields = append(st.fields, hpack.HeaderField{Name: lowerName(f.name), Value: string(f.value)})
+	}
+	st.left, st.ready = left, true
+}
+
 // header sets st.fields from an HTTP/1 head the engine wrote (valid by
 // construction) and returns its status, and whether no body follows (by
 // content-length 0, 204 or 304, or a HEAD request). Fields HTTP/2 forbids are
@@ -298,7 +319,7 @@ func (st *h2stream) header(head []byte) (status int, noBody bool) {
 		status = status*10 + int(c-'0')
 	}
 	st.left = -1
-	st.fields = append(st.fields[:0], hpack.HeaderField{Name: ":status", Value: statusText(status, line[9:12])})
+	st.fields = append(st.fields[:0], hpack.HeaderField{Name: ":status", Value: statusText(status)})
 	for len(rest) > 0 {
 		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
 		name, value, ok := bytes.Cut(line, []byte(":"))
@@ -318,7 +339,7 @@ func (st *h2stream) header(head []byte) (status int, noBody bool) {
 }
 
 // statusText returns the status as a string, without allocating for the common ones.
-func statusText(status int, digits []byte) string {
+func statusText(status int) string {
 	switch status {
 	case 200:
 		return "200"
@@ -343,7 +364,7 @@ func statusText(status int, digits []byte) string {
 	case 503:
 		return "503"
 	}
-	return string(digits)
+	return strconv.Itoa(status)
 }
 
 // h2Names are common response field names in lower case, to look up

@@ -108,3 +108,99 @@ func TestResponseBodies(t *testing.T) {
 		tr.CloseIdleConnections()
 	}
 }
+
+// TestResponseHeadFields: the fields of a server's answer reach plaintext,
+// TLS HTTP/1.1 and HTTP/2 clients as sent, less the hop-by-hop ones and those
+// its Connection field names; 204, 304 and HEAD answers end without a body.
+func TestResponseHeadFields(t *testing.T) {
+	addr := serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			conn := "keep-alive"
+			if req.URL.Path == "/listed" {
+				conn = "keep-alive, X-Private"
+			}
+			status := "200 OK"
+			body := "ok"
+			switch req.URL.Path {
+			case "/204":
+				status, body = "204 No Content", ""
+			case "/304":
+				status, body = "304 Not Modified", ""
+			}
+			cl := fmt.Sprintf("Content-Length: %d\r\n", len(body))
+			if body == "" && status != "200 OK" {
+				cl = ""
+			}
+			fmt.Fprintf(c, "HTTP/1.1 %s\r\nServer: test-server\r\nConnection: %s\r\nKeep-Alive: timeout=5\r\n"+
+				"X-Private: secret\r\nX-Custom: Mixed Case Value\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n%s\r\n",
+				status, conn, cl)
+			if req.Method != "HEAD" {
+				io.WriteString(c, body)
+			}
+		}
+	})
+	ba, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := NewCertStore(testLogger(t), []CertFile{{Cert: writeL7Cert(t, t.TempDir(), "a.pem", nil, "a.test")}},
+		TLSOptions{ALPN: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, Global{},
+		ServiceSpec{Name: "t", Listen: lo4, Mode: ModeHTTP, Pool: pool(ba), L7: &L7Spec{TLS: store, H2: true}},
+		ServiceSpec{Name: "p", Listen: lo4, Mode: ModeHTTP, Pool: pool(ba)})
+	for _, proto := range []string{"plaintext", "HTTP/1.1", "HTTP/2.0"} {
+		base := "https://" + s.Addr("t").String()
+		if proto == "plaintext" {
+			base = "http://" + s.Addr("p").String()
+		}
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: proto == "HTTP/2.0"}
+		if proto != "HTTP/2.0" {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		for _, c := range []struct {
+			method, path string
+			status       int
+			body         string
+			private      bool // X-Private reaches the client
+		}{
+			{"GET", "/plain", 200, "ok", true},
+			{"GET", "/listed", 200, "ok", false},
+			{"HEAD", "/plain", 200, "", true},
+			{"GET", "/204", 204, "", true},
+			{"GET", "/304", 304, "", true},
+		} {
+			name := proto + " " + c.method + " " + c.path
+			req, _ := http.NewRequest(c.method, base+c.path, nil)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != c.status || string(b) != c.body {
+				t.Fatalf("%s: %d %q %v, want %d %q", name, resp.StatusCode, b, err, c.status, c.body)
+			}
+			h := resp.Header
+			if h.Get("Server") != "test-server" || h.Get("X-Custom") != "Mixed Case Value" ||
+				strings.Join(h.Values("Set-Cookie"), "|") != "a=1|b=2" {
+				t.Errorf("%s: fields changed: %v", name, h)
+			}
+			if h.Get("Keep-Alive") != "" || (h.Get("X-Private") != "") != c.private {
+				t.Errorf("%s: hop-by-hop fields: %v", name, h)
+			}
+			if c.method == "HEAD" && resp.ContentLength != 2 {
+				t.Errorf("%s: Content-Length %d, want the server's 2", name, resp.ContentLength)
+			}
+		}
+		tr.CloseIdleConnections()
+	}
+}
