@@ -528,12 +528,14 @@ const (
 // forgets a readiness that came before it was called.
 //
 // unsent is what could not be written without blocking; the caller writes it
-// and waits again.
+// and waits again. d 0: the caller has set the read deadline.
 func readable(c *net.TCPConn, rc syscall.RawConn, w *waiter, d time.Duration, pending []byte, fresh bool) (res waitResult, unsent []byte, werr error) {
 	if rc == nil {
 		return waitReady, pending, nil
 	}
-	c.SetReadDeadline(time.Now().Add(d))
+	if d > 0 {
+		c.SetReadDeadline(time.Now().Add(d))
+	}
 	if w.fn == nil {
 		w.fn = w.call
 	}

@@ -427,10 +427,15 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 			if folded {
 				pending, folded = out, false
 			}
-			res, unsent, werr := readable(be.c, be.rc, &be.w, svc.to.Server, pending, true)
+			// The server connection's reader keeps its read deadline, moved
+			// only when an eighth of its span has passed (connReader.arm):
+			// every reader of it waits for the same timeout server.
+			be.cr.arm()
+			res, unsent, werr := readable(be.c, be.rc, &be.w, 0, pending, true)
 			if werr == nil && len(unsent) > 0 {
 				if werr = writeAll(be.c, unsent, svc.to.Server, nil); werr == nil {
-					res, _, _ = readable(be.c, be.rc, &be.w, svc.to.Server, nil, false)
+					be.cr.arm()
+					res, _, _ = readable(be.c, be.rc, &be.w, 0, nil, false)
 				}
 			}
 			if werr != nil {
