@@ -186,6 +186,7 @@ type h2Conn struct {
 	werr      error // the connection failed: no more writes
 	hbuf      bytes.Buffer
 	enc       *hpack.Encoder
+	memo      headMemo // the last header block that left the encoder's table as it was
 	streams   map[uint32]*H2Stream
 	maxID     uint32 // highest stream the client opened
 	open      int    // streams in map (counted against MAX_CONCURRENT_STREAMS)
@@ -416,6 +417,7 @@ func (c *h2Conn) settings(f *http2.SettingsFrame) error {
 		switch s.ID {
 		case http2.SettingHeaderTableSize:
 			c.enc.SetMaxDynamicTableSize(min(s.Val, DefaultH2HeaderTableSize))
+			c.memo.ok = false
 		case http2.SettingInitialWindowSize:
 			d := int64(s.Val) - c.initWin
 			c.initWin = int64(s.Val)
@@ -967,11 +969,7 @@ func (st *H2Stream) writable() error {
 
 // writeHead encodes fields into HEADERS (and CONTINUATION) frames; c.mu is held.
 func (c *h2Conn) writeHead(st *H2Stream, fields []hpack.HeaderField, end bool) {
-	c.hbuf.Reset()
-	for _, f := range fields {
-		c.enc.WriteField(f)
-	}
-	block := c.hbuf.Bytes()
+	block := c.encodeHead(fields)
 	first := true
 	for first || len(block) > 0 {
 		n := min(len(block), c.peerFrame)
@@ -997,6 +995,79 @@ func (c *h2Conn) writeHead(st *H2Stream, fields []hpack.HeaderField, end bool) {
 		c.wbuf = append(c.wbuf, frag...)
 	}
 	c.kick()
+}
+
+// encodeHead returns fields' header block, valid until the next call; c.mu is held.
+func (c *h2Conn) encodeHead(fields []hpack.HeaderField) []byte {
+	if c.memo.ok && c.memo.same(fields) {
+		return c.memo.block
+	}
+	c.hbuf.Reset()
+	for _, f := range fields {
+		c.enc.WriteField(f)
+	}
+	block := c.hbuf.Bytes()
+	c.memo.set(fields, block)
+	return block
+}
+
+// headMemo keeps the last header block made only of indexed fields (RFC
+// 7541 §6.1): making it changed nothing in the encoder's dynamic table, so
+// the same fields encode to the same bytes for as long as no other block
+// changes the table. A server's answers repeat their fields (nginx's differ
+// only in Date, once a second), and this skips the table search of each.
+type headMemo struct {
+	ok     bool
+	fields []hpack.HeaderField
+	block  []byte
+}
+
+func (m *headMemo) same(fields []hpack.HeaderField) bool {
+	if len(fields) != len(m.fields) {
+		return false
+	}
+	for i, f := range fields {
+		if f.Name != m.fields[i].Name || f.Value != m.fields[i].Value || f.Sensitive != m.fields[i].Sensitive {
+			return false
+		}
+	}
+	return true
+}
+
+// set records block for fields when it holds indexed fields only; any other
+// block (a literal, maybe added to the table, or a table size update) ends
+// the memo.
+func (m *headMemo) set(fields []hpack.HeaderField, block []byte) {
+	m.ok = indexedOnly(block)
+	if !m.ok {
+		return
+	}
+	m.fields = append(m.fields[:0], fields...)
+	m.block = append(m.block[:0], block...)
+}
+
+// indexedOnly reports whether a header block is a sequence of indexed field
+// representations: first byte 1xxxxxxx, and when its 7-bit prefix is all
+// ones, continuation bytes up to one with the high bit clear (RFC 7541 §5.1).
+func indexedOnly(b []byte) bool {
+	for i := 0; i < len(b); {
+		if b[i]&0x80 == 0 {
+			return false
+		}
+		if b[i]&0x7f != 0x7f {
+			i++
+			continue
+		}
+		i++
+		for i < len(b) && b[i]&0x80 != 0 {
+			i++
+		}
+		if i == len(b) {
+			return false // cut short: not a block this encoder made
+		}
+		i++
+	}
+	return len(b) > 0
 }
 
 // Write sends p as DATA; end: p is the last of the body.

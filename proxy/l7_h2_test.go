@@ -432,3 +432,77 @@ func TestH2UploadBounded(t *testing.T) {
 	}
 	t.Logf("largest stream buffer: %d bytes", maxCap)
 }
+
+// TestH2HeadMemo: header blocks reused from the memo decode, with the
+// client's decoder kept across them, to exactly the fields written, whatever
+// blocks came between (a new Date inserted into the table shifts every
+// dynamic index; a table size change; a sensitive field), and the memo is
+// used for a repeated head once its fields are all in the table.
+func TestH2HeadMemo(t *testing.T) {
+	c := &h2Conn{}
+	c.enc = hpack.NewEncoder(&c.hbuf)
+	dec := hpack.NewDecoder(4096, nil)
+	head := func(date string, extra ...hpack.HeaderField) []hpack.HeaderField {
+		return append([]hpack.HeaderField{{Name: ":status", Value: "200"}, {Name: "server", Value: "nginx"},
+			{Name: "date", Value: date}, {Name: "content-type", Value: "text/plain"}, {Name: "content-length", Value: "128"},
+			{Name: "etag", Value: `"6756a0a0-80"`}}, extra...)
+	}
+	a, b := head("Mon, 07 Dec 2026 17:30:00 GMT"), head("Mon, 07 Dec 2026 17:30:01 GMT")
+	secret := head("Mon, 07 Dec 2026 17:30:01 GMT", hpack.HeaderField{Name: "set-cookie", Value: "s=1", Sensitive: true})
+	steps := []struct {
+		fields   []hpack.HeaderField
+		resize   uint32 // before it: the client's SETTINGS_HEADER_TABLE_SIZE
+		memoized bool   // the block must come from the memo
+	}{
+		{fields: a}, {fields: a}, {fields: a, memoized: true}, {fields: b}, {fields: b}, {fields: a},
+		{fields: a}, {fields: a, memoized: true}, {fields: b, memoized: false}, {fields: b},
+		{fields: b, resize: 1024}, {fields: b}, {fields: b, memoized: true}, {fields: secret}, {fields: b},
+		{fields: b, memoized: true},
+		// A table too small for the head: every block evicts and inserts.
+		{fields: a, resize: 200}, {fields: b}, {fields: a}, {fields: a}, {fields: b},
+	}
+	for i, s := range steps {
+		if s.resize != 0 {
+			c.enc.SetMaxDynamicTableSize(s.resize)
+			c.memo.ok = false // as the SETTINGS handling does
+		}
+		hit := c.memo.ok && c.memo.same(s.fields)
+		if s.memoized && !hit {
+			t.Fatalf("step %d: a repeated all-indexed head was encoded again", i)
+		}
+		block := c.encodeHead(s.fields)
+		got, err := dec.DecodeFull(block)
+		if err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if len(got) != len(s.fields) {
+			t.Fatalf("step %d: decoded %v, want %v", i, got, s.fields)
+		}
+		for j := range got {
+			if got[j].Name != s.fields[j].Name || got[j].Value != s.fields[j].Value {
+				t.Fatalf("step %d (memo %v): field %d decoded %v, want %v", i, hit, j, got[j], s.fields[j])
+			}
+		}
+	}
+}
+
+func TestIndexedOnly(t *testing.T) {
+	for _, c := range []struct {
+		b    []byte
+		want bool
+	}{
+		{nil, false},
+		{[]byte{0x88}, true},
+		{[]byte{0x88, 0xbe, 0xff, 0x05}, true},            // 0xff: index 127 + 5
+		{[]byte{0x88, 0xff, 0x80, 0x01}, true},            // two continuation bytes
+		{[]byte{0x88, 0xff}, false},                       // cut short
+		{[]byte{0x88, 0xff, 0x80}, false},                 // cut short
+		{[]byte{0x88, 0x40, 0x01, 'a', 0x01, 'b'}, false}, // literal with incremental indexing
+		{[]byte{0x3f, 0xe1, 0x1f, 0x88}, false},           // table size update
+		{[]byte{0x88, 0x0f, 0x2b, 0x01, 'x'}, false},      // literal without indexing
+	} {
+		if got := indexedOnly(c.b); got != c.want {
+			t.Errorf("indexedOnly(% x) = %v, want %v", c.b, got, c.want)
+		}
+	}
+}
