@@ -173,9 +173,12 @@ func (r *connReader) deadline(t time.Time) {
 	}
 }
 
-// writeAll writes p with an inactivity deadline.
+// writeAll writes p with an inactivity deadline (an HTTP/2 stream keeps its
+// own: no clock read for it).
 func writeAll(c net.Conn, p []byte, idle time.Duration, ctr *atomic.Uint64) error {
-	c.SetWriteDeadline(time.Now().Add(idle))
+	if _, ok := c.(*h2stream); !ok {
+		c.SetWriteDeadline(time.Now().Add(idle))
+	}
 	n, err := c.Write(p)
 	if n > 0 && ctr != nil {
 		ctr.Add(uint64(n))
