@@ -700,11 +700,11 @@ func (h *h1conn) responseFields(r *respHead, tunnel, unchunk bool) []field {
 		out = append(out, f)
 	}
 	if ck != nil && ck.Mode == CookieInsert && string(rq.cookieHad) != rq.cookieID {
-		v := make([]byte, 0, len(ck.Name)+len(rq.cookieID)+10)
-		v = append(v, ck.Name...)
+		v := append(rq.scr[:0], ck.Name...) // scr: the request is out
 		v = append(v, '=')
 		v = append(v, rq.cookieID...)
 		v = append(v, "; Path=/"...)
+		rq.scr = v
 		out = append(out, field{[]byte("Set-Cookie"), v})
 	}
 	for _, x := range rules {
