@@ -298,13 +298,16 @@ func (st *h2stream) Write(p []byte) (int, error) {
 // prepareHead sets the final response head from the engine's fields
 // (responseFields), less those HTTP/2 forbids; the next Write sends it, then
 // its bytes as DATA. left: the body's length, 0 for none, -1 until finish.
+// The values are views of the server's read buffer, not copies: the engine
+// calls Write before it reads from that server again, and the connection
+// copies what it keeps (h2Conn.own).
 func (st *h2stream) prepareHead(status int, fs []field, left int64) {
 	st.fields = append(st.fields[:0], hpack.HeaderField{Name: ":status", Value: statusText(status)})
 	for _, f := range fs {
 		if h2Forbidden(f.name) {
 			continue
 		}
-		st.fields = append(st.fields, hpack.HeaderField{Name: lowerName(f.name), Value: string(f.value)})
+		st.fields = append(st.fields, hpack.HeaderField{Name: lowerName(f.name), Value: unsafeString(f.value)})
 	}
 	st.left, st.ready = left, true
 }
@@ -417,6 +420,10 @@ func h2Forbidden(name []byte) bool {
 
 // unsafeBytes returns s's bytes without copying; they must not be written.
 func unsafeBytes(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)) }
+
+// unsafeString is b as a string without a copy: valid only while b's bytes
+// stay as they are.
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 func (st *h2stream) Close() error                     { return nil }
 func (st *h2stream) LocalAddr() net.Addr              { return nil }

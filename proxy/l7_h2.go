@@ -187,6 +187,7 @@ type h2Conn struct {
 	hbuf      bytes.Buffer
 	enc       *hpack.Encoder
 	memo      headMemo // the last header block that left the encoder's table as it was
+	vals      []string // values of the last head, by place (own)
 	streams   map[uint32]*H2Stream
 	maxID     uint32 // highest stream the client opened
 	open      int    // streams in map (counted against MAX_CONCURRENT_STREAMS)
@@ -999,6 +1000,7 @@ func (c *h2Conn) writeHead(st *H2Stream, fields []hpack.HeaderField, end bool) {
 
 // encodeHead returns fields' header block, valid until the next call; c.mu is held.
 func (c *h2Conn) encodeHead(fields []hpack.HeaderField) []byte {
+	c.own(fields)
 	if c.memo.ok && c.memo.same(fields) {
 		return c.memo.block
 	}
@@ -1009,6 +1011,32 @@ func (c *h2Conn) encodeHead(fields []hpack.HeaderField) []byte {
 	block := c.hbuf.Bytes()
 	c.memo.set(fields, block)
 	return block
+}
+
+// ownSlots is how many field places of the last head own keeps.
+const ownSlots = 32
+
+// own gives every value in fields a string the connection owns, before the
+// memo or the encoder's table can keep it: a value may be a view of a
+// server's read buffer (h2stream.prepareHead), reused once the stream reads
+// on. The value the last head had at the same place is taken when equal (a
+// server repeats its fields: nginx's change only in Date, once a second),
+// else a copy, which that place then keeps. c.mu is held.
+func (c *h2Conn) own(fields []hpack.HeaderField) {
+	for i := range fields {
+		v := fields[i].Value
+		if i >= ownSlots {
+			fields[i].Value = strings.Clone(v)
+			continue
+		}
+		if i == len(c.vals) {
+			c.vals = append(c.vals, "")
+		}
+		if c.vals[i] != v {
+			c.vals[i] = strings.Clone(v)
+		}
+		fields[i].Value = c.vals[i]
+	}
 }
 
 // headMemo keeps the last header block made only of indexed fields (RFC

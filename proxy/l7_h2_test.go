@@ -486,6 +486,39 @@ func TestH2HeadMemo(t *testing.T) {
 	}
 }
 
+// The fields of an answer are views of the server's read buffer until the
+// connection encodes them; what the encoder's table or the block memo keeps
+// must not change when that buffer is read into again.
+func TestH2HeadBorrowedValues(t *testing.T) {
+	c := &h2Conn{}
+	c.enc = hpack.NewEncoder(&c.hbuf)
+	dec := hpack.NewDecoder(4096, nil)
+	buf := make([]byte, 0, 64)
+	answer := func(date, etag string) {
+		buf = append(append(buf[:0], date...), etag...) // the server's next answer, read into the same buffer
+		fs := []field{{[]byte("Date"), buf[:len(date)]}, {[]byte("ETag"), buf[len(date):]}}
+		var st h2stream
+		st.prepareHead(200, fs, 0)
+		block := c.encodeHead(st.fields)
+		got, err := dec.DecodeFull(block)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"200", date, etag}
+		for i, f := range got {
+			if i >= len(want) || f.Value != want[i] {
+				t.Fatalf("decoded %v, want the values %q", got, want)
+			}
+		}
+	}
+	for range 3 {
+		answer("Mon, 07 Dec 2026 17:30:00 GMT", `"aaaa"`)
+		answer("Mon, 07 Dec 2026 17:30:01 GMT", `"bbbb"`)
+	}
+	answer("Mon, 07 Dec 2026 17:30:01 GMT", `"bbbb"`)
+	answer("Mon, 07 Dec 2026 17:30:01 GMT", `"cccc"`)
+}
+
 func TestIndexedOnly(t *testing.T) {
 	for _, c := range []struct {
 		b    []byte
