@@ -69,10 +69,15 @@ func (h *h1conn) proxy(rq *h1req) outcome {
 	http11 := hd.IsHTTP11()
 	clientClose := hd.ConnectionClose() || !http11 || h.h2
 	upgrade := rq.info.upgradeTok && rq.info.upgrade && http11
-	removeRequestHop(hd, &rq.info, upgrade)
+	if !h.h2 {
+		// An HTTP/2 stream's head has none: the HTTP/2 server refuses a
+		// stream with a connection-specific field, and requestFromH2
+		// leaves out te and expect.
+		removeRequestHop(hd, &rq.info, upgrade)
+	}
 	dropLookalikes(hd)
 	cont := false
-	if v := hd.Peek("Expect"); len(v) > 0 {
+	if v := h.expect(hd); len(v) > 0 {
 		if !bytes.EqualFold(trimOWS(v), []byte("100-continue")) {
 			return h.rejectOutcome(headerCheck{417, "unsupported expectation"})
 		}
@@ -873,6 +878,15 @@ func normalizeTarget(hd *fasthttp.RequestHeader) headerCheck {
 	hd.SetRequestURIBytes(path)
 	hd.SetHostBytes(authority)
 	return headerCheck{}
+}
+
+// expect returns the request's Expect field; an HTTP/2 stream's head has
+// none (the HTTP/2 server answers 100-continue).
+func (h *h1conn) expect(hd *fasthttp.RequestHeader) []byte {
+	if h.h2 {
+		return nil
+	}
+	return hd.Peek("Expect")
 }
 
 // removeRequestHop removes the hop-by-hop fields of a request (the same

@@ -59,6 +59,46 @@ func h2Client(t *testing.T) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
+// TestH2EngineRequestFields: what the server gets from an HTTP/2 request:
+// no hop-by-hop field, the client's forwarding fields replaced (it is not a
+// trusted upstream), cookies joined; a stream with a connection-specific
+// field is refused before any server connection.
+func TestH2EngineRequestFields(t *testing.T) {
+	got := make(chan http.Header, 4)
+	be := serveRequests(t, func(c net.Conn, req *http.Request) bool {
+		got <- req.Header
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		return true
+	})
+	ba, _ := net.ResolveTCPAddr("tcp", be)
+	_, fr := h2Dial(t, h2Service(t, ba, Timeouts{}))
+	h2Request(t, fr, 1, "/x", true, [2]string{"te", "trailers"}, [2]string{"x-forwarded-for", "198.18.0.66"},
+		[2]string{"forwarded", "for=198.18.0.66"}, [2]string{"x-forwarded-proto", "http"}, [2]string{"cookie", "a=1"},
+		[2]string{"x-end", "kept"}, [2]string{"cookie", "b=2"})
+	h := <-got
+	for _, name := range []string{"Te", "Connection", "Keep-Alive", "Proxy-Connection", "Upgrade", "Transfer-Encoding"} {
+		if v, ok := h[name]; ok {
+			t.Errorf("hop-by-hop %s forwarded: %q", name, v)
+		}
+	}
+	for name, want := range map[string]string{"X-Forwarded-For": "127.0.0.1", "Forwarded": "for=127.0.0.1;proto=https",
+		"X-Forwarded-Proto": "https", "Cookie": "a=1; b=2", "X-End": "kept"} {
+		if v := h.Values(name); len(v) != 1 || v[0] != want {
+			t.Errorf("%s: %q, want %q", name, v, want)
+		}
+	}
+	h2Request(t, fr, 3, "/y", true, [2]string{"connection", "close"})
+	rst := h2Until(t, fr, "RST_STREAM", func(f http2.Frame) bool { _, ok := f.(*http2.RSTStreamFrame); return ok }).(*http2.RSTStreamFrame)
+	if rst.StreamID != 3 || rst.ErrCode != http2.ErrCodeProtocol {
+		t.Fatalf("RST_STREAM %d %v, want 3 PROTOCOL_ERROR", rst.StreamID, rst.ErrCode)
+	}
+	select {
+	case h := <-got:
+		t.Fatalf("the server got the refused request: %v", h)
+	default:
+	}
+}
+
 // TestH2EngineBodies: request bodies with and without a length reach the
 // server whole (the second chunked), a chunked response reaches the client
 // unchunked, and no Content-Type is invented.

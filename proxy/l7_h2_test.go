@@ -226,12 +226,14 @@ func h2Dial(t *testing.T, addr string, settings ...http2.Setting) (*tls.Conn, *h
 	return c, fr
 }
 
-// h2Request writes a GET for path on stream id, ending the stream when end.
-func h2Request(t *testing.T, fr *http2.Framer, id uint32, path string, end bool) {
+// h2Request writes a GET for path on stream id, with fields after the
+// pseudo-fields, ending the stream when end.
+func h2Request(t *testing.T, fr *http2.Framer, id uint32, path string, end bool, fields ...[2]string) {
 	t.Helper()
 	var b bytes.Buffer
 	enc := hpack.NewEncoder(&b)
-	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.test"}, {":path", path}} {
+	all := append([][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", "a.test"}, {":path", path}}, fields...)
+	for _, f := range all {
 		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: b.Bytes(), EndStream: end, EndHeaders: true}); err != nil {
