@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -155,7 +156,7 @@ func (s *H2Server) ServeConn(nc net.Conn, g *gatherConn, owner any) {
 	c.fr.SetReuseFrames()
 	c.fr.SetMaxReadFrameSize(s.lim.MaxReadFrameSize)
 	c.fr.MaxHeaderListSize = uint32(s.lim.MaxHeaderListSize)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(s.lim.MaxDecoderHeaderTableSize, nil)
+	c.head = newH2HeadReader(c.fr, s.lim.MaxDecoderHeaderTableSize, uint32(s.lim.MaxHeaderListSize))
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	s.mu.Lock()
 	down := s.down
@@ -177,6 +178,7 @@ type h2Conn struct {
 	g     *gatherConn
 	owner any
 	fr    *http2.Framer
+	head  *h2HeadReader  // the request header blocks, read with the frames
 	wg    sync.WaitGroup // the streams' handlers
 
 	mu        sync.Mutex
@@ -269,6 +271,9 @@ func (c *h2Conn) serve(down bool) {
 	sawSettings := false
 	for {
 		f, err := c.fr.ReadFrame()
+		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
+			f, err = c.head.read(hf)
+		}
 		if err == nil {
 			if !sawSettings {
 				if _, ok := f.(*http2.SettingsFrame); !ok {
@@ -563,7 +568,7 @@ func (st *H2Stream) request(f *http2.MetaHeadersFrame) bool {
 	} else if st.Scheme == "" || st.Path == "" {
 		return false
 	}
-	st.Fields = f.RegularFields()
+	st.Fields = slices.Clone(f.RegularFields()) // f's list is the connection's, reused
 	for _, hf := range st.Fields {
 		switch hf.Name {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
