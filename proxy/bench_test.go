@@ -94,3 +94,22 @@ func BenchmarkTCPProxy(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkResponseHead: nginx's answer to a static file, parsed and its
+// fields listed for the client, as each answer is.
+func BenchmarkResponseHead(b *testing.B) {
+	raw := []byte("HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 07 Dec 2026 18:45:00 GMT\r\n" +
+		"Content-Type: application/octet-stream\r\nContent-Length: 128\r\nLast-Modified: Mon, 07 Dec 2026 17:00:00 GMT\r\n" +
+		"Connection: keep-alive\r\nETag: \"6756a0a0-80\"\r\nAccept-Ranges: bytes\r\n\r\n")
+	h := &h1conn{svc: &service{spec: ServiceSpec{}}, req: &h1req{}}
+	r := &h.req.resp
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := parseResponseHead(raw, r); err != nil {
+			b.Fatal(err)
+		}
+		if fs := h.responseFields(r, false, false); len(fs) != 7 {
+			b.Fatalf("%d fields", len(fs))
+		}
+	}
+}

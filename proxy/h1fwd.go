@@ -671,12 +671,7 @@ func (h *h1conn) appendResponseHead(dst []byte, r *respHead, tunnel, closeAfter,
 func (h *h1conn) responseFields(r *respHead, tunnel, unchunk bool) []field {
 	rq := h.req
 	out := rq.outf[:0]
-	var conn []byte
-	for i := range r.nFields {
-		if bytes.EqualFold(r.fields[i].name, []byte("connection")) {
-			conn = r.fields[i].value
-		}
-	}
+	conn := r.conn
 	if onlyKeepAlive(conn) {
 		conn = nil // the one field it names is hop-by-hop anyway: no look per field
 	}

@@ -1,6 +1,10 @@
 package proxy
 
-import "bytes"
+import (
+	"bytes"
+
+	"golang.org/x/net/http/httpguts"
+)
 
 // Strict request validation. fasthttp parses the request; these checks run
 // on its raw header block before any backend is contacted and reject what a
@@ -14,13 +18,7 @@ type headerCheck struct {
 }
 
 // isTchar reports whether c is a token character (RFC 9110 §5.6.2).
-func isTchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return c < 0x80 && bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0
-}
+func isTchar(c byte) bool { return httpguts.IsTokenRune(rune(c)) }
 
 // headInfo collects what the proxy needs from the raw header block.
 type headInfo struct {
