@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -82,6 +83,7 @@ const (
 type h1req struct {
 	cr     connReader // the client connection's reader
 	w      waiter     // its waits
+	nr     nowReader  // its reads that do not wait
 	h      fasthttp.RequestHeader
 	resp   respHead
 	outf   []field // the response fields the client gets (responseFields)
@@ -129,6 +131,11 @@ type connReader struct {
 	prefix  *[]byte
 	short   bool // the last read returned less than asked: the socket is empty
 	timeout bool
+	// ready: the socket was found readable (a client's next request came),
+	// so its next read is made without waiting, through now, and needs no
+	// deadline; only if it finds nothing does the read wait, under one.
+	ready bool
+	now   *nowReader
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
@@ -137,8 +144,20 @@ func (r *connReader) Read(p []byte) (int, error) {
 		*r.prefix = (*r.prefix)[n:]
 		return n, nil
 	}
+	var n int
+	var err error
+	if r.ready {
+		r.ready = false
+		if n, err = r.now.read(p); n > 0 || err != nil {
+			return r.took(p, n, err)
+		}
+	}
 	r.arm()
-	n, err := r.c.Read(p)
+	n, err = r.c.Read(p)
+	return r.took(p, n, err)
+}
+
+func (r *connReader) took(p []byte, n int, err error) (int, error) {
 	r.short = n < len(p)
 	if n > 0 && r.ctr != nil {
 		r.ctr.Add(uint64(n))
@@ -147,6 +166,47 @@ func (r *connReader) Read(p []byte) (int, error) {
 		r.timeout = true
 	}
 	return n, err
+}
+
+// nowReader reads what a socket holds without waiting: RawConn.Read with a
+// callback (bound once) that never asks to wait.
+type nowReader struct {
+	rc  syscall.RawConn
+	p   []byte
+	n   int
+	err error
+	fn  func(uintptr) bool
+}
+
+func (nr *nowReader) call(fd uintptr) bool {
+	for {
+		nr.n, nr.err = unix.Read(int(fd), nr.p)
+		if nr.err != unix.EINTR {
+			return true
+		}
+	}
+}
+
+// read returns 0 and no error when the socket holds nothing yet, or when
+// RawConn.Read refused (a read deadline already passed, as the linger's
+// may have): the caller's read, under its own deadline, says what it is.
+func (nr *nowReader) read(p []byte) (int, error) {
+	if nr.fn == nil {
+		nr.fn = nr.call
+	}
+	nr.p = p
+	err := nr.rc.Read(nr.fn)
+	n, rerr := nr.n, nr.err
+	nr.p, nr.err = nil, nil
+	switch {
+	case err != nil, rerr == unix.EAGAIN:
+		return 0, nil
+	case rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", rerr)}
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // arm moves the read deadline when an eighth of its span has passed.
@@ -391,6 +451,7 @@ func (h *h1conn) idle() {
 		clear(h.req.outf)
 		h.req.cr = connReader{}
 		h.req.w = waiter{fn: h.req.w.fn}
+		h.req.nr = nowReader{fn: h.req.nr.fn}
 		h1reqs.Put(h.req)
 		h.req = nil
 	}
@@ -404,6 +465,7 @@ func (h *h1conn) run() {
 			if !h.waitRequest() {
 				return
 			}
+			h.readyNext()
 		} else {
 			h.pipelined = true
 			if !h.flushOut() {
@@ -426,6 +488,18 @@ func (h *h1conn) run() {
 			return
 		}
 	}
+}
+
+// readyNext marks the client's socket readable, as waitRequest found it:
+// the request's first read does not wait, so it goes without a deadline
+// (plaintext only: a TLS connection reads through crypto/tls).
+func (h *h1conn) readyNext() {
+	if h.tls || h.pkv.rc == nil {
+		return
+	}
+	rq := h.active()
+	rq.nr.rc = h.pkv.rc
+	rq.cr.now, rq.cr.ready = &rq.nr, true
 }
 
 // waitRequest waits for the next request: a little while in this goroutine,

@@ -140,6 +140,33 @@ func TestSlowlorisAndStalledReader(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("slowloris held for %v", d)
 	}
+	// The same on a keep-alive connection, whose next request's first bytes
+	// are read without a deadline (they came): 408 at the request timeout.
+	ka := newHTTPBackend(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	s2 := startServer(t, Global{}, ServiceSpec{Name: "k", Listen: lo4, Mode: ModeHTTP, Pool: pool(ka.addr()),
+		Timeouts: Timeouts{HTTPRequest: 200 * time.Millisecond}})
+	c3 := dial(t, s2.Addr("k"))
+	br := bufio.NewReader(c3)
+	for i := range 2 {
+		io.WriteString(c3, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("request %d: %s", i, resp.Status)
+		}
+	}
+	start = time.Now()
+	io.WriteString(c3, "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); resp.StatusCode != 408 || d < 150*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("a partial head on a keep-alive connection: %s after %v, want 408 after 200ms", resp.Status, d)
+	}
 	// Never reads its response: cut at the client timeout.
 	c2 := dial(t, s.Addr("h"))
 	c2.SetReadBuffer(4096)
