@@ -45,7 +45,7 @@ func (svc *service) connect(se *session, pool *balance.Pool) (*balance.Backend, 
 	failed := failedArr[:0]
 	var queueDeadline time.Time
 	for attempts := 0; ; {
-		b, err := svc.acquire(pool, se.src.Addr(), failed, &queueDeadline)
+		b, err := svc.acquire(pool, se.src.Addr(), failed, &queueDeadline, time.Now())
 		if err != nil {
 			return nil, nil, err
 		}
@@ -71,11 +71,12 @@ func (svc *service) connect(se *session, pool *balance.Pool) (*balance.Backend, 
 // slots. When every candidate is at its maxconn, the connection waits in the
 // service's queue (bounded by MaxQueue, for up to the queue timeout counted
 // from the first wait) for a backend to release a slot, as HAProxy queues on
-// a backend whose servers are full.
-func (svc *service) acquire(pool *balance.Pool, client netip.Addr, failed []*balance.Backend, deadline *time.Time) (*balance.Backend, error) {
+// a backend whose servers are full. now: a clock reading taken moments
+// before, for the first pick.
+func (svc *service) acquire(pool *balance.Pool, client netip.Addr, failed []*balance.Backend, deadline *time.Time, now time.Time) (*balance.Backend, error) {
 	s := svc.srv
 	for {
-		b, full := tryPick(pool, client, failed)
+		b, full := tryPick(pool, client, failed, now)
 		if b != nil {
 			return b, nil
 		}
@@ -98,7 +99,7 @@ func (svc *service) acquire(pool *balance.Pool, client netip.Addr, failed []*bal
 		s.wakeMu.Lock()
 		ch := s.wake
 		s.wakeMu.Unlock()
-		b, _ = tryPick(pool, client, failed)
+		b, _ = tryPick(pool, client, failed, time.Now())
 		if b == nil {
 			t := time.NewTimer(time.Until(*deadline))
 			select {
@@ -112,8 +113,9 @@ func (svc *service) acquire(pool *balance.Pool, client netip.Addr, failed []*bal
 		if b != nil {
 			return b, nil
 		}
-		if !time.Now().Before(*deadline) || s.draining.Load() {
-			if b, _ := tryPick(pool, client, failed); b != nil {
+		now = time.Now()
+		if !now.Before(*deadline) || s.draining.Load() {
+			if b, _ := tryPick(pool, client, failed, now); b != nil {
 				return b, nil
 			}
 			return nil, errBackendFull
@@ -123,10 +125,9 @@ func (svc *service) acquire(pool *balance.Pool, client netip.Addr, failed []*bal
 
 // tryPick picks from pool, skipping failed and backends at their maxconn.
 // full reports that some candidate was skipped for being full.
-func tryPick(pool *balance.Pool, client netip.Addr, failed []*balance.Backend) (b *balance.Backend, full bool) {
+func tryPick(pool *balance.Pool, client netip.Addr, failed []*balance.Backend, now time.Time) (b *balance.Backend, full bool) {
 	var excl [8]*balance.Backend
 	exclude := append(excl[:0], failed...)
-	now := time.Now()
 	for {
 		b := pool.Pick(client, now, exclude)
 		if b == nil {

@@ -92,6 +92,7 @@ type h1req struct {
 	method []byte
 	uri    []byte
 	start  time.Time
+	now    time.Time // read at the start of the exchange with a server (forward): for checks a few microseconds do not change
 	info   headInfo
 
 	cookieHad []byte // persistence_cookie: the server id the request named
@@ -131,9 +132,10 @@ type connReader struct {
 	prefix  *[]byte
 	short   bool // the last read returned less than asked: the socket is empty
 	timeout bool
-	// ready: the socket was found readable (a client's next request came),
-	// so its next read is made without waiting, through now, and needs no
-	// deadline; only if it finds nothing does the read wait, under one.
+	// ready: the socket was found readable, so its next read needs no
+	// deadline moved: a client's (now set) is made without waiting, through
+	// now, and only if it finds nothing does the read wait, under its
+	// deadline; a server's (now nil) keeps the deadline the wait had.
 	ready bool
 	now   *nowReader
 }
@@ -148,6 +150,10 @@ func (r *connReader) Read(p []byte) (int, error) {
 	var err error
 	if r.ready {
 		r.ready = false
+		if r.now == nil {
+			n, err = r.c.Read(p)
+			return r.took(p, n, err)
+		}
 		if n, err = r.now.read(p); n > 0 || err != nil {
 			return r.took(p, n, err)
 		}
@@ -210,7 +216,11 @@ func (nr *nowReader) read(p []byte) (int, error) {
 }
 
 // arm moves the read deadline when an eighth of its span has passed.
-func (r *connReader) arm() {
+func (r *connReader) arm() { r.armAt(time.Time{}) }
+
+// armAt is arm with now, a clock reading taken moments before (zero: read
+// the clock).
+func (r *connReader) armAt(now time.Time) {
 	if !r.fixed.IsZero() {
 		if !r.set.Equal(r.fixed) {
 			r.set = r.fixed
@@ -218,7 +228,9 @@ func (r *connReader) arm() {
 		}
 		return
 	}
-	now := time.Now()
+	if now.IsZero() {
+		now = time.Now()
+	}
 	if r.set.Sub(now) < r.idle-r.idle/8 {
 		r.set = now.Add(r.idle)
 		r.c.SetReadDeadline(r.set)

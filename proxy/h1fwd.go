@@ -209,10 +209,14 @@ func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, u
 	for attempts := 0; ; {
 		var b *balance.Backend
 		var err error
+		now := time.Now()
 		if pinned != nil && pinned.Acquire() {
 			b = pinned // the server the client's cookie names, while it is up
 		} else {
-			b, err = svc.acquire(pool, src, failed, &queueDeadline)
+			b, err = svc.acquire(pool, src, failed, &queueDeadline, now)
+			if !queueDeadline.IsZero() {
+				now = time.Now() // it waited in the queue
+			}
 		}
 		pinned = nil
 		if err != nil {
@@ -223,7 +227,7 @@ func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, u
 		if len(rq.h.Host()) == 0 {
 			rq.h.SetHost(b.Addr().String())
 		}
-		be, fresh, err := h.backendConn(b)
+		be, fresh, err := h.backendConn(b, now)
 		if err != nil {
 			svc.releaseBackend(b)
 			svc.passiveResult(b, false)
@@ -238,11 +242,14 @@ func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, u
 		}
 		if fresh {
 			svc.passiveResult(b, true)
+			now = time.Now() // the connect took its time
 		}
+		rq.now = now
 		res := h.exchange(rq, be, cl, upgrade)
 		if res.err != nil && res.stale && !fresh && cl <= 0 && cl != -1 && isIdempotent(rq.h.Method()) {
 			h.dropBackend(be)
 			if be, err = h.dial(b); err == nil {
+				rq.now = time.Now()
 				res = h.exchange(rq, be, cl, upgrade)
 			} else {
 				res = exchangeResult{err: err}
@@ -254,8 +261,7 @@ func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, u
 
 // backendConn returns an idle connection of this client to b, checked, or a
 // new one. fresh reports a new connection.
-func (h *h1conn) backendConn(b *balance.Backend) (*beConn, bool, error) {
-	now := time.Now()
+func (h *h1conn) backendConn(b *balance.Backend, now time.Time) (*beConn, bool, error) {
 	if h.shared != nil {
 		if be := h.shared.take(b); be != nil {
 			h.mu.Lock()
@@ -434,8 +440,14 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 			}
 			// The server connection's reader keeps its read deadline, moved
 			// only when an eighth of its span has passed (connReader.arm):
-			// every reader of it waits for the same timeout server.
-			be.cr.arm()
+			// every reader of it waits for the same timeout server. A
+			// request written from inside the wait (folded) has done nothing
+			// that waits since forward read the clock.
+			if pending != nil {
+				be.cr.armAt(rq.now)
+			} else {
+				be.cr.arm()
+			}
 			res, unsent, werr := readable(be.c, be.rc, &be.w, 0, pending, true)
 			if werr == nil && len(unsent) > 0 {
 				if werr = writeAll(be.c, unsent, svc.to.Server, nil); werr == nil {
@@ -449,6 +461,7 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 			if res == waitTimeout {
 				return exchangeResult{err: errServerTimeout, status: 504, sentHead: sent}
 			}
+			be.cr.ready = res == waitReady // its deadline was just armed
 		}
 		n, perr := peekHead(be.br)
 		if perr != nil {
