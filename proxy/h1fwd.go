@@ -993,7 +993,7 @@ func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf [
 	}
 	buf = ip.AppendTo(buf)
 	h.Del("X-Forwarded-For")
-	h.SetBytesV("X-Forwarded-For", buf)
+	h.AddBytesV("X-Forwarded-For", buf) // none left: added without a search
 	if !trusted || len(h.Peek("X-Forwarded-Proto")) == 0 {
 		h.Set("X-Forwarded-Proto", proto)
 	}
@@ -1014,7 +1014,7 @@ func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf [
 	buf = append(buf, ";proto="...)
 	buf = append(buf, proto...)
 	h.Del("Forwarded")
-	h.SetBytesV("Forwarded", buf)
+	h.AddBytesV("Forwarded", buf)
 	return buf
 }
 
