@@ -75,16 +75,18 @@ func (h *h1conn) proxy(rq *h1req) outcome {
 		// leaves out te and expect.
 		removeRequestHop(hd, &rq.info, upgrade)
 	}
-	dropLookalikes(hd)
+	if rq.info.has&hasUnderscore != 0 {
+		dropLookalikes(hd)
+	}
 	cont := false
-	if v := h.expect(hd); len(v) > 0 {
+	if v := h.expect(hd, rq.info.has); len(v) > 0 {
 		if !bytes.EqualFold(trimOWS(v), []byte("100-continue")) {
 			return h.rejectOutcome(headerCheck{417, "unsupported expectation"})
 		}
 		cont = http11
 		hd.Del("Expect")
 	}
-	rq.scr = svc.setForwarded(hd, h.se.src.Addr(), rq.scr, h.tls)
+	rq.scr = svc.setForwarded(hd, h.se.src.Addr(), rq.scr, h.tls, rq.info.has)
 	cl := int64(hd.ContentLength()) // -1 chunked, -2 none
 	pool := svc.spec.Pool
 	if l7 := svc.spec.L7; l7 != nil {
@@ -890,8 +892,8 @@ func normalizeTarget(hd *fasthttp.RequestHeader) headerCheck {
 
 // expect returns the request's Expect field; an HTTP/2 stream's head has
 // none (the HTTP/2 server answers 100-continue).
-func (h *h1conn) expect(hd *fasthttp.RequestHeader) []byte {
-	if h.h2 {
+func (h *h1conn) expect(hd *fasthttp.RequestHeader, has fieldSet) []byte {
+	if h.h2 || has&hasExpect == 0 {
 		return nil
 	}
 	return hd.Peek("Expect")
@@ -905,14 +907,17 @@ func removeRequestHop(hd *fasthttp.RequestHeader, info *headInfo, upgrade bool) 
 			hd.DelBytes(tok)
 		}
 	}
-	for _, name := range hopHeaders {
-		if upgrade && name == "Upgrade" {
+	for i, name := range hopHeaders {
+		if upgrade && name == "Upgrade" || info.has&hopBits[i] == 0 {
 			continue
 		}
 		hd.Del(name)
 	}
 	hd.ResetConnectionClose()
 }
+
+// hopBits are hopHeaders' bits in headInfo.has.
+var hopBits = [len(hopHeaders)]fieldSet{hasConnection, hasKeepAlive, hasProxyConnection, hasTE, hasUpgrade}
 
 // lookalikes are the fields halb reads or sets; a field whose name is one of
 // them with '_' for '-' (Content_Length) is dropped, as nginx does, so that
@@ -979,26 +984,31 @@ func isIdempotent(m []byte) bool {
 
 // setForwarded sets X-Forwarded-For, X-Forwarded-Proto and Forwarded:
 // appended to a trusted upstream's values, replacing anyone else's.
-func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf []byte, https bool) []byte {
+func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf []byte, https bool, has fieldSet) []byte {
 	proto := "http"
 	if https {
 		proto = "https"
 	}
 	trusted := len(svc.spec.TrustedUpstreams) > 0 && inPrefixes(ip, svc.spec.TrustedUpstreams)
 	buf = buf[:0]
-	if trusted {
+	if trusted && has&hasXFF != 0 {
 		for _, v := range h.PeekAll("X-Forwarded-For") {
 			buf = append(append(buf, v...), ", "...)
 		}
 	}
 	buf = ip.AppendTo(buf)
-	h.Del("X-Forwarded-For")
+	if has&hasXFF != 0 {
+		h.Del("X-Forwarded-For")
+	}
 	h.AddBytesV("X-Forwarded-For", buf) // none left: added without a search
-	if !trusted || len(h.Peek("X-Forwarded-Proto")) == 0 {
+	switch {
+	case has&hasXFP == 0:
+		h.Add("X-Forwarded-Proto", proto)
+	case !trusted || len(h.Peek("X-Forwarded-Proto")) == 0:
 		h.Set("X-Forwarded-Proto", proto)
 	}
 	buf = buf[:0]
-	if trusted {
+	if trusted && has&hasForwarded != 0 {
 		for _, v := range h.PeekAll("Forwarded") {
 			buf = append(append(buf, v...), ", "...)
 		}
@@ -1013,7 +1023,9 @@ func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf [
 	}
 	buf = append(buf, ";proto="...)
 	buf = append(buf, proto...)
-	h.Del("Forwarded")
+	if has&hasForwarded != 0 {
+		h.Del("Forwarded")
+	}
 	h.AddBytesV("Forwarded", buf)
 	return buf
 }

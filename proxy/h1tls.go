@@ -102,7 +102,7 @@ func (b h2bridge) ServeH2(s *H2Stream) {
 	s.SetAbort(h.closeBackends)
 	if s.Truncated {
 		h.reject(headerCheck{431, "request head too large"}, nil)
-	} else if chk := requestFromH2(&rq.h, s, st); chk.status != 0 {
+	} else if chk := requestFromH2(&rq.h, &rq.info, s, st); chk.status != 0 {
 		h.reject(chk, nil)
 	} else {
 		h.proxy(rq)
@@ -131,7 +131,7 @@ func (h *h1conn) closeBackends() {
 // the connection-specific fields (RFC 9113 §8.2.2); the target is checked
 // here as for HTTP/1. Cookie fields are joined into one (§8.2.3). A body
 // without content-length goes to the server chunked.
-func requestFromH2(hd *fasthttp.RequestHeader, s *H2Stream, st *h2stream) headerCheck {
+func requestFromH2(hd *fasthttp.RequestHeader, info *headInfo, s *H2Stream, st *h2stream) headerCheck {
 	if chk := checkRequestTarget(unsafeBytes(s.Method), unsafeBytes(s.Path)); chk.status != 0 {
 		return chk
 	}
@@ -139,7 +139,9 @@ func requestFromH2(hd *fasthttp.RequestHeader, s *H2Stream, st *h2stream) header
 	hd.SetRequestURI(s.Path)
 	host := s.Authority
 	var cookie []byte
+	*info = headInfo{}
 	for _, f := range s.Fields {
+		info.has |= fieldBit(unsafeBytes(f.Name))
 		switch f.Name {
 		case "content-length", "expect", "te":
 			continue // framing is set below; the server answers 100-continue itself

@@ -27,6 +27,52 @@ type headInfo struct {
 	tooMany    bool // more Connection tokens than connTokens holds
 	upgradeTok bool // Connection lists "upgrade"
 	upgrade    bool // an Upgrade header is present
+	has        fieldSet
+}
+
+// fieldSet says which of the fields the proxy removes or replaces a request
+// head has: where one is absent, its delete (a walk of all the fields) is
+// skipped. The set may say more than the head has, never less
+// (FuzzCheckRequestHeaders holds it to fasthttp's parse of the same head).
+type fieldSet uint16
+
+const (
+	hasConnection fieldSet = 1 << iota
+	hasKeepAlive
+	hasProxyConnection
+	hasTE
+	hasUpgrade
+	hasExpect
+	hasXFF
+	hasXFP
+	hasForwarded
+	hasUnderscore // a name with '_' (dropLookalikes)
+)
+
+var fieldBits = [...]struct {
+	name string
+	bit  fieldSet
+}{
+	{"Connection", hasConnection}, {"Keep-Alive", hasKeepAlive}, {"Proxy-Connection", hasProxyConnection},
+	{"TE", hasTE}, {"Upgrade", hasUpgrade}, {"Expect", hasExpect}, {"X-Forwarded-For", hasXFF},
+	{"X-Forwarded-Proto", hasXFP}, {"Forwarded", hasForwarded},
+}
+
+// fieldBit returns the bits name sets.
+func fieldBit(name []byte) fieldSet {
+	var b fieldSet
+	if bytes.IndexByte(name, '_') >= 0 {
+		b = hasUnderscore
+	}
+	switch len(name) { // the lengths of fieldBits' names: most fields compare none
+	case 2, 6, 7, 9, 10, 15, 16, 17:
+		for _, f := range fieldBits {
+			if len(f.name) == len(name) && bytes.EqualFold(name, []byte(f.name)) {
+				return b | f.bit
+			}
+		}
+	}
+	return b
 }
 
 // checkRequestHeaders validates a raw header block (the lines after the
@@ -74,6 +120,9 @@ func checkRequestHeaders(raw []byte, http11 bool, info *headInfo) headerCheck {
 			}
 		}
 		value = trimOWS(value)
+		if info != nil {
+			info.has |= fieldBit(name)
+		}
 		switch {
 		case bytes.EqualFold(name, []byte("content-length")):
 			nCL++
