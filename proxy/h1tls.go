@@ -300,16 +300,17 @@ func (st *h2stream) Write(p []byte) (int, error) {
 // prepareHead sets the final response head from the engine's fields
 // (responseFields), less those HTTP/2 forbids; the next Write sends it, then
 // its bytes as DATA. left: the body's length, 0 for none, -1 until finish.
-// The values are views of the server's read buffer, not copies: the engine
-// calls Write before it reads from that server again, and the connection
-// copies what it keeps (h2Conn.own).
+// The names and values are views of the server's read buffer, not copies,
+// and the names in the server's case: the engine calls Write before it reads
+// from that server again, and the connection lowers and copies what it
+// keeps (h2Conn.own).
 func (st *h2stream) prepareHead(status int, fs []field, left int64) {
 	st.fields = append(st.fields[:0], hpack.HeaderField{Name: ":status", Value: statusText(status)})
 	for _, f := range fs {
 		if h2Forbidden(f.name) {
 			continue
 		}
-		st.fields = append(st.fields, hpack.HeaderField{Name: lowerName(f.name), Value: unsafeString(f.value)})
+		st.fields = append(st.fields, hpack.HeaderField{Name: unsafeString(f.name), Value: unsafeString(f.value)})
 	}
 	st.left, st.ready = left, true
 }

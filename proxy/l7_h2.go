@@ -188,8 +188,8 @@ type h2Conn struct {
 	werr      error // the connection failed: no more writes
 	hbuf      bytes.Buffer
 	enc       *hpack.Encoder
-	memo      headMemo // the last header block that left the encoder's table as it was
-	vals      []string // values of the last head, by place (own)
+	memo      headMemo     // the last header block that left the encoder's table as it was
+	vals      []ownedField // the last head's fields, by place (own)
 	streams   map[uint32]*H2Stream
 	maxID     uint32 // highest stream the client opened
 	open      int    // streams in map (counted against MAX_CONCURRENT_STREAMS)
@@ -1021,26 +1021,35 @@ func (c *h2Conn) encodeHead(fields []hpack.HeaderField) []byte {
 // ownSlots is how many field places of the last head own keeps.
 const ownSlots = 32
 
-// own gives every value in fields a string the connection owns, before the
-// memo or the encoder's table can keep it: a value may be a view of a
-// server's read buffer (h2stream.prepareHead), reused once the stream reads
-// on. The value the last head had at the same place is taken when equal (a
-// server repeats its fields: nginx's change only in Date, once a second),
-// else a copy, which that place then keeps. c.mu is held.
+// ownedField is what own keeps of one place of the last head: the name as
+// it came, the name in lower case, and the value.
+type ownedField struct{ raw, name, value string }
+
+// own gives every field a name in lower case and a value the connection
+// owns, before the memo or the encoder's table can keep them: a name and a
+// value may be views of a server's read buffer, in the server's case
+// (h2stream.prepareHead), reused once the stream reads on. What the last
+// head had at the same place is taken when equal (a server repeats its
+// fields: nginx's change only in Date, once a second), else a copy, which
+// that place then keeps. c.mu is held.
 func (c *h2Conn) own(fields []hpack.HeaderField) {
 	for i := range fields {
-		v := fields[i].Value
+		n, v := fields[i].Name, fields[i].Value
 		if i >= ownSlots {
-			fields[i].Value = strings.Clone(v)
+			fields[i].Name, fields[i].Value = lowerName(unsafeBytes(n)), strings.Clone(v)
 			continue
 		}
 		if i == len(c.vals) {
-			c.vals = append(c.vals, "")
+			c.vals = append(c.vals, ownedField{})
 		}
-		if c.vals[i] != v {
-			c.vals[i] = strings.Clone(v)
+		o := &c.vals[i]
+		if o.raw != n {
+			o.raw, o.name = strings.Clone(n), lowerName(unsafeBytes(n))
 		}
-		fields[i].Value = c.vals[i]
+		if o.value != v {
+			o.value = strings.Clone(v)
+		}
+		fields[i].Name, fields[i].Value = o.name, o.value
 	}
 }
 

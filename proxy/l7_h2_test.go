@@ -488,17 +488,20 @@ func TestH2HeadMemo(t *testing.T) {
 	}
 }
 
-// The fields of an answer are views of the server's read buffer until the
-// connection encodes them; what the encoder's table or the block memo keeps
-// must not change when that buffer is read into again.
+// The fields of an answer are views of the server's read buffer, names in
+// the server's case, until the connection encodes them; what the encoder's
+// table or the block memo keeps must not change when that buffer is read
+// into again, and the names go out in lower case.
 func TestH2HeadBorrowedValues(t *testing.T) {
 	c := &h2Conn{}
 	c.enc = hpack.NewEncoder(&c.hbuf)
 	dec := hpack.NewDecoder(4096, nil)
-	buf := make([]byte, 0, 64)
-	answer := func(date, etag string) {
-		buf = append(append(buf[:0], date...), etag...) // the server's next answer, read into the same buffer
-		fs := []field{{[]byte("Date"), buf[:len(date)]}, {[]byte("ETag"), buf[len(date):]}}
+	buf := make([]byte, 0, 128)
+	answer := func(dateName, date, etagName, etag string) {
+		// The server's next answer, read into the same buffer.
+		buf = append(append(append(append(buf[:0], dateName...), date...), etagName...), etag...)
+		a, b, c2 := len(dateName), len(dateName)+len(date), len(dateName)+len(date)+len(etagName)
+		fs := []field{{buf[:a], buf[a:b]}, {buf[b:c2], buf[c2:]}}
 		var st h2stream
 		st.prepareHead(200, fs, 0)
 		block := c.encodeHead(st.fields)
@@ -506,19 +509,20 @@ func TestH2HeadBorrowedValues(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{"200", date, etag}
+		want := [][2]string{{":status", "200"}, {strings.ToLower(dateName), date}, {strings.ToLower(etagName), etag}}
 		for i, f := range got {
-			if i >= len(want) || f.Value != want[i] {
-				t.Fatalf("decoded %v, want the values %q", got, want)
+			if i >= len(want) || f.Name != want[i][0] || f.Value != want[i][1] {
+				t.Fatalf("decoded %v, want %q", got, want)
 			}
 		}
 	}
 	for range 3 {
-		answer("Mon, 07 Dec 2026 17:30:00 GMT", `"aaaa"`)
-		answer("Mon, 07 Dec 2026 17:30:01 GMT", `"bbbb"`)
+		answer("Date", "Mon, 07 Dec 2026 17:30:00 GMT", "ETag", `"aaaa"`)
+		answer("date", "Mon, 07 Dec 2026 17:30:01 GMT", "etag", `"bbbb"`)
 	}
-	answer("Mon, 07 Dec 2026 17:30:01 GMT", `"bbbb"`)
-	answer("Mon, 07 Dec 2026 17:30:01 GMT", `"cccc"`)
+	answer("DATE", "Mon, 07 Dec 2026 17:30:01 GMT", "ETAG", `"bbbb"`)
+	answer("Date", "Mon, 07 Dec 2026 17:30:01 GMT", "Etag", `"cccc"`)
+	answer("Etag", `"dddd"`, "Date", "Mon, 07 Dec 2026 17:30:02 GMT") // the places swapped
 }
 
 func TestIndexedOnly(t *testing.T) {
