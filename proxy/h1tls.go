@@ -99,7 +99,7 @@ func (b h2bridge) ServeH2(s *H2Stream) {
 	h.br = svc.readers.get(&rq.cr)
 	// A stream the client resets (or a connection that ends) stops its
 	// exchange: its server connections close, and what waits on them returns.
-	s.SetAbort(h.closeBackends)
+	s.SetAbort(h)
 	if s.Truncated {
 		h.reject(headerCheck{431, "request head too large"}, nil)
 	} else if chk := requestFromH2(&rq.h, &rq.info, s, st); chk.status != 0 {
@@ -113,9 +113,9 @@ func (b h2bridge) ServeH2(s *H2Stream) {
 	st.finish(h.broken || st.inHead)
 }
 
-// closeBackends closes the server connections of an HTTP/2 stream whose
+// AbortStream closes the server connections of an HTTP/2 stream whose
 // client went away.
-func (h *h1conn) closeBackends() {
+func (h *h1conn) AbortStream() {
 	h.mu.Lock()
 	for i, be := range h.bes {
 		if be != nil {

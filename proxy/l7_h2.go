@@ -706,7 +706,7 @@ func (c *h2Conn) closeStream(st *H2Stream, why error) {
 	if why != nil && st.fail == nil {
 		st.fail = why
 		if st.abort != nil {
-			go st.abort()
+			go st.abort.AbortStream()
 		}
 	}
 	if left := int64(len(st.rbuf)); left > 0 {
@@ -860,7 +860,7 @@ type H2Stream struct {
 	waitConn bool // waiting for the connection's window
 	headSent bool
 	ended    bool
-	abort    func()
+	abort    StreamAborter
 	guard    *time.Timer
 	waitFrom time.Time // when the current wait began (zero: none)
 }
@@ -868,16 +868,22 @@ type H2Stream struct {
 // Owner returns what the connection was served with.
 func (st *H2Stream) Owner() any { return st.c.owner }
 
-// SetAbort sets f to run (in its own goroutine) when the stream is reset or
-// its connection ends; f nil clears it. If that already happened, f runs now.
-func (st *H2Stream) SetAbort(f func()) {
+// StreamAborter is told (AbortStream, in a goroutine of its own) that the
+// stream it serves was reset or lost its connection.
+type StreamAborter interface{ AbortStream() }
+
+// SetAbort sets a to be told when the stream is reset or its connection
+// ends; nil clears it. If that already happened, it is told now. (An
+// interface and not a func: a handler's record is one already, a bound
+// method would be an allocation per stream.)
+func (st *H2Stream) SetAbort(a StreamAborter) {
 	c := st.c
 	c.mu.Lock()
-	st.abort = f
+	st.abort = a
 	gone := st.fail != nil
 	c.mu.Unlock()
-	if gone && f != nil {
-		go f()
+	if gone && a != nil {
+		go a.AbortStream()
 	}
 }
 
