@@ -184,6 +184,7 @@ type h2Conn struct {
 	mu        sync.Mutex
 	wcond     sync.Cond // wbuf has room, or a flush ended
 	wbuf      []byte    // frames not yet flushed
+	wbox      *[]byte   // ... and the box it goes back to h2Bufs in
 	flushing  bool
 	werr      error // the connection failed: no more writes
 	hbuf      bytes.Buffer
@@ -209,13 +210,29 @@ type h2Out h2Conn
 
 func (o *h2Out) Write(p []byte) (int, error) {
 	if o.wbuf == nil {
-		o.wbuf = (*h2Bufs.Get().(*[]byte))[:0]
+		o.wbuf, o.wbox = getH2Buf()
 	}
 	o.wbuf = append(o.wbuf, p...)
 	return len(p), nil
 }
 
 var h2Bufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// getH2Buf returns an empty buffer and the box it came in. The box goes
+// back with it (putH2Buf): boxing a slice anew to put it in the pool would
+// be an allocation each time.
+func getH2Buf() ([]byte, *[]byte) {
+	box := h2Bufs.Get().(*[]byte)
+	return (*box)[:0], box
+}
+
+// putH2Buf gives b back in box, unless it grew past what is worth keeping.
+func putH2Buf(b []byte, box *[]byte) {
+	if box != nil && cap(b) <= 2*h2BufMax {
+		*box = b[:0]
+		h2Bufs.Put(box)
+	}
+}
 
 const (
 	h2Preface  = http2.ClientPreface
@@ -632,7 +649,7 @@ func (c *h2Conn) data(f *http2.DataFrame) error {
 // take keeps body bytes for the handler; c.mu is held.
 func (st *H2Stream) take(data []byte) {
 	if st.rbuf == nil {
-		st.rbuf = (*h2Bufs.Get().(*[]byte))[:0]
+		st.rbuf, st.rbox = getH2Buf()
 	}
 	if st.roff > 0 && len(st.rbuf)+len(data) > cap(st.rbuf) {
 		// Move what is unread to the front before growing: a body read while
@@ -787,14 +804,11 @@ func (c *h2Conn) flush() {
 	runtime.Gosched()
 	c.mu.Lock()
 	for len(c.wbuf) > 0 && c.werr == nil {
-		b := c.wbuf
-		c.wbuf = nil
+		b, box := c.wbuf, c.wbox
+		c.wbuf, c.wbox = nil, nil
 		c.mu.Unlock()
 		err := c.send(b)
-		if cap(b) <= 2*h2BufMax {
-			b = b[:0]
-			h2Bufs.Put(&b)
-		}
+		putH2Buf(b, box)
 		c.mu.Lock()
 		if err != nil && c.werr == nil {
 			c.werr = err
@@ -820,7 +834,7 @@ func (c *h2Conn) send(b []byte) error {
 // appendFrameHead appends a frame header (RFC 9113 §4.1) to c.wbuf.
 func (c *h2Conn) appendFrameHead(n int, typ http2.FrameType, flags http2.Flags, id uint32) {
 	if c.wbuf == nil {
-		c.wbuf = (*h2Bufs.Get().(*[]byte))[:0]
+		c.wbuf, c.wbox = getH2Buf()
 	}
 	c.wbuf = append(c.wbuf, byte(n>>16), byte(n>>8), byte(n), byte(typ), byte(flags),
 		byte(id>>24)&0x7f, byte(id>>16), byte(id>>8), byte(id))
@@ -850,6 +864,7 @@ type H2Stream struct {
 	state    uint8
 	expect   bool   // expect: 100-continue, not yet answered
 	rbuf     []byte // body bytes received, not yet read
+	rbox     *[]byte
 	roff     int
 	rgot     int64 // body bytes received
 	rerr     error // io.EOF once the body ended
@@ -888,11 +903,10 @@ func (st *H2Stream) SetAbort(a StreamAborter) {
 }
 
 func (st *H2Stream) dropBuf() {
-	if st.rbuf != nil && cap(st.rbuf) <= 2*h2BufMax {
-		b := st.rbuf[:0]
-		h2Bufs.Put(&b)
+	if st.rbuf != nil {
+		putH2Buf(st.rbuf, st.rbox)
 	}
-	st.rbuf, st.roff = nil, 0
+	st.rbuf, st.rbox, st.roff = nil, nil, 0
 }
 
 // wait blocks on st.cond, bounded by the write timeout: a wait that no
@@ -1217,6 +1231,7 @@ type gatherConn struct {
 	mu  sync.Mutex
 	on  bool
 	buf []byte
+	box *[]byte
 }
 
 func (g *gatherConn) Write(p []byte) (int, error) {
@@ -1244,7 +1259,7 @@ func (g *gatherConn) begin() {
 	g.mu.Lock()
 	g.on = true
 	if g.buf == nil {
-		g.buf = (*h2Bufs.Get().(*[]byte))[:0]
+		g.buf, g.box = getH2Buf()
 	}
 	g.mu.Unlock()
 }
@@ -1253,15 +1268,12 @@ func (g *gatherConn) end() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.on = false
-	b := g.buf
-	g.buf = nil
+	b, box := g.buf, g.box
+	g.buf, g.box = nil, nil
 	var err error
 	if len(b) > 0 {
 		_, err = g.Conn.Write(b)
 	}
-	if cap(b) <= 2*h2BufMax {
-		b = b[:0]
-		h2Bufs.Put(&b)
-	}
+	putH2Buf(b, box)
 	return err
 }
