@@ -185,6 +185,7 @@ type h2Conn struct {
 	wcond     sync.Cond // wbuf has room, or a flush ended
 	wbuf      []byte    // frames not yet flushed
 	wbox      *[]byte   // ... and the box it goes back to h2Bufs in
+	flushFn   func()    // c.flush
 	flushing  bool
 	werr      error // the connection failed: no more writes
 	hbuf      bytes.Buffer
@@ -793,7 +794,10 @@ func (c *h2Conn) handle(st *H2Stream) {
 func (c *h2Conn) kick() {
 	if !c.flushing && c.werr == nil && len(c.wbuf) > 0 {
 		c.flushing = true
-		go c.flush()
+		if c.flushFn == nil {
+			c.flushFn = c.flush // bound once: go c.flush() allocates a closure each time
+		}
+		go c.flushFn()
 	}
 }
 
