@@ -69,17 +69,12 @@ func (h *h1conn) proxy(rq *h1req) outcome {
 	http11 := hd.IsHTTP11()
 	clientClose := hd.ConnectionClose() || !http11 || h.h2
 	upgrade := rq.info.upgradeTok && rq.info.upgrade && http11
-	if !h.h2 {
-		// An HTTP/2 stream's head has none: the HTTP/2 server refuses a
-		// stream with a connection-specific field, and requestFromH2
-		// leaves out te and expect.
-		removeRequestHop(hd, &rq.info, upgrade)
-	}
+	removeRequestHop(hd, &rq.info, upgrade)
 	if rq.info.has&hasUnderscore != 0 {
 		dropLookalikes(hd)
 	}
 	cont := false
-	if v := h.expect(hd, rq.info.has); len(v) > 0 {
+	if v := expectField(hd, rq.info.has); len(v) > 0 {
 		if !bytes.EqualFold(trimOWS(v), []byte("100-continue")) {
 			return h.rejectOutcome(headerCheck{417, "unsupported expectation"})
 		}
@@ -890,10 +885,11 @@ func normalizeTarget(hd *fasthttp.RequestHeader) headerCheck {
 	return headerCheck{}
 }
 
-// expect returns the request's Expect field; an HTTP/2 stream's head has
-// none (the HTTP/2 server answers 100-continue).
-func (h *h1conn) expect(hd *fasthttp.RequestHeader, has fieldSet) []byte {
-	if h.h2 || has&hasExpect == 0 {
+// expectField returns the request's Expect field, looked up only when the
+// head has one (an HTTP/2 stream's never has: its server answers
+// 100-continue, and requestFromH2 leaves the field out).
+func expectField(hd *fasthttp.RequestHeader, has fieldSet) []byte {
+	if has&hasExpect == 0 {
 		return nil
 	}
 	return hd.Peek("Expect")

@@ -130,7 +130,9 @@ func (h *h1conn) AbortStream() {
 // request head. The HTTP/2 server has checked the pseudo-fields and refused
 // the connection-specific fields (RFC 9113 §8.2.2); the target is checked
 // here as for HTTP/1. Cookie fields are joined into one (§8.2.3). A body
-// without content-length goes to the server chunked.
+// without content-length goes to the server chunked. info.has notes which
+// fields the head got, as checkRequestHeaders does for HTTP/1: none of the
+// hop-by-hop ones, so their deletes are skipped.
 func requestFromH2(hd *fasthttp.RequestHeader, info *headInfo, s *H2Stream, st *h2stream) headerCheck {
 	if chk := checkRequestTarget(unsafeBytes(s.Method), unsafeBytes(s.Path)); chk.status != 0 {
 		return chk
@@ -141,7 +143,6 @@ func requestFromH2(hd *fasthttp.RequestHeader, info *headInfo, s *H2Stream, st *
 	var cookie []byte
 	*info = headInfo{}
 	for _, f := range s.Fields {
-		info.has |= fieldBit(unsafeBytes(f.Name))
 		switch f.Name {
 		case "content-length", "expect", "te":
 			continue // framing is set below; the server answers 100-continue itself
@@ -157,6 +158,7 @@ func requestFromH2(hd *fasthttp.RequestHeader, info *headInfo, s *H2Stream, st *
 			cookie = append(cookie, f.Value...)
 			continue
 		}
+		info.has |= fieldBit(unsafeBytes(f.Name)) // of the fields the head gets
 		hd.Add(f.Name, f.Value)
 	}
 	if host != "" {
