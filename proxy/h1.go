@@ -185,12 +185,8 @@ type nowReader struct {
 }
 
 func (nr *nowReader) call(fd uintptr) bool {
-	for {
-		nr.n, nr.err = unix.Read(int(fd), nr.p)
-		if nr.err != unix.EINTR {
-			return true
-		}
-	}
+	nr.n, nr.err = readNonblock(fd, nr.p)
+	return true
 }
 
 // read returns 0 and no error when the socket holds nothing yet, or when
@@ -680,6 +676,17 @@ func (w *waiter) call(fd uintptr) bool {
 		}
 	}
 	return peekFD(fd) != unix.EAGAIN
+}
+
+// readNonblock is one read(2) of fd, retried when interrupted (EAGAIN: the
+// socket holds nothing).
+func readNonblock(fd uintptr, p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(fd), p)
+		if err != unix.EINTR {
+			return n, err
+		}
+	}
 }
 
 // writeNonblock writes what of p fd takes without blocking: n bytes, and err

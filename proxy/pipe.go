@@ -298,12 +298,7 @@ var bursts = sync.Pool{New: func() any {
 func (b *burst) read(fd uintptr) bool {
 	b.bp = copyBufs.Get().(*[]byte)
 	b.off = 0
-	for {
-		b.n, b.errno = unix.Read(int(fd), *b.bp)
-		if b.errno != unix.EINTR {
-			break
-		}
-	}
+	b.n, b.errno = readNonblock(fd, *b.bp)
 	switch {
 	case b.errno == unix.EAGAIN:
 		copyBufs.Put(b.bp)
