@@ -133,9 +133,9 @@ type connReader struct {
 	short   bool // the last read returned less than asked: the socket is empty
 	timeout bool
 	// ready: the socket was found readable, so its next read needs no
-	// deadline moved: a client's (now set) is made without waiting, through
-	// now, and only if it finds nothing does the read wait, under its
-	// deadline; a server's (now nil) keeps the deadline the wait had.
+	// deadline moved: it is made without waiting, through now, and only if
+	// it finds nothing does the read wait, under its deadline (without now,
+	// a TLS stream's, it reads under the deadline the wait had).
 	ready bool
 	now   *nowReader
 }
@@ -678,14 +678,27 @@ func (w *waiter) call(fd uintptr) bool {
 	return peekFD(fd) != unix.EAGAIN
 }
 
-// readNonblock is one read(2) of fd, retried when interrupted (EAGAIN: the
+// readNonblock is one recv(2) of fd, retried when interrupted (EAGAIN: the
 // socket holds nothing).
+//
+// readNonblock, writeNonblock and peekFD are raw system calls: the socket
+// never blocks, so the goroutine's P need not be marked as in a system call.
+// Marked, a thread the kernel preempts inside the call (a loopback write
+// wakes the peer, which often takes the CPU at the call's exit) leaves its P
+// "in a system call" long enough for Go's sysmon to hand it to another thread,
+// and the preempted thread then parks: futex wake-ups and a sysmon that keeps
+// its shortest sleep. recv/send rather than read/write: the kernel's socket
+// path without the file-position layer.
 func readNonblock(fd uintptr, p []byte) (int, error) {
 	for {
-		n, err := unix.Read(int(fd), p)
-		if err != unix.EINTR {
-			return n, err
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, 0, 0)
+		switch e {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
+			continue
 		}
+		return 0, e
 	}
 }
 
@@ -693,17 +706,18 @@ func readNonblock(fd uintptr, p []byte) (int, error) {
 // a failure other than a full socket (EAGAIN ends it with err nil).
 func writeNonblock(fd uintptr, p []byte) (n int, err error) {
 	for n < len(p) {
-		w, err := unix.Write(int(fd), p[n:])
-		if w > 0 {
-			n += w
-		}
-		switch err {
-		case nil, unix.EINTR:
+		q := p[n:]
+		w, _, e := unix.RawSyscall6(unix.SYS_SENDTO, fd, uintptr(unsafe.Pointer(&q[0])), uintptr(len(q)), unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL, 0, 0)
+		switch e {
+		case 0:
+			n += int(w)
+			continue
+		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			return n, nil
 		}
-		return n, err
+		return n, e
 	}
 	return n, nil
 }
@@ -714,7 +728,7 @@ func writeNonblock(fd uintptr, p []byte) (n int, err error) {
 func peekFD(fd uintptr) syscall.Errno {
 	var b [1]byte
 	for {
-		_, _, e := unix.Syscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+		_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
 			unix.MSG_PEEK|unix.MSG_DONTWAIT, 0, 0)
 		if e != unix.EINTR {
 			return e

@@ -27,6 +27,7 @@ type beConn struct {
 	rc     syscall.RawConn
 	b      *balance.Backend
 	cr     connReader
+	nr     nowReader // cr's read of a socket found readable
 	w      waiter
 	br     *bufio.Reader // while a response is read
 	used   time.Time     // end of its last exchange
@@ -317,6 +318,10 @@ func (h *h1conn) dial(b *balance.Backend) (*beConn, error) {
 	be := &beConn{c: tc, b: b, used: time.Now()}
 	be.rc, _ = tc.SyscallConn()
 	be.cr = connReader{c: tc, idle: svc.to.Server}
+	if be.rc != nil {
+		be.nr.rc = be.rc
+		be.cr.now = &be.nr
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.se.isClosed() || svc.srv.aborted.Load() {
