@@ -39,7 +39,7 @@ import (
 // serveTLSTerminated handshakes, then serves HTTP/1.1 or HTTP/2.
 func (svc *service) serveTLSTerminated(h *h1conn, l7 *L7Spec) {
 	se := h.se
-	g := &gatherConn{Conn: se.client}
+	g := &gatherConn{Conn: se.client, raw: newRawIO(se.client)}
 	tc, err := Handshake(context.Background(), g, l7.TLS.Config(), svc.to.HTTPRequest)
 	if err != nil {
 		se.shard.errs.Add(1)

@@ -1230,12 +1230,23 @@ func (st *H2Stream) Reset() {
 // (their sequence numbers): mu is held across every write to the socket, so
 // a record the TLS layer writes from a reading goroutine (the answer to a
 // client's TLS 1.3 KeyUpdate) can't overtake gathered ones still being sent.
+//
+// raw, when set, reads and writes the socket (rawIO): every read and write
+// of the TLS layer goes through it.
 type gatherConn struct {
 	net.Conn
+	raw *rawIO
 	mu  sync.Mutex
 	on  bool
 	buf []byte
 	box *[]byte
+}
+
+func (g *gatherConn) Read(p []byte) (int, error) {
+	if g.raw != nil {
+		return g.raw.read(p)
+	}
+	return g.Conn.Read(p)
 }
 
 func (g *gatherConn) Write(p []byte) (int, error) {
@@ -1244,6 +1255,14 @@ func (g *gatherConn) Write(p []byte) (int, error) {
 	if g.on {
 		g.buf = append(g.buf, p...)
 		return len(p), nil
+	}
+	return g.write(p)
+}
+
+// write sends p to the socket; g.mu is held.
+func (g *gatherConn) write(p []byte) (int, error) {
+	if g.raw != nil {
+		return g.raw.write(p)
 	}
 	return g.Conn.Write(p)
 }
@@ -1276,7 +1295,7 @@ func (g *gatherConn) end() error {
 	g.buf, g.box = nil, nil
 	var err error
 	if len(b) > 0 {
-		_, err = g.Conn.Write(b)
+		_, err = g.write(b)
 	}
 	putH2Buf(b, box)
 	return err
