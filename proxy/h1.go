@@ -691,7 +691,7 @@ func (w *waiter) call(fd uintptr) bool {
 // path without the file-position layer.
 func readNonblock(fd uintptr, p []byte) (int, error) {
 	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), 0, 0, 0)
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), unix.MSG_DONTWAIT, 0, 0)
 		switch e {
 		case 0:
 			return int(n), nil
