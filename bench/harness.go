@@ -73,6 +73,10 @@ type Row struct {
 	VsHAProxyRPS float64 // NaN when there is no HAProxy row to compare with
 	VsHAProxyP99 float64
 	VsDirectRPS  float64
+	// PerCore is requests per CPU second of the proxy (req/s per proxy core) over the
+	// measured window, NaN without CPU figures; VsHAProxyPerCore its ratio to HAProxy's.
+	PerCore          float64
+	VsHAProxyPerCore float64
 }
 
 type harness struct {
@@ -720,12 +724,22 @@ func computeRatios(rows []Row) {
 		}
 		return a / b
 	}
+	perCore := func(r Row) float64 {
+		if r.CPUSeconds <= 0 {
+			return math.NaN()
+		}
+		return float64(r.Requests) / r.CPUSeconds
+	}
 	for i := range rows {
 		r := &rows[i]
 		r.VsHAProxyRPS, r.VsHAProxyP99, r.VsDirectRPS = math.NaN(), math.NaN(), math.NaN()
+		r.PerCore, r.VsHAProxyPerCore = perCore(*r), math.NaN()
 		if ref, ok := ha[key{r.Mode, r.Size, r.Conns}]; ok {
 			r.VsHAProxyRPS = ratio(r.RPS, ref.RPS)
 			r.VsHAProxyP99 = ratio(float64(r.P99), float64(ref.P99))
+			if pc := perCore(ref); !math.IsNaN(r.PerCore) && !math.IsNaN(pc) {
+				r.VsHAProxyPerCore = ratio(r.PerCore, pc)
+			}
 		}
 		if ref, ok := direct[key{"", r.Size, r.Conns}]; ok {
 			r.VsDirectRPS = ratio(r.RPS, ref.RPS)
@@ -758,6 +772,13 @@ func fmtCPU(s float64) string {
 		return "-"
 	}
 	return strconv.FormatFloat(s, 'f', 2, 64)
+}
+
+func fmtCount(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64)
 }
 
 func fmtRatio(r float64) string {
@@ -801,8 +822,8 @@ func (h *harness) header(w io.Writer) {
 
 func (h *harness) printTable(w io.Writer, rows []Row) {
 	h.header(w)
-	fmt.Fprintln(w, "| target | mode | body | conns | req/s | p50 ms | p99 ms | errors | non-2xx | RSS MiB | CPU s | rps / haproxy | p99 / haproxy | rps / direct | other cores |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| target | mode | body | conns | req/s | p50 ms | p99 ms | errors | non-2xx | RSS MiB | CPU s | rps / haproxy | p99 / haproxy | rps / direct | req/s per proxy core | per core / haproxy | other cores |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	noisy := 0
 	for _, r := range rows {
 		other := fmtCPU(r.OtherCores)
@@ -810,14 +831,17 @@ func (h *harness) printTable(w io.Writer, rows []Row) {
 			other += " NOISY"
 			noisy++
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Target, r.Mode, sizeName(r.Size), r.Conns, r.RPS, fmtMS(r.P50), fmtMS(r.P99), r.Errors, r.Non2xx,
-			fmtRSS(r.RSSKiB), fmtCPU(r.CPUSeconds), fmtRatio(r.VsHAProxyRPS), fmtRatio(r.VsHAProxyP99), fmtRatio(r.VsDirectRPS), other)
+			fmtRSS(r.RSSKiB), fmtCPU(r.CPUSeconds), fmtRatio(r.VsHAProxyRPS), fmtRatio(r.VsHAProxyP99), fmtRatio(r.VsDirectRPS),
+			fmtCount(r.PerCore), fmtRatio(r.VsHAProxyPerCore), other)
 	}
 	fmt.Fprintln(w)
 	h.notes(w)
 	fmt.Fprintln(w, "RSS = max of the proxy's summed VmRSS (all processes of its group) sampled every 200 ms and at the end of the cell;")
 	fmt.Fprintln(w, "CPU s = user+system seconds of the proxy's processes during the measured window. 'direct' has no proxy.")
+	fmt.Fprintln(w, "req/s per proxy core = requests of the window / CPU s: what the proxy does with one core, whichever side")
+	fmt.Fprintln(w, "limits the rate (the column to read with --pin, where the proxy has its own core).")
 	fmt.Fprintln(w, "other cores = cores busy in tasks (user+nice+system+steal in /proc/stat) minus those used by the load generator,")
 	fmt.Fprintln(w, "the proxy and the backends;")
 	fmt.Fprintf(w, "NOISY above %.1f: something else was running, rerun that row on a quiet machine.\n", noisyCores)

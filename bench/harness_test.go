@@ -204,8 +204,8 @@ func TestRunCancelled(t *testing.T) {
 func TestComputeRatios(t *testing.T) {
 	rows := []Row{
 		{Target: TargetDirect, Mode: "-", Size: 128, Conns: 64, RPS: 1000, P99: 2 * time.Millisecond},
-		{Target: TargetHAProxy, Mode: "http", Size: 128, Conns: 64, RPS: 500, P99: 4 * time.Millisecond},
-		{Target: TargetHalb, Mode: "http", Size: 128, Conns: 64, RPS: 750, P99: 3 * time.Millisecond},
+		{Target: TargetHAProxy, Mode: "http", Size: 128, Conns: 64, RPS: 500, P99: 4 * time.Millisecond, Requests: 5000, CPUSeconds: 4},
+		{Target: TargetHalb, Mode: "http", Size: 128, Conns: 64, RPS: 750, P99: 3 * time.Millisecond, Requests: 7500, CPUSeconds: 5},
 		{Target: TargetHalb, Mode: "tcp", Size: 128, Conns: 64, RPS: 800, P99: 3 * time.Millisecond},
 		{Target: TargetNginx, Mode: "http", Size: 128, Conns: 256, RPS: 100},
 	}
@@ -213,6 +213,13 @@ func TestComputeRatios(t *testing.T) {
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
 	if r := rows[2]; !near(r.VsHAProxyRPS, 1.5) || !near(r.VsHAProxyP99, 0.75) || !near(r.VsDirectRPS, 0.75) {
 		t.Errorf("halb http ratios %v %v %v", r.VsHAProxyRPS, r.VsHAProxyP99, r.VsDirectRPS)
+	}
+	// per core: HAProxy 5000/4 = 1250, halb 7500/5 = 1500: 1.2
+	if r := rows[2]; !near(r.PerCore, 1500) || !near(r.VsHAProxyPerCore, 1.2) {
+		t.Errorf("halb http per core %v, ratio %v; want 1500, 1.2", r.PerCore, r.VsHAProxyPerCore)
+	}
+	if r := rows[3]; !math.IsNaN(r.PerCore) || !math.IsNaN(r.VsHAProxyPerCore) {
+		t.Errorf("halb tcp without CPU figures has a per-core figure: %v %v", r.PerCore, r.VsHAProxyPerCore)
 	}
 	if r := rows[3]; !math.IsNaN(r.VsHAProxyRPS) || !near(r.VsDirectRPS, 0.8) {
 		t.Errorf("halb tcp has no haproxy tcp row: %v %v", r.VsHAProxyRPS, r.VsDirectRPS)
