@@ -244,14 +244,36 @@ func (r *connReader) deadline(t time.Time) {
 // writeAll writes p with an inactivity deadline (an HTTP/2 stream keeps its
 // own: no clock read for it).
 func writeAll(c net.Conn, p []byte, idle time.Duration, ctr *atomic.Uint64) error {
+	return writeAllRC(c, nil, p, idle, ctr)
+}
+
+// writeAllRC is writeAll with rc, c's raw connection, if c is a plain TCP
+// socket: then the writes are raw system calls (writeRC).
+func writeAllRC(c net.Conn, rc syscall.RawConn, p []byte, idle time.Duration, ctr *atomic.Uint64) error {
 	if _, ok := c.(*h2stream); !ok {
 		c.SetWriteDeadline(time.Now().Add(idle))
 	}
-	n, err := c.Write(p)
+	var n int
+	var err error
+	if rc != nil {
+		n, err = writeRC(rc, p)
+	} else {
+		n, err = c.Write(p)
+	}
 	if n > 0 && ctr != nil {
 		ctr.Add(uint64(n))
 	}
 	return err
+}
+
+// writeClient writes p to the client (writeAll), with raw system calls when
+// the connection is plaintext HTTP/1.
+func (h *h1conn) writeClient(p []byte, ctr *atomic.Uint64) error {
+	var rc syscall.RawConn
+	if !h.tls && !h.h2 {
+		rc = h.pkv.rc
+	}
+	return writeAllRC(h.nc, rc, p, h.svc.to.Client, ctr)
 }
 
 // serveHTTP takes a new client connection.
@@ -767,7 +789,7 @@ func (h *h1conn) lingerWait(d time.Duration) (res waitResult, ok bool) {
 			}
 			return res, true
 		}
-		if writeAll(h.nc, unsent, h.svc.to.Client, ctr) != nil {
+		if h.writeClient(unsent, ctr) != nil {
 			return res, false
 		}
 		out = nil
@@ -781,7 +803,7 @@ func (h *h1conn) flushOut() bool {
 		return true
 	}
 	h.out = nil
-	return writeAll(h.nc, out, h.svc.to.Client, &h.se.shard.bytesOut) == nil
+	return h.writeClient(out, &h.se.shard.bytesOut) == nil
 }
 
 // serveOne reads one request and answers it.
@@ -948,7 +970,7 @@ func (h *h1conn) errorResponse(status int, b *balance.Backend, cause string, err
 	out = append(out, "\r\nConnection: close\r\n\r\n"...)
 	out = append(out, body...)
 	h.logRequest(b, status, 0, cause, err) // before the client can see the answer
-	writeAll(h.nc, out, h.svc.to.Client, &h.se.shard.bytesOut)
+	h.writeClient(out, &h.se.shard.bytesOut)
 	h.linger = true
 }
 

@@ -217,7 +217,7 @@ func spliceN(pp *pipePool, dst, src *net.TCPConn, n int64, rIdle, wIdle time.Dur
 		rerr := srcRC.Read(func(fd uintptr) bool {
 			for {
 				var m int64
-				m, serr = unix.Splice(int(fd), nil, p[1], nil, int(want), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				m, serr = spliceNonblock(fd, uintptr(p[1]), int(want))
 				k = int(m)
 				if serr != unix.EINTR {
 					return serr != unix.EAGAIN
@@ -244,7 +244,7 @@ func spliceN(pp *pipePool, dst, src *net.TCPConn, n int64, rIdle, wIdle time.Dur
 		var werrno error
 		werr := dstRC.Write(func(fd uintptr) bool {
 			for inPipe > 0 {
-				m, err := unix.Splice(p[0], nil, int(fd), nil, inPipe, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				m, err := spliceNonblock(uintptr(p[0]), fd, inPipe)
 				switch err {
 				case nil:
 					inPipe -= int(m)

@@ -98,7 +98,7 @@ func (h *h1conn) proxy(rq *h1req) outcome {
 	if cont && (cl > 0 || cl == -1) {
 		// halb answers the expectation itself, as nginx does: the server
 		// gets the body without having been asked.
-		if err := writeAll(h.nc, []byte("HTTP/1.1 100 Continue\r\n\r\n"), svc.to.Client, &h.se.shard.bytesOut); err != nil {
+		if err := h.writeClient([]byte("HTTP/1.1 100 Continue\r\n\r\n"), &h.se.shard.bytesOut); err != nil {
 			return closeConn
 		}
 	}
@@ -168,7 +168,7 @@ func (h *h1conn) redirect(code int, loc []byte, closeAfter bool) outcome {
 	out = append(out, "\r\n"...)
 	rq.wbuf = out[:0]
 	h.logRequest(nil, code, 0, "redirect", nil)
-	if err := writeAll(h.nc, out, h.svc.to.Client, &sh.bytesOut); err != nil || closeAfter {
+	if err := h.writeClient(out, &sh.bytesOut); err != nil || closeAfter {
 		h.linger = err == nil
 		return closeConn
 	}
@@ -400,7 +400,7 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 	// its response (readable): no probing read before the answer.
 	folded := cl <= body && cl != -1
 	if !folded {
-		if err := writeAll(be.c, out, svc.to.Server, nil); err != nil {
+		if err := writeAllRC(be.c, be.rc, out, svc.to.Server, nil); err != nil {
 			return exchangeResult{err: err, stale: body == 0 && cl <= 0}
 		}
 	}
@@ -452,7 +452,7 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 			}
 			res, unsent, werr := readable(be.c, be.rc, &be.w, 0, pending, true)
 			if werr == nil && len(unsent) > 0 {
-				if werr = writeAll(be.c, unsent, svc.to.Server, nil); werr == nil {
+				if werr = writeAllRC(be.c, be.rc, unsent, svc.to.Server, nil); werr == nil {
 					be.cr.arm()
 					res, _, _ = readable(be.c, be.rc, &be.w, 0, nil, false)
 				}
@@ -491,7 +491,7 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 		if rq.h.IsHTTP11() {
 			o := h.appendResponseHead(rq.wbuf[:0], &rq.resp, false, false, false)
 			rq.wbuf = o[:0]
-			if err := writeAll(h.nc, o, svc.to.Client, &h.se.shard.bytesOut); err != nil {
+			if err := h.writeClient(o, &h.se.shard.bytesOut); err != nil {
 				return exchangeResult{err: err, clientBody: true}
 			}
 			sent = true
@@ -579,7 +579,7 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 		rq.wbuf = out[:0]
 		return h.tunnel(rq, be, b, out)
 	case f.kind == bodyNone:
-		err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
+		err = h.writeClient(out, &sh.bytesOut)
 	case f.kind == bodyLength && int64(be.br.Buffered()) >= f.length && len(out)+int(f.length) <= 32<<10:
 		p, _ := be.br.Peek(int(f.length))
 		out = append(out, p...)
@@ -588,7 +588,7 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 		if h.holdBack(closeAfter) {
 			h.out = out // written by the wait for the next request (lingerWait)
 		} else {
-			err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
+			err = h.writeClient(out, &sh.bytesOut)
 		}
 	default:
 		if f.kind == bodyLength {
@@ -600,7 +600,7 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 			be.br.Discard(k)
 			n = int64(k)
 		}
-		if err = writeAll(h.nc, out, svc.to.Client, &sh.bytesOut); err == nil {
+		if err = h.writeClient(out, &sh.bytesOut); err == nil {
 			switch f.kind {
 			case bodyLength:
 				var m int64
@@ -795,7 +795,7 @@ func (h *h1conn) tunnel(rq *h1req, be *beConn, b *balance.Backend, head []byte) 
 		p, _ := be.br.Peek(k)
 		out = append(out, p...)
 	}
-	err := writeAll(h.nc, out, svc.to.Client, &sh.bytesOut)
+	err := h.writeClient(out, &sh.bytesOut)
 	if err == nil && h.br.Buffered() > 0 {
 		p, _ := h.br.Peek(h.br.Buffered())
 		err = writeAll(be.c, p, svc.to.Tunnel, nil)

@@ -31,6 +31,7 @@ import (
 // read) ends the session.
 type pipe struct {
 	client, backend *net.TCPConn
+	pipes           *pipePool    // the server's spare splice pipes
 	act             atomic.Int64 // unix nanos of the last byte moved, either way
 	dirs            [2]pipeDir   // [0] client → backend, [1] backend → client
 	live            atomic.Int32 // directions not finished
@@ -59,7 +60,7 @@ type pipeDir struct {
 // runs the backend → client direction until it parks or ends.
 func (s *Server) startPipe(client, backend *net.TCPConn, cIdle, sIdle time.Duration, inCtr, outCtr *atomic.Uint64,
 	register func(*pipe) bool, done func(in, out int64, cause string, err error)) {
-	p := &pipe{client: client, backend: backend, done: done}
+	p := &pipe{client: client, backend: backend, pipes: &s.pipes, done: done}
 	p.act.Store(time.Now().UnixNano())
 	p.live.Store(2)
 	p.dirs[0] = pipeDir{p: p, dst: backend, src: client, idle: cIdle, ctr: inCtr}
@@ -358,16 +359,30 @@ func copyBurst(dst, src *net.TCPConn, rc syscall.RawConn, b *burst) (int64, erro
 	case n <= 0:
 		return 0, io.EOF
 	}
-	w, err := dst.Write((*bp)[off:n])
+	var w int
+	var err error
+	if b.d.dstRC != nil {
+		w, err = writeRC(b.d.dstRC, (*bp)[off:n])
+	} else {
+		w, err = dst.Write((*bp)[off:n])
+	}
 	if err != nil || n < len(*bp) {
 		return int64(off + w), err
 	}
 	q := 0
-	rc.Control(func(fd uintptr) { q, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+	rc.Control(func(fd uintptr) { q = queuedNonblock(fd) })
 	if q <= 0 {
 		return int64(n), nil
 	}
-	m, err := io.CopyN(dst, src, int64(min(q, spliceChunk)))
+	// The rest of what is queued, by splice: it is there, so nothing waits
+	// for it (the read deadline is the relay's own, moved again by its loop).
+	m, err := spliceN(b.d.p.pipes, dst, src, int64(min(q, spliceChunk)), b.d.idle, b.d.idle)
+	if se, ok := err.(*srcError); ok {
+		err = se.err
+		if err == io.ErrUnexpectedEOF {
+			err = io.EOF // the source ended (its queue was cut by a reset)
+		}
+	}
 	return int64(n) + m, err
 }
 

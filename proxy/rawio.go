@@ -4,7 +4,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,10 +29,35 @@ type rawIO struct {
 	rerr error
 	rfn  func(uintptr) bool
 
-	wp   []byte
-	wn   int
-	werr error
-	wfn  func(uintptr) bool
+	w rawWrite
+}
+
+// rawWrite is the state of one write through a RawConn: a connection's
+// (rawIO) or one taken from rawWrites for a single write (writeRC).
+type rawWrite struct {
+	rc  syscall.RawConn
+	p   []byte
+	n   int
+	err error
+	fn  func(uintptr) bool // call, bound once
+}
+
+var rawWrites = sync.Pool{New: func() any {
+	w := &rawWrite{}
+	w.fn = w.call
+	return w
+}}
+
+// writeRC writes all of p to the socket of rc, waiting in Go's poller when
+// it is full (under the socket's write deadline), with writeNonblock's raw
+// calls: what net.TCPConn's Write does.
+func writeRC(rc syscall.RawConn, p []byte) (int, error) {
+	w := rawWrites.Get().(*rawWrite)
+	w.rc = rc
+	n, err := w.write(p)
+	w.rc = nil
+	rawWrites.Put(w)
+	return n, err
 }
 
 // newRawIO returns the raw reader and writer of c, or nil when c has no
@@ -45,7 +72,8 @@ func newRawIO(c net.Conn) *rawIO {
 		return nil
 	}
 	r := &rawIO{rc: rc}
-	r.rfn, r.wfn = r.readCall, r.writeCall
+	r.rfn = r.readCall
+	r.w.rc, r.w.fn = rc, r.w.call
 	return r
 }
 
@@ -77,24 +105,26 @@ func (r *rawIO) read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (r *rawIO) writeCall(fd uintptr) bool {
-	n, err := writeNonblock(fd, r.wp[r.wn:])
-	r.wn += n
+func (r *rawIO) write(p []byte) (int, error) { return r.w.write(p) }
+
+func (w *rawWrite) call(fd uintptr) bool {
+	n, err := writeNonblock(fd, w.p[w.n:])
+	w.n += n
 	if err != nil {
-		r.werr = err
+		w.err = err
 		return true
 	}
-	return r.wn == len(r.wp) // else wait until writable
+	return w.n == len(w.p) // else wait until writable
 }
 
-func (r *rawIO) write(p []byte) (int, error) {
+func (w *rawWrite) write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	r.wp, r.wn, r.werr = p, 0, nil
-	err := r.rc.Write(r.wfn)
-	n, werr := r.wn, r.werr
-	r.wp, r.werr = nil, nil
+	w.p, w.n, w.err = p, 0, nil
+	err := w.rc.Write(w.fn)
+	n, werr := w.n, w.err
+	w.p, w.err = nil, nil
 	switch {
 	case werr != nil:
 		return n, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("sendto", werr)}
@@ -102,4 +132,24 @@ func (r *rawIO) write(p []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// spliceNonblock is one splice(2) of up to n bytes from rfd to wfd without
+// blocking (EAGAIN: nothing to move, or no room), raw as readNonblock.
+func spliceNonblock(rfd, wfd uintptr, n int) (int64, error) {
+	m, _, e := unix.RawSyscall6(unix.SYS_SPLICE, rfd, 0, wfd, 0, uintptr(n), unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	if e != 0 {
+		return 0, e
+	}
+	return int64(m), nil
+}
+
+// queuedNonblock is how many bytes fd's receive queue holds (SIOCINQ), 0 on
+// an error, raw as readNonblock.
+func queuedNonblock(fd uintptr) int {
+	var q int32
+	if _, _, e := unix.RawSyscall(unix.SYS_IOCTL, fd, unix.SIOCINQ, uintptr(unsafe.Pointer(&q))); e != 0 {
+		return 0
+	}
+	return int(q)
 }
