@@ -506,54 +506,75 @@ func (h *harness) startProxy(ctx context.Context, target, mode string, maxconn i
 	return p, addr, "", nil
 }
 
-// runMatrix runs every target × mode × size × conns cell.
+// runMatrix runs every target × mode × size × conns cell. The proxies of a
+// mode are all started first and stay up (idle) while the others are
+// measured; each cell then runs for every target in turn, direct first, so
+// that the cells compared with each other run seconds apart, not minutes:
+// this machine's speed drifts more over the minutes a whole target's matrix
+// takes than between two cells in a row. Rows come out grouped by target.
 func (h *harness) runMatrix(ctx context.Context) ([]Row, error) {
 	var rows []Row
-	for _, target := range allTargets {
-		if !slices.Contains(h.opts.Targets, target) {
-			continue
-		}
-		modes := h.opts.Modes
-		if target == TargetDirect {
-			modes = []string{"-"}
-		}
-		for _, mode := range modes {
-			var p *proc
-			addr := h.backends[0]
-			if target != TargetDirect {
-				var skip string
-				var err error
-				p, addr, skip, err = h.startProxy(ctx, target, mode, max(4096, 2*slices.Max(h.opts.Conns)))
-				if err != nil {
-					return rows, err
-				}
-				if skip != "" {
-					h.skipped = append(h.skipped, fmt.Sprintf("%s %s: %s", target, mode, skip))
-					h.logf("  %-8s %-4s skipped: %s", target, mode, skip)
-					continue
-				}
+	type running struct {
+		target, mode string
+		p            *proc
+		addr         netip.AddrPort
+		dead         bool
+	}
+	defer func() {
+		slices.SortStableFunc(rows, func(a, b Row) int {
+			return slices.Index(allTargets, a.Target) - slices.Index(allTargets, b.Target)
+		})
+	}()
+	for mi, mode := range h.opts.Modes {
+		var rs []*running
+		for _, target := range allTargets {
+			if !slices.Contains(h.opts.Targets, target) {
+				continue
 			}
-		cells:
-			for _, size := range h.opts.Sizes {
-				for _, conns := range h.opts.Conns {
-					row, err := h.cell(ctx, target, mode, addr, p, size, conns)
+			if target == TargetDirect {
+				if mi == 0 { // no proxy: the same cells whatever the mode
+					rs = append(rs, &running{target: target, mode: "-", addr: h.backends[0]})
+				}
+				continue
+			}
+			p, addr, skip, err := h.startProxy(ctx, target, mode, max(4096, 2*slices.Max(h.opts.Conns)))
+			if err != nil {
+				return rows, err
+			}
+			if skip != "" {
+				h.skipped = append(h.skipped, fmt.Sprintf("%s %s: %s", target, mode, skip))
+				h.logf("  %-8s %-4s skipped: %s", target, mode, skip)
+				continue
+			}
+			rs = append(rs, &running{target: target, mode: mode, p: p, addr: addr})
+		}
+		for _, size := range h.opts.Sizes {
+			for _, conns := range h.opts.Conns {
+				for _, r := range rs {
+					if r.dead {
+						continue
+					}
+					row, err := h.cell(ctx, r.target, r.mode, r.addr, r.p, size, conns)
 					if errors.Is(err, errProxyDied) && ctx.Err() == nil {
 						// A crashed proxy is a result, not a reason to lose the other targets.
-						h.skipped = append(h.skipped, fmt.Sprintf("%s %s: from %s c=%d on: %v", target, mode, sizeName(size), conns, err))
-						h.logf("  %-8s %-4s %-7s c=%-4d %v", target, mode, sizeName(size), conns, err)
-						break cells
+						h.skipped = append(h.skipped, fmt.Sprintf("%s %s: from %s c=%d on: %v", r.target, r.mode, sizeName(size), conns, err))
+						h.logf("  %-8s %-4s %-7s c=%-4d %v", r.target, r.mode, sizeName(size), conns, err)
+						r.dead = true
+						continue
 					}
 					if err != nil {
 						return rows, err
 					}
 					rows = append(rows, row)
 					h.logf("  %-8s %-4s %-7s c=%-4d %9.0f req/s  p50 %8s  p99 %8s  err %d  non-2xx %d  rss %s  cpu %s",
-						target, mode, sizeName(size), conns, row.RPS, fmtMS(row.P50), fmtMS(row.P99), row.Errors, row.Non2xx,
+						r.target, r.mode, sizeName(size), conns, row.RPS, fmtMS(row.P50), fmtMS(row.P99), row.Errors, row.Non2xx,
 						fmtRSS(row.RSSKiB), fmtCPU(row.CPUSeconds))
 				}
 			}
-			if p != nil {
-				h.untrack(p)
+		}
+		for _, r := range rs {
+			if r.p != nil {
+				h.untrack(r.p)
 			}
 		}
 	}

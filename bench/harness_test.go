@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -84,7 +85,7 @@ func TestRunDirectWithBuiltinBackends(t *testing.T) {
 		t.Fatalf("want 2 rows (direct × 2 sizes), got %d:\n%s", len(rows), out)
 	}
 	for i, r := range rows {
-		if len(r) != 15 || r[0] != "direct" || r[1] != "-" || r[3] != "4" {
+		if len(r) != 17 || r[0] != "direct" || r[1] != "-" || r[3] != "4" {
 			t.Fatalf("row %d = %q", i, r)
 		}
 		if r[4] == "0" || r[7] != "0" || r[8] != "0" || r[13] != "1.00" {
@@ -291,9 +292,9 @@ func TestBuiltinBackend(t *testing.T) {
 }
 
 func TestRunHalbThatDiesMidRunIsReported(t *testing.T) {
-	// A "halb" that serves (this test binary running TestHelperBackend) and exits 1 s after
-	// the readiness probe, in the middle of the 3 s measured cell: reported under the table,
-	// and the run finishes.
+	// A "halb" that serves (this test binary running TestHelperBackend) and exits 4.5 s after
+	// the readiness probe: the cell of direct runs first (3 s), so halb dies in the middle of
+	// its own 3 s cell: reported under the table, and the run finishes.
 	opts := testOptions(t)
 	opts.Targets = []string{TargetDirect, TargetHalb}
 	opts.Modes = []string{"http"}
@@ -301,7 +302,7 @@ func TestRunHalbThatDiesMidRunIsReported(t *testing.T) {
 	opts.Conns = []int{2}
 	opts.Duration = 3 * time.Second
 	script := filepath.Join(t.TempDir(), "halb")
-	body := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = version ] && { echo 'halb fake'; exit 0; }\nBENCH_HELPER_ADDR=%s BENCH_HELPER_LIFE=1s exec %s -test.run='^TestHelperBackend$'\n",
+	body := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = version ] && { echo 'halb fake'; exit 0; }\nBENCH_HELPER_ADDR=%s BENCH_HELPER_LIFE=4500ms exec %s -test.run='^TestHelperBackend$'\n",
 		lo(opts.Ports.Halb), os.Args[0])
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
@@ -407,5 +408,39 @@ func TestRunIdleHalb(t *testing.T) {
 		if err != nil || ms <= 0 {
 			t.Errorf("%s ms %q:\n%s", col, rows[0][10+i], out)
 		}
+	}
+}
+
+// TestRunInterleavesTargets: each cell runs for every target in turn (direct, then halb),
+// not one target's whole matrix after the other's; the table still lists rows by target.
+func TestRunInterleavesTargets(t *testing.T) {
+	opts := testOptions(t)
+	opts.Modes = []string{"http"}
+	opts.Conns = []int{2}
+	script := filepath.Join(t.TempDir(), "halb")
+	body := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = version ] && { echo 'halb fake'; exit 0; }\nBENCH_HELPER_ADDR=%s BENCH_HELPER_LIFE=1h exec %s -test.run='^TestHelperBackend$'\n",
+		lo(opts.Ports.Halb), os.Args[0])
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	opts.HalbBin = script
+	out, progress := runHarness(t, opts)
+	var order []string
+	for _, line := range strings.Split(progress, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 && (f[0] == TargetDirect || f[0] == TargetHalb) && strings.Contains(line, "req/s") {
+			order = append(order, f[0]+" "+f[2]+f[3])
+		}
+	}
+	want := []string{"direct 128B", "halb 128B", "direct 5000B", "halb 5000B"}
+	if !slices.Equal(order, want) {
+		t.Fatalf("cells ran in the order %q, want %q\nprogress:\n%s", order, want, progress)
+	}
+	var targets []string
+	for _, r := range tableRows(out) {
+		targets = append(targets, r[0]+" "+r[2])
+	}
+	if w := []string{"direct 128 B", "direct 5000 B", "halb 128 B", "halb 5000 B"}; !slices.Equal(targets, w) {
+		t.Fatalf("table rows %q, want %q", targets, w)
 	}
 }
