@@ -32,7 +32,7 @@ func (e *srcError) Unwrap() error { return e.err }
 
 // bodyBufs are the buffers a body bound for a TLS or HTTP/2 client is read
 // into once the reader's buffer is empty: up to 64 KiB per read and per write
-// (four TLS records in one write(2)), where the reader's 16 KiB buffer took
+// (four TLS records in one sendto(2)), where the reader's 16 KiB buffer took
 // four of each. Taken for the body, given back after it.
 var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 

@@ -62,7 +62,7 @@ func (svc *service) serveTLSTerminated(h *h1conn, l7 *L7Spec) {
 }
 
 // tlsGather is an HTTP/1.1 client's TLS connection whose every Write goes
-// out in one write(2), however many records it takes (a 64 KiB body: four).
+// out in one sendto(2), however many records it takes (a 64 KiB body: four).
 type tlsGather struct {
 	*tls.Conn
 	g *gatherConn

@@ -137,7 +137,7 @@ func (s *H2Server) Shutdown() {
 // ServeConn serves nc, a TLS connection whose negotiated protocol is "h2",
 // until the client goes, the connection fails or it is shut down, and
 // returns when every stream's handler has returned. g, when not nil, is the
-// connection under the TLS layer: each flush goes out in one write(2).
+// connection under the TLS layer: each flush goes out in one sendto(2).
 // owner is what H2Stream.Owner returns to the handlers.
 func (s *H2Server) ServeConn(nc net.Conn, g *gatherConn, owner any) {
 	c := &h2Conn{
@@ -1226,7 +1226,7 @@ func (st *H2Stream) Reset() {
 
 // gatherConn is the connection under a TLS layer: between begin and end,
 // what the TLS layer writes (its records) is gathered and goes out in one
-// write(2). Records go to the socket in the order the TLS layer made them
+// sendto(2). Records go to the socket in the order the TLS layer made them
 // (their sequence numbers): mu is held across every write to the socket, so
 // a record the TLS layer writes from a reading goroutine (the answer to a
 // client's TLS 1.3 KeyUpdate) can't overtake gathered ones still being sent.
@@ -1268,7 +1268,7 @@ func (g *gatherConn) write(p []byte) (int, error) {
 }
 
 // writeVia writes p through w, the TLS layer over g, gathering the records
-// it makes into one write(2).
+// it makes into one sendto(2).
 func (g *gatherConn) writeVia(w io.Writer, p []byte) (int, error) {
 	g.begin()
 	n, err := w.Write(p)

@@ -263,7 +263,7 @@ func (p *pipe) result() (string, error) {
 const spliceChunk = 256 << 10
 
 // smallCopy is the buffer of one burst: a request or a small response goes
-// through it with one read(2) and one write(2), as HAProxy moves it; what is
+// through it with one recvfrom(2) and one sendto(2), as HAProxy moves it; what is
 // queued beyond it is spliced (zero copy for bulk transfers).
 const smallCopy = 16 << 10
 
