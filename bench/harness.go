@@ -506,6 +506,18 @@ func (h *harness) startProxy(ctx context.Context, target, mode string, maxconn i
 	return p, addr, "", nil
 }
 
+// startOrSkip starts target's proxy for mode (startProxy); ok is false when the
+// target can't run here, which is noted under the table and on the progress output.
+func (h *harness) startOrSkip(ctx context.Context, target, mode string, maxconn int) (p *proc, addr netip.AddrPort, ok bool, err error) {
+	p, addr, skip, err := h.startProxy(ctx, target, mode, maxconn)
+	if err != nil || skip == "" {
+		return p, addr, err == nil, err
+	}
+	h.skipped = append(h.skipped, fmt.Sprintf("%s %s: %s", target, mode, skip))
+	h.logf("  %-8s %-4s skipped: %s", target, mode, skip)
+	return nil, addr, false, nil
+}
+
 // runMatrix runs every target × mode × size × conns cell. The proxies of a
 // mode are all started first and stay up (idle) while the others are
 // measured; each cell then runs for every target in turn, direct first, so
@@ -537,16 +549,13 @@ func (h *harness) runMatrix(ctx context.Context) ([]Row, error) {
 				}
 				continue
 			}
-			p, addr, skip, err := h.startProxy(ctx, target, mode, max(4096, 2*slices.Max(h.opts.Conns)))
+			p, addr, ok, err := h.startOrSkip(ctx, target, mode, max(4096, 2*slices.Max(h.opts.Conns)))
 			if err != nil {
 				return rows, err
 			}
-			if skip != "" {
-				h.skipped = append(h.skipped, fmt.Sprintf("%s %s: %s", target, mode, skip))
-				h.logf("  %-8s %-4s skipped: %s", target, mode, skip)
-				continue
+			if ok {
+				rs = append(rs, &running{target: target, mode: mode, p: p, addr: addr})
 			}
-			rs = append(rs, &running{target: target, mode: mode, p: p, addr: addr})
 		}
 		for _, size := range h.opts.Sizes {
 			for _, conns := range h.opts.Conns {

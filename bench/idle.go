@@ -97,13 +97,11 @@ func (h *harness) runIdle(ctx context.Context) ([]IdleRow, error) {
 			continue
 		}
 		for _, mode := range h.opts.Modes {
-			p, addr, skip, err := h.startProxy(ctx, target, mode, n+256)
+			p, addr, ok, err := h.startOrSkip(ctx, target, mode, n+256)
 			if err != nil {
 				return rows, err
 			}
-			if skip != "" {
-				h.skipped = append(h.skipped, fmt.Sprintf("%s %s: %s", target, mode, skip))
-				h.logf("  %-8s %-4s skipped: %s", target, mode, skip)
+			if !ok {
 				continue
 			}
 			row, err := h.idleCell(ctx, target, mode, addr, p, n)
