@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -83,7 +82,7 @@ const (
 type h1req struct {
 	cr     connReader // the client connection's reader
 	w      waiter     // its waits
-	nr     nowReader  // its reads that do not wait
+	nr     rawRead    // its reads that do not wait (cr.now)
 	h      fasthttp.RequestHeader
 	resp   respHead
 	outf   []field // the response fields the client gets (responseFields)
@@ -137,7 +136,7 @@ type connReader struct {
 	// it finds nothing does the read wait, under its deadline (without now,
 	// a TLS stream's, it reads under the deadline the wait had).
 	ready bool
-	now   *nowReader
+	now   *rawRead
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
@@ -154,7 +153,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 			n, err = r.c.Read(p)
 			return r.took(p, n, err)
 		}
-		if n, err = r.now.read(p); n > 0 || err != nil {
+		if n, err = r.now.try(p); n > 0 || err != nil {
 			return r.took(p, n, err)
 		}
 	}
@@ -172,43 +171,6 @@ func (r *connReader) took(p []byte, n int, err error) (int, error) {
 		r.timeout = true
 	}
 	return n, err
-}
-
-// nowReader reads what a socket holds without waiting: RawConn.Read with a
-// callback (bound once) that never asks to wait.
-type nowReader struct {
-	rc  syscall.RawConn
-	p   []byte
-	n   int
-	err error
-	fn  func(uintptr) bool
-}
-
-func (nr *nowReader) call(fd uintptr) bool {
-	nr.n, nr.err = readNonblock(fd, nr.p)
-	return true
-}
-
-// read returns 0 and no error when the socket holds nothing yet, or when
-// RawConn.Read refused (a read deadline already passed, as the linger's
-// may have): the caller's read, under its own deadline, says what it is.
-func (nr *nowReader) read(p []byte) (int, error) {
-	if nr.fn == nil {
-		nr.fn = nr.call
-	}
-	nr.p = p
-	err := nr.rc.Read(nr.fn)
-	n, rerr := nr.n, nr.err
-	nr.p, nr.err = nil, nil
-	switch {
-	case err != nil, rerr == unix.EAGAIN:
-		return 0, nil
-	case rerr != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", rerr)}
-	case n == 0 && len(p) > 0:
-		return 0, io.EOF
-	}
-	return n, nil
 }
 
 // arm moves the read deadline when an eighth of its span has passed.
@@ -481,7 +443,7 @@ func (h *h1conn) idle() {
 		clear(h.req.outf)
 		h.req.cr = connReader{}
 		h.req.w = waiter{fn: h.req.w.fn}
-		h.req.nr = nowReader{fn: h.req.nr.fn}
+		h.req.nr.rc = nil
 		h1reqs.Put(h.req)
 		h.req = nil
 	}

@@ -27,7 +27,7 @@ type beConn struct {
 	rc     syscall.RawConn
 	b      *balance.Backend
 	cr     connReader
-	nr     nowReader // cr's read of a socket found readable
+	nr     rawRead // cr's read of a socket found readable (cr.now)
 	w      waiter
 	br     *bufio.Reader // while a response is read
 	used   time.Time     // end of its last exchange

@@ -22,14 +22,69 @@ import (
 // Deadlines are the socket's (SetReadDeadline, SetWriteDeadline): a wait
 // past one returns the poller's timeout error, as net.TCPConn's would.
 type rawIO struct {
-	rc syscall.RawConn
-
-	rp   []byte
-	rn   int
-	rerr error
-	rfn  func(uintptr) bool
-
+	r rawRead
 	w rawWrite
+}
+
+// rawRead is the state of reads through a RawConn, with its two callbacks
+// bound once: read waits in Go's poller until the socket has bytes (or an
+// end), try takes what is there without waiting. Embedded where it serves
+// many reads (a request record, a server connection, rawIO).
+type rawRead struct {
+	rc     syscall.RawConn
+	p      []byte
+	n      int
+	err    error
+	tryFn  func(uintptr) bool // tryCall
+	waitFn func(uintptr) bool // waitCall
+}
+
+func (r *rawRead) tryCall(fd uintptr) bool {
+	r.n, r.err = readNonblock(fd, r.p)
+	return true
+}
+
+func (r *rawRead) waitCall(fd uintptr) bool {
+	r.n, r.err = readNonblock(fd, r.p)
+	return r.err != unix.EAGAIN // else wait until readable
+}
+
+// read reads into p, waiting until the socket has bytes, an end (io.EOF) or
+// an error, under the socket's read deadline: what net.TCPConn's Read does.
+func (r *rawRead) read(p []byte) (int, error) { return r.do(p, true) }
+
+// try reads what the socket holds without waiting. It returns 0 and no
+// error when the socket holds nothing yet, or when RawConn.Read refused (a
+// read deadline already passed, as the linger's may have): the caller's
+// read, under its own deadline, says what it is.
+func (r *rawRead) try(p []byte) (int, error) { return r.do(p, false) }
+
+func (r *rawRead) do(p []byte, wait bool) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if r.tryFn == nil {
+		r.tryFn, r.waitFn = r.tryCall, r.waitCall
+	}
+	fn := r.tryFn
+	if wait {
+		fn = r.waitFn
+	}
+	r.p, r.n, r.err = p, 0, nil
+	err := r.rc.Read(fn)
+	n, rerr := r.n, r.err
+	r.p, r.err = nil, nil
+	switch {
+	case err != nil && wait:
+		return 0, err
+	case err != nil, rerr == unix.EAGAIN:
+		return 0, nil
+	case rerr != nil:
+		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("recvfrom", rerr)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // rawWrite is the state of one write through a RawConn: a connection's
@@ -71,39 +126,13 @@ func newRawIO(c net.Conn) *rawIO {
 	if err != nil {
 		return nil
 	}
-	r := &rawIO{rc: rc}
-	r.rfn = r.readCall
+	r := &rawIO{}
+	r.r.rc = rc
 	r.w.rc, r.w.fn = rc, r.w.call
 	return r
 }
 
-func (r *rawIO) readCall(fd uintptr) bool {
-	n, err := readNonblock(fd, r.rp)
-	if err == unix.EAGAIN {
-		return false // wait until readable
-	}
-	r.rn, r.rerr = n, err
-	return true
-}
-
-func (r *rawIO) read(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	r.rp, r.rn, r.rerr = p, 0, nil
-	err := r.rc.Read(r.rfn)
-	n, rerr := r.rn, r.rerr
-	r.rp, r.rerr = nil, nil
-	switch {
-	case err != nil:
-		return 0, err
-	case rerr != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("recvfrom", rerr)}
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
-}
+func (r *rawIO) read(p []byte) (int, error) { return r.r.read(p) }
 
 func (r *rawIO) write(p []byte) (int, error) { return r.w.write(p) }
 
