@@ -301,13 +301,7 @@ func TestRunHalbThatDiesMidRunIsReported(t *testing.T) {
 	opts.Sizes = []int{128}
 	opts.Conns = []int{2}
 	opts.Duration = 3 * time.Second
-	script := filepath.Join(t.TempDir(), "halb")
-	body := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = version ] && { echo 'halb fake'; exit 0; }\nBENCH_HELPER_ADDR=%s BENCH_HELPER_LIFE=4500ms exec %s -test.run='^TestHelperBackend$'\n",
-		lo(opts.Ports.Halb), os.Args[0])
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	opts.HalbBin = script
+	opts.HalbBin = fakeHalb(t, opts, "4500ms")
 	out, _ := runHarness(t, opts)
 	rows := tableRows(out)
 	if len(rows) != 1 || rows[0][0] != "direct" {
@@ -417,13 +411,7 @@ func TestRunInterleavesTargets(t *testing.T) {
 	opts := testOptions(t)
 	opts.Modes = []string{"http"}
 	opts.Conns = []int{2}
-	script := filepath.Join(t.TempDir(), "halb")
-	body := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = version ] && { echo 'halb fake'; exit 0; }\nBENCH_HELPER_ADDR=%s BENCH_HELPER_LIFE=1h exec %s -test.run='^TestHelperBackend$'\n",
-		lo(opts.Ports.Halb), os.Args[0])
-	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	opts.HalbBin = script
+	opts.HalbBin = fakeHalb(t, opts, "1h")
 	out, progress := runHarness(t, opts)
 	var order []string
 	for _, line := range strings.Split(progress, "\n") {
@@ -443,4 +431,18 @@ func TestRunInterleavesTargets(t *testing.T) {
 	if w := []string{"direct 128 B", "direct 5000 B", "halb 128 B", "halb 5000 B"}; !slices.Equal(targets, w) {
 		t.Fatalf("table rows %q, want %q", targets, w)
 	}
+}
+
+// fakeHalb writes a "halb" that serves like a backend on halb's port (this test binary
+// running TestHelperBackend) until life after its first request, and says "halb fake" to
+// `version`.
+func fakeHalb(t *testing.T, opts Options, life string) string {
+	t.Helper()
+	script := filepath.Join(t.TempDir(), "halb")
+	body := fmt.Sprintf("#!/bin/sh\n[ \"$1\" = version ] && { echo 'halb fake'; exit 0; }\nBENCH_HELPER_ADDR=%s BENCH_HELPER_LIFE=%s exec %s -test.run='^TestHelperBackend$'\n",
+		lo(opts.Ports.Halb), life, os.Args[0])
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return script
 }
