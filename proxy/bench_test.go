@@ -102,7 +102,7 @@ func BenchmarkResponseHead(b *testing.B) {
 		"Content-Type: application/octet-stream\r\nContent-Length: 128\r\nLast-Modified: Mon, 07 Dec 2026 17:00:00 GMT\r\n" +
 		"Connection: keep-alive\r\nETag: \"6756a0a0-80\"\r\nAccept-Ranges: bytes\r\n\r\n")
 	h := &h1conn{svc: &service{spec: ServiceSpec{}}, req: &h1req{}}
-	r := &h.req.resp
+	r := h.req.respHead()
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := parseResponseHead(raw, r); err != nil {

@@ -253,7 +253,9 @@ func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, u
 				res = exchangeResult{err: err}
 			}
 		}
-		return h.respond(rq, be, b, res, clientClose, upgrade)
+		o := h.respond(rq, be, b, res, clientClose, upgrade)
+		rq.putResp()
+		return o
 	}
 }
 
@@ -430,12 +432,9 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 		}
 		// The server may have answered early (a 413, a redirect): read it.
 	}
-	if be.br == nil {
-		be.br = svc.respReaders.get(&be.cr)
-	}
 	sent := false
 	for {
-		if be.br.Buffered() == 0 {
+		if be.br == nil || be.br.Buffered() == 0 {
 			var pending []byte
 			if folded {
 				pending, folded = out, false
@@ -465,6 +464,11 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 			}
 			be.cr.ready = res == waitReady // its deadline was just armed
 		}
+		if be.br == nil {
+			// Taken once the answer is there: the reader given back last,
+			// still in the CPU's cache, not one that waited with the request.
+			be.br = svc.respReaders.get(&be.cr)
+		}
 		n, perr := peekHead(be.br)
 		if perr != nil {
 			res := exchangeResult{err: perr, status: 502, sentHead: sent}
@@ -477,7 +481,7 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 			return res
 		}
 		raw, _ := be.br.Peek(n)
-		if err := parseResponseHead(raw, &rq.resp); err != nil {
+		if err := parseResponseHead(raw, rq.respHead()); err != nil {
 			return exchangeResult{err: err, status: 502, sentHead: sent}
 		}
 		st := rq.resp.status
@@ -489,7 +493,7 @@ func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchang
 		}
 		// 1xx: informational, forwarded to HTTP/1.1 clients (RFC 9110 §15.2).
 		if rq.h.IsHTTP11() {
-			o := h.appendResponseHead(rq.wbuf[:0], &rq.resp, false, false, false)
+			o := h.appendResponseHead(rq.wbuf[:0], rq.resp, false, false, false)
 			rq.wbuf = o[:0]
 			if err := h.writeClient(o, &h.se.shard.bytesOut); err != nil {
 				return exchangeResult{err: err, clientBody: true}
@@ -533,7 +537,7 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 		h.errorResponse(res.status, b, cause, fmt.Errorf("proxy: %v: %w", b.Addr(), res.err))
 		return closeConn
 	}
-	r := &rq.resp
+	r := rq.resp
 	head := bytes.Equal(rq.h.Method(), []byte("HEAD"))
 	f := responseFraming(head, r)
 	http11 := rq.h.IsHTTP11() && !h.h2 // HTTP/2 streams get bodies unchunked
@@ -685,7 +689,7 @@ func (h *h1conn) appendResponseHead(dst []byte, r *respHead, tunnel, closeAfter,
 // same request or until the server's buffer is read again.
 func (h *h1conn) responseFields(r *respHead, tunnel, unchunk bool) []field {
 	rq := h.req
-	out := rq.outf[:0]
+	out := r.out[:0]
 	conn := r.conn
 	if onlyKeepAlive(conn) {
 		conn = nil // the one field it names is hop-by-hop anyway: no look per field
@@ -727,7 +731,7 @@ func (h *h1conn) responseFields(r *respHead, tunnel, unchunk bool) []field {
 			out = append(out, field{unsafeBytes(x.Name), unsafeBytes(x.Value)})
 		}
 	}
-	rq.outf = out
+	r.out = out
 	return out
 }
 

@@ -17,6 +17,7 @@ import (
 type respHead struct {
 	respInfo
 	fields [maxRespFields]field // the first nFields are set
+	out    []field              // the fields the client gets (responseFields)
 }
 
 // respInfo is what a response head says, less its fields: reset whole for
