@@ -117,6 +117,7 @@ func (rq *h1req) respHead() *respHead {
 func (rq *h1req) putResp() {
 	if rq.resp != nil {
 		clear(rq.resp.out)
+		clear(rq.resp.h2)
 		respHeads.Put(rq.resp)
 		rq.resp = nil
 	}

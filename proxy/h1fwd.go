@@ -568,7 +568,7 @@ func (h *h1conn) respond(rq *h1req, be *beConn, b *balance.Backend, res exchange
 		case bodyLength:
 			left = f.length
 		}
-		st.prepareHead(r.status, h.responseFields(r, false, f.kind == bodyChunked), left)
+		r.h2 = st.prepareHead(r.status, h.responseFields(r, false, f.kind == bodyChunked), left, r.h2)
 		out = rq.wbuf[:0]
 	} else {
 		out = h.appendResponseHead(rq.wbuf[:0], r, tunnel, closeAfter && !tunnel, f.kind == bodyChunked && !http11)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+
+	"golang.org/x/net/http2/hpack"
 )
 
 // Backend responses are parsed here, strictly, and forwarded line by line:
@@ -18,6 +20,7 @@ type respHead struct {
 	respInfo
 	fields [maxRespFields]field // the first nFields are set
 	out    []field              // the fields the client gets (responseFields)
+	h2     []hpack.HeaderField  // ... as an HTTP/2 stream's head (h2stream.prepareHead)
 }
 
 // respInfo is what a response head says, less its fields: reset whole for

@@ -193,14 +193,15 @@ type h2stream struct {
 	left   int64  // body bytes still to come after the head (-1: until finish)
 	fields []hpack.HeaderField
 	trail  []hpack.HeaderField
-	ready  bool // fields hold the final head (prepareHead), not sent yet
+	head   []hpack.HeaderField // the final head set by prepareHead, not sent yet (ready)
+	ready  bool
 }
 
 var h2streams = sync.Pool{New: func() any { return &h2stream{} }}
 
 func (st *h2stream) start(s *H2Stream) {
 	st.s, st.inHead, st.left = s, true, -1
-	st.chunk, st.eof, st.pend, st.ready = false, false, nil, false
+	st.chunk, st.eof, st.pend, st.ready, st.head = false, false, nil, false, nil
 	st.fields, st.trail = st.fields[:0], st.trail[:0]
 }
 
@@ -212,7 +213,7 @@ func (st *h2stream) finish(broken bool) {
 	} else {
 		st.s.End(st.trail)
 	}
-	st.s = nil
+	st.s, st.head = nil, nil
 	clear(st.fields)
 	clear(st.trail)
 	h2streams.Put(st)
@@ -259,8 +260,9 @@ func (st *h2stream) Read(p []byte) (int, error) {
 func (st *h2stream) Write(p []byte) (int, error) {
 	n := len(p)
 	if st.ready {
-		st.ready, st.inHead = false, false
-		if err := st.s.WriteHead(st.fields, st.left == 0); err != nil {
+		head := st.head
+		st.ready, st.inHead, st.head = false, false, nil
+		if err := st.s.WriteHead(head, st.left == 0); err != nil {
 			return 0, err
 		}
 	}
@@ -300,21 +302,25 @@ func (st *h2stream) Write(p []byte) (int, error) {
 }
 
 // prepareHead sets the final response head from the engine's fields
-// (responseFields), less those HTTP/2 forbids; the next Write sends it, then
-// its bytes as DATA. left: the body's length, 0 for none, -1 until finish.
-// The names and values are views of the server's read buffer, not copies,
-// and the names in the server's case: the engine calls Write before it reads
-// from that server again, and the connection lowers and copies what it
-// keeps (h2Conn.own).
-func (st *h2stream) prepareHead(status int, fs []field, left int64) {
-	st.fields = append(st.fields[:0], hpack.HeaderField{Name: ":status", Value: statusText(status)})
+// (responseFields), less those HTTP/2 forbids, built in buf, which it
+// returns for the caller to keep until the head is sent: the next Write
+// sends it, then its bytes as DATA. left: the body's length, 0 for none, -1
+// until finish. The names and values are views of the server's read buffer,
+// not copies, and the names in the server's case: the engine calls Write
+// before it reads from that server again, and the connection lowers and
+// copies what it keeps (h2Conn.own). buf is the response head's (respHead),
+// taken once the answer was there, so still in the CPU's cache, where the
+// stream's own list waited with the request.
+func (st *h2stream) prepareHead(status int, fs []field, left int64, buf []hpack.HeaderField) []hpack.HeaderField {
+	buf = append(buf[:0], hpack.HeaderField{Name: ":status", Value: statusText(status)})
 	for _, f := range fs {
 		if h2Forbidden(f.name) {
 			continue
 		}
-		st.fields = append(st.fields, hpack.HeaderField{Name: unsafeString(f.name), Value: unsafeString(f.value)})
+		buf = append(buf, hpack.HeaderField{Name: unsafeString(f.name), Value: unsafeString(f.value)})
 	}
-	st.left, st.ready = left, true
+	st.head, st.left, st.ready = buf, left, true
+	return buf
 }
 
 // header sets st.fields from an HTTP/1 head the engine wrote (valid by

@@ -503,8 +503,7 @@ func TestH2HeadBorrowedValues(t *testing.T) {
 		a, b, c2 := len(dateName), len(dateName)+len(date), len(dateName)+len(date)+len(etagName)
 		fs := []field{{buf[:a], buf[a:b]}, {buf[b:c2], buf[c2:]}}
 		var st h2stream
-		st.prepareHead(200, fs, 0)
-		block := c.encodeHead(st.fields)
+		block := c.encodeHead(st.prepareHead(200, fs, 0, nil))
 		got, err := dec.DecodeFull(block)
 		if err != nil {
 			t.Fatal(err)
