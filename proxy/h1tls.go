@@ -96,7 +96,11 @@ func (b h2bridge) ServeH2(s *H2Stream) {
 	rq.cr = connReader{c: st, idle: svc.to.Client, ctr: &hc.se.shard.bytesIn, prefix: &st.prefix}
 	rq.start = time.Now()
 	h.req = rq
-	h.br = svc.readers.get(&rq.cr)
+	if !s.NoBody {
+		// Only a body is read through it: a request the HEADERS frame
+		// ended takes no reader (each nil h.br is taken where needed).
+		h.br = svc.readers.get(&rq.cr)
+	}
 	// A stream the client resets (or a connection that ends) stops its
 	// exchange: its server connections close, and what waits on them returns.
 	s.SetAbort(h)
