@@ -17,6 +17,7 @@ import (
 
 	"halb/daemon"
 	"halb/internal/demo"
+	"halb/internal/memtrim"
 )
 
 const defaultConfigPath = "/etc/halb/halb.conf"
@@ -132,7 +133,10 @@ halb demo is running (Ctrl-C stops it). Try:
   bin/halb ctl -s %s show backends   # runtime API (make build puts halb in bin/)
 `, opts.AdminSocket)
 	}
-	if err := d.Run(context.Background()); err != nil {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go memtrim.Run(ctx, memtrim.DefaultPolicy, log.Named("memtrim"))
+	if err := d.Run(ctx); err != nil {
 		fmt.Fprintf(stderr, "halb run: %v\n", err)
 		return exitFailure
 	}
