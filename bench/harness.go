@@ -43,6 +43,7 @@ type Options struct {
 	Backend      string        // "auto" (nginx when installed), "nginx" or "builtin"
 	HalbBin      string        // halb executable; empty: the halb target is skipped
 	Idle         int           // > 0: measure RSS per idle connection with this many connections
+	IdleSettle   time.Duration // with Idle: measure RSS again after this long with the connections open (0: not)
 	Ports        Ports
 	Timeout      time.Duration // per-request timeout of the load generator
 	WorkDir      string        // parent of the run's temporary directory ("" = os.TempDir())

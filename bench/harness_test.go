@@ -391,11 +391,19 @@ func TestRunIdleHalb(t *testing.T) {
 	opts.Targets = []string{TargetHalb}
 	opts.Modes = []string{"http"}
 	opts.Idle = 50
+	opts.IdleSettle = time.Second
 	opts.HalbBin = bin
 	out, _ := runHarness(t, opts)
 	rows := tableRows(out)
 	if len(rows) != 1 || rows[0][0] != "halb" || rows[0][3] != "50" || rows[0][4] != "0" {
 		t.Fatalf("want one halb row with 50 open and no errors:\n%s", out)
+	}
+	// The settled measurement: an RSS, and a per-connection figure from it.
+	if mib, err := strconv.ParseFloat(rows[0][13], 64); err != nil || mib <= 0 {
+		t.Errorf("RSS 1 s later %q:\n%s", rows[0][13], out)
+	}
+	if _, err := strconv.ParseFloat(rows[0][14], 64); err != nil {
+		t.Errorf("KiB per conn 1 s later %q:\n%s", rows[0][14], out)
 	}
 	for i, col := range []string{"ctl show", "GET /metrics", "ctl reload"} {
 		ms, err := strconv.ParseFloat(rows[0][10+i], 64)

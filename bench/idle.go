@@ -29,8 +29,10 @@ type IdleRow struct {
 	Errors       int   // connections that failed to open or to get their response
 	BeforeKiB    int64 // proxy RSS with no client connection (after one request)
 	AfterKiB     int64 // proxy RSS with Opened idle connections
+	LaterKiB     int64 // ... Options.IdleSettle later, the connections still open (-1: not measured)
 	FDs          int   // open descriptors of the proxy's processes with Opened connections
 	VsHAProxy    float64
+	LaterVsHAP   float64 // PerConnLaterKiB over HAProxy's
 	// halb only, with the connections open: medians of ctlSamples answers of its
 	// control plane (admin socket `show services` and `reload`, GET /metrics).
 	Ctl    *CtlTimes
@@ -50,6 +52,16 @@ func (r IdleRow) PerConnKiB() float64 {
 		return math.NaN()
 	}
 	return float64(r.AfterKiB-r.BeforeKiB) / float64(r.Opened)
+}
+
+// PerConnLaterKiB is the RSS growth per open connection Options.IdleSettle
+// after they were all open: what a quiet proxy keeps, once it has given back
+// what opening them needed (NaN when not measured).
+func (r IdleRow) PerConnLaterKiB() float64 {
+	if r.Opened == 0 || r.LaterKiB < 0 {
+		return math.NaN()
+	}
+	return float64(r.LaterKiB-r.BeforeKiB) / float64(r.Opened)
 }
 
 // raiseNoFile raises RLIMIT_NOFILE towards n so that the harness and the processes it starts
@@ -110,20 +122,24 @@ func (h *harness) runIdle(ctx context.Context) ([]IdleRow, error) {
 				return rows, err
 			}
 			rows = append(rows, row)
-			h.logf("  %-8s %-4s idle %d/%d open, %d errors: RSS %s -> %s MiB, %.1f KiB per connection, %d fds",
-				target, mode, row.Opened, row.Wanted, row.Errors, fmtRSS(row.BeforeKiB), fmtRSS(row.AfterKiB), row.PerConnKiB(), row.FDs)
+			h.logf("  %-8s %-4s idle %d/%d open, %d errors: RSS %s -> %s MiB, %.1f KiB per connection (%.1f %s later), %d fds",
+				target, mode, row.Opened, row.Wanted, row.Errors, fmtRSS(row.BeforeKiB), fmtRSS(row.AfterKiB), row.PerConnKiB(),
+				row.PerConnLaterKiB(), fmtSettle(h.opts.IdleSettle), row.FDs)
 		}
 	}
-	ref := map[string]float64{}
+	ref, refLater := map[string]float64{}, map[string]float64{}
 	for _, r := range rows {
 		if r.Target == TargetHAProxy {
-			ref[r.Mode] = r.PerConnKiB()
+			ref[r.Mode], refLater[r.Mode] = r.PerConnKiB(), r.PerConnLaterKiB()
 		}
 	}
 	for i := range rows {
-		rows[i].VsHAProxy = math.NaN()
+		rows[i].VsHAProxy, rows[i].LaterVsHAP = math.NaN(), math.NaN()
 		if b, ok := ref[rows[i].Mode]; ok && b > 0 {
 			rows[i].VsHAProxy = rows[i].PerConnKiB() / b
+		}
+		if b, ok := refLater[rows[i].Mode]; ok && b > 0 {
+			rows[i].LaterVsHAP = rows[i].PerConnLaterKiB() / b
 		}
 	}
 	return rows, nil
@@ -232,6 +248,21 @@ func (h *harness) idleCell(ctx context.Context, target, mode string, addr netip.
 			row.Ctl = &ct
 		}
 	}
+	row.LaterKiB = -1
+	if d := h.opts.IdleSettle; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return row, fmt.Errorf("bench: %s %s idle: %w", target, mode, ctx.Err())
+		case <-t.C:
+		}
+		later, err := settledRSS(ctx, p)
+		if err != nil {
+			return row, fmt.Errorf("bench: %s %s idle: %w; log: %s", target, mode, err, p.logTail(600))
+		}
+		row.LaterKiB = later
+	}
 	return row, nil
 }
 
@@ -296,8 +327,9 @@ func adminCall(sock, line string) error {
 
 func (h *harness) printIdle(w io.Writer, rows []IdleRow) {
 	h.header(w)
-	fmt.Fprintln(w, "| target | mode | idle conns | opened | errors | RSS before MiB | RSS after MiB | KiB per conn | per conn / haproxy | proxy fds | ctl show ms | GET /metrics ms | ctl reload ms |")
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	later := fmtSettle(h.opts.IdleSettle)
+	fmt.Fprintf(w, "| target | mode | idle conns | opened | errors | RSS before MiB | RSS after MiB | KiB per conn | per conn / haproxy | proxy fds | ctl show ms | GET /metrics ms | ctl reload ms | RSS %[1]s later MiB | KiB per conn %[1]s later | %[1]s later / haproxy |\n", later)
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var ctlErrs []string
 	for _, r := range rows {
 		show, metrics, reload := "-", "-", "-"
@@ -308,8 +340,13 @@ func (h *harness) printIdle(w io.Writer, rows []IdleRow) {
 			show, metrics, reload = "error", "error", "error"
 			ctlErrs = append(ctlErrs, fmt.Sprintf("%s %s: control plane: %s", r.Target, r.Mode, r.CtlErr))
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s | %s | %.1f | %s | %d | %s | %s | %s |\n", r.Target, r.Mode, r.Wanted, r.Opened, r.Errors,
-			fmtRSS(r.BeforeKiB), fmtRSS(r.AfterKiB), r.PerConnKiB(), fmtRatio(r.VsHAProxy), r.FDs, show, metrics, reload)
+		rssLater, perLater := "-", "-"
+		if r.LaterKiB >= 0 {
+			rssLater, perLater = fmtRSS(r.LaterKiB), strconv.FormatFloat(r.PerConnLaterKiB(), 'f', 1, 64)
+		}
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s | %s | %.1f | %s | %d | %s | %s | %s | %s | %s | %s |\n", r.Target, r.Mode, r.Wanted, r.Opened, r.Errors,
+			fmtRSS(r.BeforeKiB), fmtRSS(r.AfterKiB), r.PerConnKiB(), fmtRatio(r.VsHAProxy), r.FDs, show, metrics, reload,
+			rssLater, perLater, fmtRatio(r.LaterVsHAP))
 	}
 	fmt.Fprintln(w)
 	h.notes(w)
@@ -318,10 +355,20 @@ func (h *harness) printIdle(w io.Writer, rows []IdleRow) {
 	}
 	fmt.Fprintln(w, "Each connection made one GET /128 on keep-alive and then stayed idle. RSS = summed VmRSS of the proxy's")
 	fmt.Fprintln(w, "processes (max of 5 samples 100 ms apart) before opening and after all are open; KiB per conn = growth / opened.")
+	fmt.Fprintf(w, "%s later: the same, that long after all were open (--idle-settle; halb gives back what opening them\n", later)
+	fmt.Fprintln(w, "needed once it has been quiet for 3 s, docs/dataplane.md \"Memory\").")
 	fmt.Fprintln(w, "In tcp mode every client connection also holds a backend connection inside the proxy. proxy fds = open")
 	fmt.Fprintln(w, "descriptors of the proxy's processes with the connections open (errors often mean the proxy ran out of them).")
 	fmt.Fprintln(w, "halb's control plane with the connections open, medians of 5: `show services` and `reload` on its admin")
 	fmt.Fprintln(w, "socket (one request line, one reply line), GET /metrics on its stats listener.")
+}
+
+// fmtSettle names the settle time in the table's headings ("10 s").
+func fmtSettle(d time.Duration) string {
+	if d <= 0 {
+		return "settled"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + " s"
 }
 
 func fmtMs(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) }

@@ -85,6 +85,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		keep     = fs.Bool("keep", false, "keep the temporary directory with configs and logs")
 		pin      = fs.Bool("pin", false, "pin the proxy to CPU 0 (1 thread unless --threads) and the load generator and backends to the other CPUs")
 		serve    = fs.String("serve", "", "run one built-in backend on this 127.0.0.1 address and nothing else")
+		settle   = fs.Duration("idle-settle", 10*time.Second, "with --idle: keep the connections open this long and measure RSS again (0: do not)")
 		idle     idleFlag
 	)
 	fs.Var(&idle, "idle", "measure RSS per idle keep-alive connection: --idle [N] (default N 10000)")
@@ -123,7 +124,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	opts := Options{
 		Duration: *duration, Warmup: *warmup, Modes: splitList(*modes), Targets: splitList(*targets),
 		Threads: *threads, LoadgenProcs: *lgProcs, Loadgen: *loadgen, Backend: *backend,
-		Idle: idle.n, Ports: DefaultPorts(), Timeout: *timeout, Keep: *keep, Pin: *pin,
+		Idle: idle.n, IdleSettle: *settle, Ports: DefaultPorts(), Timeout: *timeout, Keep: *keep, Pin: *pin,
 	}
 	if opts.Pin && !flagWasSet(fs, "threads") {
 		opts.Threads = 1 // one CPU for the proxy, as anchor-bench.sh's PIN=1
