@@ -115,8 +115,8 @@ func run(ctx context.Context, p Policy, read func() uint64, trim func() (before,
 	}
 }
 
-// trim collects twice and gives the free pages back; it returns the heap's
-// size (bytes in spans in use) before and after.
+// trim collects twice and gives the free pages back; it returns the bytes
+// held by heap objects (live, or dead and not yet swept) before and after.
 func trim() (before, after uint64) {
 	s := []metrics.Sample{{Name: heapMetric}}
 	metrics.Read(s)
