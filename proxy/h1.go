@@ -87,6 +87,7 @@ type h1req struct {
 	resp   *respHead // taken from respHeads when the server's answer is there (exchange), given back after it (forward)
 	wbuf   []byte
 	scr    []byte
+	fwd    []byte // the forwarding fields as header lines, when written after the head (setForwarded)
 	method []byte
 	uri    []byte
 	start  time.Time

@@ -82,7 +82,7 @@ func (h *h1conn) proxy(rq *h1req) outcome {
 		cont = http11
 		hd.Del("Expect")
 	}
-	rq.scr = svc.setForwarded(hd, h.se.src.Addr(), rq.scr, h.tls, rq.info.has)
+	rq.scr, rq.fwd = svc.setForwarded(hd, h.se.src.Addr(), rq.scr, rq.fwd, h.tls, rq.info.has)
 	cl := int64(hd.ContentLength()) // -1 chunked, -2 none
 	pool := svc.spec.Pool
 	if l7 := svc.spec.L7; l7 != nil {
@@ -387,6 +387,9 @@ type exchangeResult struct {
 func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchangeResult {
 	svc := h.svc
 	out := rq.h.AppendBytes(rq.wbuf[:0])
+	if len(rq.fwd) > 0 {
+		out = append(append(out[:len(out)-2], rq.fwd...), '\r', '\n') // before the head's empty line
+	}
 	body := int64(0)
 	if cl > 0 {
 		// The part of the body already read goes out with the head when small.
@@ -988,8 +991,15 @@ func isIdempotent(m []byte) bool {
 }
 
 // setForwarded sets X-Forwarded-For, X-Forwarded-Proto and Forwarded:
-// appended to a trusted upstream's values, replacing anyone else's.
-func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf []byte, https bool, has fieldSet) []byte {
+// appended to a trusted upstream's values, replacing anyone else's. When
+// no route, request rule or request id of the service names them
+// (svc.lateFwd), the client's are deleted from h and halb's are not added
+// to it but returned as header lines in fwd, which exchange writes after the
+// head: the same request reaches the server without three fields going
+// through fasthttp's header (0.6 µs per request in perf samples of HTTP/2,
+// most of it cache misses on the header's field slots). Else they are set
+// in h, where routes and rules see them. buf is scratch for the values.
+func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf, fwd []byte, https bool, has fieldSet) ([]byte, []byte) {
 	proto := "http"
 	if https {
 		proto = "https"
@@ -1002,17 +1012,7 @@ func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf [
 		}
 	}
 	buf = ip.AppendTo(buf)
-	if has&hasXFF != 0 {
-		h.Del("X-Forwarded-For")
-	}
-	h.AddBytesV("X-Forwarded-For", buf) // none left: added without a search
-	switch {
-	case has&hasXFP == 0:
-		h.Add("X-Forwarded-Proto", proto)
-	case !trusted || len(h.Peek("X-Forwarded-Proto")) == 0:
-		h.Set("X-Forwarded-Proto", proto)
-	}
-	buf = buf[:0]
+	xff := len(buf)
 	if trusted && has&hasForwarded != 0 {
 		for _, v := range h.PeekAll("Forwarded") {
 			buf = append(append(buf, v...), ", "...)
@@ -1028,11 +1028,34 @@ func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf [
 	}
 	buf = append(buf, ";proto="...)
 	buf = append(buf, proto...)
-	if has&hasForwarded != 0 {
-		h.Del("Forwarded")
+	// Theirs stands only when a trusted upstream set a non-empty one.
+	setXFP := has&hasXFP == 0 || !trusted || len(h.Peek("X-Forwarded-Proto")) == 0
+	for _, f := range []struct {
+		name string
+		bit  fieldSet
+	}{{"X-Forwarded-For", hasXFF}, {"Forwarded", hasForwarded}} {
+		if has&f.bit != 0 {
+			h.Del(f.name)
+		}
 	}
-	h.AddBytesV("Forwarded", buf)
-	return buf
+	fwd = fwd[:0]
+	if !svc.lateFwd {
+		h.AddBytesV("X-Forwarded-For", buf[:xff]) // none left: added without a search
+		if setXFP {
+			h.Set("X-Forwarded-Proto", proto)
+		}
+		h.AddBytesV("Forwarded", buf[xff:])
+		return buf, fwd
+	}
+	if setXFP && has&hasXFP != 0 {
+		h.Del("X-Forwarded-Proto")
+	}
+	fwd = append(append(append(fwd, "X-Forwarded-For: "...), buf[:xff]...), "\r\n"...)
+	if setXFP {
+		fwd = append(append(append(fwd, "X-Forwarded-Proto: "...), proto...), "\r\n"...)
+	}
+	fwd = append(append(append(fwd, "Forwarded: "...), buf[xff:]...), "\r\n"...)
+	return buf, fwd
 }
 
 // statusFor maps a failure to reach a server to the client's status.

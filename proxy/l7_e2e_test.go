@@ -262,3 +262,84 @@ func TestL7MaxBodyChunked(t *testing.T) {
 		t.Fatalf("the server received the oversized body: %q", got)
 	}
 }
+
+// A service whose rules or routes name the forwarding fields gets them in
+// the request head before its routes and rules run (they see and change
+// halb's values); one that does not gets them written after the head. The
+// server sees one of each either way, with the values the rules left.
+func TestL7ForwardedFieldsAndRules(t *testing.T) {
+	def, xff := newNamedBackend(t, "def"), newNamedBackend(t, "xff")
+	for _, tc := range []struct {
+		name  string
+		l7    *L7Spec
+		late  bool
+		raw   string
+		body  string
+		wants map[string]string // field: its only value at the server ("" = absent)
+	}{
+		{
+			name: "no rule names them: written after the head",
+			l7:   &L7Spec{Request: mustRules(t, HeaderRule{Op: HeaderSet, Name: "X-Other", Value: "1"})},
+			late: true,
+			raw:  "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Proto: gopher\r\nForwarded: for=6.6.6.6\r\n\r\n",
+			body: "def GET /",
+			wants: map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http",
+				"Forwarded": "for=127.0.0.1;proto=http", "X-Other": "1"},
+		},
+		{
+			name: "a rule sets X-Forwarded-Proto: halb's is replaced, not repeated",
+			l7:   &L7Spec{Request: mustRules(t, HeaderRule{Op: HeaderSet, Name: "x-forwarded-proto", Value: "https"})},
+			raw:  "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+			body: "def GET /",
+			wants: map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "https",
+				"Forwarded": "for=127.0.0.1;proto=http"},
+		},
+		{
+			name: "a rule deletes Forwarded: gone",
+			l7:   &L7Spec{Request: mustRules(t, HeaderRule{Op: HeaderDel, Name: "Forwarded"})},
+			raw:  "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+			body: "def GET /",
+			wants: map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http",
+				"Forwarded": ""},
+		},
+		{
+			name: "a route on X-Forwarded-For sees halb's value",
+			l7: &L7Spec{Pools: []*balance.Pool{pool(xff.addr())}, PoolNames: []string{"xff"},
+				Router: mustRouter(t, RouteSpec{Headers: []HeaderMatch{{Name: "X-Forwarded-For", Value: "127.0.0.1"}}, Target: RouteTarget{Pool: 0}})},
+			raw:   "GET /r HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+			body:  "xff GET /r",
+			wants: map[string]string{"X-Forwarded-For": "127.0.0.1", "X-Forwarded-Proto": "http"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := !tc.l7.NamesForwarded(); got != tc.late {
+				t.Fatalf("written after the head: %v, want %v", got, tc.late)
+			}
+			s := startServer(t, Global{}, ServiceSpec{Name: "h", Listen: lo4, Mode: ModeHTTP, Pool: pool(def.addr()), L7: tc.l7})
+			c := dial(t, s.Addr("h"))
+			br := bufio.NewReader(c)
+			if _, body := exchange(t, c, br, "GET", tc.raw); body != tc.body {
+				t.Fatalf("got %q, want %q", body, tc.body)
+			}
+			be := def
+			if strings.HasPrefix(tc.body, "xff") {
+				be = xff
+			}
+			head := be.lastHead()
+			for name, want := range tc.wants {
+				var vals []string
+				for _, line := range strings.Split(head, "\r\n") {
+					if n, v, ok := strings.Cut(line, ": "); ok && strings.EqualFold(n, name) {
+						vals = append(vals, v)
+					}
+				}
+				switch {
+				case want == "" && len(vals) != 0:
+					t.Errorf("%s at the server: %q, want none", name, vals)
+				case want != "" && (len(vals) != 1 || vals[0] != want):
+					t.Errorf("%s at the server: %q, want [%q]\n%s", name, vals, want, head)
+				}
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"halb/proxy/balance"
+	"strings"
 )
 
 // L7Spec is what a proxy_mode http service does at layer 7 beyond forwarding to its default
@@ -24,4 +25,23 @@ type L7Spec struct {
 	RequestID         string             // header name; "" off
 	RequestIDs        *RequestIDs        // generator when RequestID is set
 	SchemeRedirect    *SchemeRedirect    // answer every request with this redirect
+}
+
+// forwardedNames are the fields halb sets on every request (setForwarded).
+var forwardedNames = [...]string{"X-Forwarded-For", "X-Forwarded-Proto", "Forwarded"}
+
+// NamesForwarded reports whether a route, a request rule or the request id
+// names one of the fields halb sets on every request: then they are set in
+// the request head before routes and rules run, which see and may change
+// them; else they are written after the head (setForwarded).
+func (l *L7Spec) NamesForwarded() bool {
+	if l == nil {
+		return false
+	}
+	for _, n := range forwardedNames {
+		if strings.EqualFold(l.RequestID, n) || l.Request.Names(n) || l.Router.NamesHeader(n) {
+			return true
+		}
+	}
+	return false
 }
