@@ -369,13 +369,21 @@ func (h *harness) waitReady(ctx context.Context, p *proc, addr netip.AddrPort, w
 			}
 			return fmt.Errorf("bench: %s on %s not ready: %w%s", what, addr, last, tail)
 		}
-		t := time.NewTimer(50 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("bench: wait for %s: %w", what, ctx.Err())
-		case <-t.C:
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return fmt.Errorf("bench: wait for %s: %w", what, err)
 		}
+	}
+}
+
+// pause waits d, or until ctx ends: then it returns ctx's error.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

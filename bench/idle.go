@@ -150,12 +150,8 @@ func settledRSS(ctx context.Context, p *proc) (int64, error) {
 	var best int64 = -1
 	for i := range 5 {
 		if i > 0 {
-			t := time.NewTimer(100 * time.Millisecond)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return best, ctx.Err()
-			case <-t.C:
+			if err := pause(ctx, 100*time.Millisecond); err != nil {
+				return best, err
 			}
 		}
 		s, err := sampleGroup(p.pgid())
@@ -250,12 +246,8 @@ func (h *harness) idleCell(ctx context.Context, target, mode string, addr netip.
 	}
 	row.LaterKiB = -1
 	if d := h.opts.IdleSettle; d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return row, fmt.Errorf("bench: %s %s idle: %w", target, mode, ctx.Err())
-		case <-t.C:
+		if err := pause(ctx, d); err != nil {
+			return row, fmt.Errorf("bench: %s %s idle: %w", target, mode, err)
 		}
 		later, err := settledRSS(ctx, p)
 		if err != nil {

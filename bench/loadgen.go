@@ -156,12 +156,7 @@ func (w *loadWorker) run(ctx context.Context, cfg LoadConfig, req []byte, measur
 				}
 				countErr(time.Now())
 				// Don't spin on a refused port: back off a little, but stop with the run.
-				t := time.NewTimer(10 * time.Millisecond)
-				select {
-				case <-ctx.Done():
-				case <-t.C:
-				}
-				t.Stop()
+				_ = pause(ctx, 10*time.Millisecond) // the loop's condition sees an end
 				continue
 			}
 			w.dials++
