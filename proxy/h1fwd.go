@@ -1030,13 +1030,11 @@ func (svc *service) setForwarded(h *fasthttp.RequestHeader, ip netip.Addr, buf, 
 	buf = append(buf, proto...)
 	// Theirs stands only when a trusted upstream set a non-empty one.
 	setXFP := has&hasXFP == 0 || !trusted || len(h.Peek("X-Forwarded-Proto")) == 0
-	for _, f := range []struct {
-		name string
-		bit  fieldSet
-	}{{"X-Forwarded-For", hasXFF}, {"Forwarded", hasForwarded}} {
-		if has&f.bit != 0 {
-			h.Del(f.name)
-		}
+	if has&hasXFF != 0 {
+		h.Del("X-Forwarded-For")
+	}
+	if has&hasForwarded != 0 {
+		h.Del("Forwarded")
 	}
 	fwd = fwd[:0]
 	if !svc.lateFwd {
