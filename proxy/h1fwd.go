@@ -33,7 +33,7 @@ type beConn struct {
 	used   time.Time     // end of its last exchange
 	served int           // exchanges completed on it
 	quietF func(uintptr) // quiet's callback, bound once
-	quietQ *bool
+	quietQ bool          // ... and its answer
 }
 
 func (be *beConn) close() {
@@ -289,14 +289,12 @@ func (h *h1conn) backendConn(b *balance.Backend, now time.Time) (*beConn, bool, 
 // quiet reports that nothing is waiting on an idle server connection: no
 // byte, no end. One MSG_PEEK, without waiting.
 func quiet(be *beConn) bool {
-	q := false
 	if be.quietF == nil {
-		be.quietF = func(fd uintptr) { q = peekFD(fd) == unix.EAGAIN }
-		be.quietQ = &q
+		be.quietF = func(fd uintptr) { be.quietQ = peekFD(fd) == unix.EAGAIN }
 	}
-	*be.quietQ = false
+	be.quietQ = false
 	be.rc.Control(be.quietF)
-	return *be.quietQ
+	return be.quietQ
 }
 
 // quietConn is quiet for a connection probed rarely (it allocates).
