@@ -91,7 +91,9 @@ func (b h2bridge) ServeH2(s *H2Stream) {
 	hc := s.Owner().(*h2conn)
 	st := h2streams.Get().(*h2stream)
 	st.start(s)
-	h := &h1conn{se: hc.se, svc: svc, nc: st, tls: true, h2: true, shared: &hc.conns}
+	h := h2Engines.Get().(*h1conn)
+	h.se, h.svc, h.nc, h.tls, h.h2, h.shared = hc.se, svc, st, true, true, &hc.conns
+	reuse := true
 	rq := h1reqs.Get().(*h1req)
 	rq.cr = connReader{c: st, idle: svc.to.Client, ctr: &hc.se.shard.bytesIn, prefix: &st.prefix}
 	rq.start = time.Now()
@@ -108,14 +110,23 @@ func (b h2bridge) ServeH2(s *H2Stream) {
 		h.reject(headerCheck{431, "request head too large"}, nil)
 	} else if chk := requestFromH2(&rq.h, &rq.info, s, st); chk.status != 0 {
 		h.reject(chk, nil)
-	} else {
-		h.proxy(rq)
+	} else if h.proxy(rq) == handedOff {
+		reuse = false // a tunnel keeps h (never for HTTP/2, where a 101 is refused)
 	}
-	s.SetAbort(nil)
+	s.SetAbort(nil) // returns once no AbortStream runs: h is the handler's alone again
 	h.dropBackends()
 	h.idle()
 	st.finish(h.broken || st.inHead)
+	if reuse {
+		*h = h1conn{}
+		h2Engines.Put(h)
+	}
 }
+
+// h2Engines holds the engine records of ended HTTP/2 streams for the next
+// ones (one taken anew per stream was cold memory by the time its answer
+// came).
+var h2Engines = sync.Pool{New: func() any { return new(h1conn) }}
 
 // AbortStream closes the server connections of an HTTP/2 stream whose
 // client went away.

@@ -7,7 +7,6 @@ import (
 	"math"
 	"net"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -532,7 +531,7 @@ func (c *h2Conn) headers(f *http2.MetaHeadersFrame) error {
 		c.count("calm")
 		return http2.ConnectionError(http2.ErrCodeEnhanceYourCalm)
 	}
-	st := &H2Stream{c: c, id: id, ContentLength: -1, Truncated: f.Truncated}
+	st := newH2Stream(c, id, f.Truncated)
 	if !st.request(f) && !f.Truncated {
 		return http2.StreamError{StreamID: id, Code: http2.ErrCodeProtocol}
 	}
@@ -555,7 +554,10 @@ func (c *h2Conn) headers(f *http2.MetaHeadersFrame) error {
 		c.nc.SetReadDeadline(time.Time{})
 	}
 	c.wg.Add(1)
-	go c.run(st)
+	if st.runFn == nil {
+		st.runFn = st.run // bound once per record: go c.run(st) allocates a closure each time
+	}
+	go st.runFn()
 	return nil
 }
 
@@ -586,7 +588,7 @@ func (st *H2Stream) request(f *http2.MetaHeadersFrame) bool {
 	} else if st.Scheme == "" || st.Path == "" {
 		return false
 	}
-	st.Fields = slices.Clone(f.RegularFields()) // f's list is the connection's, reused
+	st.Fields = append(st.Fields[:0], f.RegularFields()...) // f's list is the connection's, reused
 	for _, hf := range st.Fields {
 		switch hf.Name {
 		case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
@@ -724,7 +726,7 @@ func (c *h2Conn) closeStream(st *H2Stream, why error) {
 	if why != nil && st.fail == nil {
 		st.fail = why
 		if st.abort != nil {
-			go st.abort.AbortStream()
+			st.tellAbort(st.abort)
 		}
 	}
 	if left := int64(len(st.rbuf)); left > 0 {
@@ -761,13 +763,12 @@ func (c *h2Conn) goAway(code http2.ErrCode) {
 // run serves st with the handler; a stream the handler left unended is
 // reset, and a request body it did not read is refused (RST_STREAM NO_ERROR,
 // RFC 9113 §8.1).
-func (c *h2Conn) run(st *H2Stream) {
+func (st *H2Stream) run() {
+	c := st.c
 	defer c.wg.Done()
 	c.handle(st)
 	c.mu.Lock()
-	if st.guard != nil {
-		st.guard.Stop()
-	}
+	quiet := st.guard == nil || st.guard.Stop() // false: stalled ran or runs, and refers to st
 	switch {
 	case st.state == h2Closed:
 	case !st.ended:
@@ -778,6 +779,31 @@ func (c *h2Conn) run(st *H2Stream) {
 	st.dropBuf()
 	c.running--
 	c.mu.Unlock()
+	st.aborts.Wait()
+	if quiet {
+		st.recycle()
+	}
+}
+
+// h2Streams holds ended streams for the next ones: a stream's record, taken
+// anew for each, was cold memory by the time the stream's answer came.
+var h2Streams = sync.Pool{New: func() any { return new(H2Stream) }}
+
+func newH2Stream(c *h2Conn, id uint32, truncated bool) *H2Stream {
+	st := h2Streams.Get().(*H2Stream)
+	st.c, st.id, st.ContentLength, st.Truncated = c, id, -1, truncated
+	st.cond.L = &c.mu
+	return st
+}
+
+// recycle gives st back to h2Streams once nothing refers to it: it is closed
+// (out of c.streams), its handler returned, no abort runs and its timer is
+// stopped (kept, with its field list's room).
+func (st *H2Stream) recycle() {
+	fields, guard, runFn := st.Fields, st.guard, st.runFn
+	clear(fields)
+	*st = H2Stream{Fields: fields[:0], guard: guard, runFn: runFn}
+	h2Streams.Put(st)
 }
 
 // handle runs the handler; a panic resets the stream instead of ending the process.
@@ -852,7 +878,8 @@ const (
 )
 
 // H2Stream is one request and its response. Its request fields are set
-// before the handler runs; its methods are for the handler's goroutine.
+// before the handler runs; its methods are for the handler's goroutine, and
+// it is reused once the handler returns.
 type H2Stream struct {
 	c  *h2Conn
 	id uint32
@@ -880,7 +907,9 @@ type H2Stream struct {
 	headSent bool
 	ended    bool
 	abort    StreamAborter
+	aborts   sync.WaitGroup // AbortStream calls running (SetAbort(nil) waits for them)
 	guard    *time.Timer
+	runFn    func()    // st.run, bound once
 	waitFrom time.Time // when the current wait began (zero: none)
 }
 
@@ -892,18 +921,31 @@ func (st *H2Stream) Owner() any { return st.c.owner }
 type StreamAborter interface{ AbortStream() }
 
 // SetAbort sets a to be told when the stream is reset or its connection
-// ends; nil clears it. If that already happened, it is told now. (An
-// interface and not a func: a handler's record is one already, a bound
-// method would be an allocation per stream.)
+// ends; nil clears it and returns once no AbortStream call runs, so that
+// the handler may reuse what it had set. If that already happened, a is told
+// now. (An interface and not a func: a handler's record is one already, a
+// bound method would be an allocation per stream.)
 func (st *H2Stream) SetAbort(a StreamAborter) {
 	c := st.c
 	c.mu.Lock()
 	st.abort = a
-	gone := st.fail != nil
-	c.mu.Unlock()
-	if gone && a != nil {
-		go a.AbortStream()
+	if st.fail != nil && a != nil {
+		st.tellAbort(a)
 	}
+	c.mu.Unlock()
+	if a == nil {
+		st.aborts.Wait()
+	}
+}
+
+// tellAbort calls a.AbortStream in a goroutine of its own (it may close
+// connections, which c.mu must not wait for); c.mu is held.
+func (st *H2Stream) tellAbort(a StreamAborter) {
+	st.aborts.Add(1)
+	go func() {
+		defer st.aborts.Done()
+		a.AbortStream()
+	}()
 }
 
 func (st *H2Stream) dropBuf() {
