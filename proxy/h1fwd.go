@@ -184,7 +184,8 @@ func (h *h1conn) rejectOutcome(chk headerCheck) outcome {
 // redispatches when a connection cannot be made (nothing was sent), and
 // resends once on a new connection only by the stale keep-alive rule: no
 // byte of a response came, the connection had served before, the method is
-// idempotent and the request has no body (RFC 9110 §9.2.2, RFC 9112 §9.3.1).
+// idempotent, the request has no body (RFC 9110 §9.2.2, RFC 9112 §9.3.1)
+// and its client is still there.
 func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, upgrade bool) outcome {
 	svc := h.svc
 	if pool == nil {
@@ -244,7 +245,7 @@ func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, u
 		}
 		rq.now = now
 		res := h.exchange(rq, be, cl, upgrade)
-		if res.err != nil && res.stale && !fresh && cl <= 0 && cl != -1 && isIdempotent(rq.h.Method()) {
+		if res.err != nil && res.stale && !fresh && cl <= 0 && cl != -1 && isIdempotent(rq.h.Method()) && !h.clientGone() {
 			h.dropBackend(be)
 			if be, err = h.dial(b); err == nil {
 				rq.now = time.Now()
@@ -257,6 +258,15 @@ func (h *h1conn) forward(rq *h1req, pool *balance.Pool, cl int64, clientClose, u
 		rq.putResp()
 		return o
 	}
+}
+
+// clientGone reports that the client of an HTTP/2 stream reset it or went
+// away: what failed on its server connection is not tried again (the abort
+// closed that connection; another would send the request a second time for
+// nobody).
+func (h *h1conn) clientGone() bool {
+	st, ok := h.nc.(*h2stream)
+	return ok && st.s.Gone()
 }
 
 // backendConn returns an idle connection of this client to b, checked, or a

@@ -99,6 +99,82 @@ func TestH2EngineRequestFields(t *testing.T) {
 	}
 }
 
+// TestH2EngineStreamsReused: a stream's records are reused by the streams
+// after it (after one the client reset while its server worked, too): each
+// request reaches the server with its own fields and none of an earlier
+// stream's, each answer reaches its own stream, and the reset stream's server
+// connection is closed.
+func TestH2EngineStreamsReused(t *testing.T) {
+	got := make(chan *http.Request, 16)
+	aborted := make(chan struct{}, 1)
+	be := serveRequests(t, func(c net.Conn, req *http.Request) bool {
+		got <- req
+		if req.URL.Path == "/slow" {
+			io.Copy(io.Discard, c) // until the proxy closes it
+			aborted <- struct{}{}
+			return false
+		}
+		body := "path=" + req.URL.Path
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+		return true
+	})
+	ba, _ := net.ResolveTCPAddr("tcp", be)
+	_, fr := h2Dial(t, h2Service(t, ba, Timeouts{}))
+	id := uint32(1)
+	one := func(i int) {
+		t.Helper()
+		path := fmt.Sprintf("/r/%d", i)
+		v := fmt.Sprint(i)
+		if i%2 == 1 {
+			h2Request(t, fr, id, path, true, [2]string{"x-odd", v}, [2]string{"cookie", "c=" + v})
+		} else {
+			h2Request(t, fr, id, path, true, [2]string{"x-even", v})
+		}
+		req := <-got
+		if req.URL.Path != path {
+			t.Fatalf("stream %d: the server got %s, want %s", id, req.URL.Path, path)
+		}
+		odd, even, cookie := req.Header.Values("X-Odd"), req.Header.Values("X-Even"), req.Header.Values("Cookie")
+		if i%2 == 1 && (len(odd) != 1 || odd[0] != v || len(even) != 0 || len(cookie) != 1 || cookie[0] != "c="+v) ||
+			i%2 == 0 && (len(even) != 1 || even[0] != v || len(odd) != 0 || len(cookie) != 0) {
+			t.Fatalf("stream %d (%s): x-odd %q x-even %q cookie %q", id, path, odd, even, cookie)
+		}
+		var body []byte
+		for {
+			f := h2Until(t, fr, "the answer", func(f http2.Frame) bool { return f.Header().StreamID == id })
+			if d, ok := f.(*http2.DataFrame); ok {
+				body = append(body, d.Data()...)
+				if d.StreamEnded() {
+					break
+				}
+			} else if _, ok := f.(*http2.MetaHeadersFrame); !ok {
+				t.Fatalf("stream %d: %v", id, f)
+			}
+		}
+		if string(body) != "path="+path {
+			t.Fatalf("stream %d: answer %q, want %q", id, body, "path="+path)
+		}
+		id += 2
+	}
+	for i := range 6 {
+		one(i)
+	}
+	h2Request(t, fr, id, "/slow", true)
+	<-got
+	if err := fr.WriteRSTStream(id, http2.ErrCodeCancel); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-aborted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reset stream's server connection stayed open")
+	}
+	id += 2
+	for i := 6; i < 9; i++ {
+		one(i)
+	}
+}
+
 // TestH2EngineBodies: request bodies with and without a length reach the
 // server whole (the second chunked), a chunked response reaches the client
 // unchunked, and no Content-Type is invented.

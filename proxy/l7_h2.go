@@ -948,6 +948,13 @@ func (st *H2Stream) tellAbort(a StreamAborter) {
 	}()
 }
 
+// Gone reports that the stream was reset or its connection ended.
+func (st *H2Stream) Gone() bool {
+	st.c.mu.Lock()
+	defer st.c.mu.Unlock()
+	return st.fail != nil
+}
+
 func (st *H2Stream) dropBuf() {
 	if st.rbuf != nil {
 		putH2Buf(st.rbuf, st.rbox)
