@@ -70,7 +70,9 @@ type Row struct {
 	// OtherCores is how many cores, on average over the measured window, were busy with
 	// something other than the load generator, the proxy and the backends (other tenants,
 	// softirq work charged to no process): above noisyCores the row is suspect.
-	OtherCores   float64
+	OtherCores float64
+	// IdleCores is how many cores, on average over the measured window, had nothing to run.
+	IdleCores    float64
 	VsHAProxyRPS float64 // NaN when there is no HAProxy row to compare with
 	VsHAProxyP99 float64
 	VsDirectRPS  float64
@@ -678,6 +680,7 @@ func (h *harness) cell(ctx context.Context, target, mode string, addr netip.Addr
 		row.CPUSeconds = s1.cpuSecs - s0.cpuSecs
 	}
 	row.OtherCores = otherCores(acct0, acct1, sum.cpuSecs)
+	row.IdleCores = idleCores(acct0, acct1)
 	row.RPS, row.P50, row.P99 = sum.rps, sum.p50, sum.p99
 	row.Requests, row.Errors, row.Non2xx = sum.requests, sum.errors, sum.non2xx
 	return row, nil
@@ -861,8 +864,8 @@ func (h *harness) header(w io.Writer) {
 
 func (h *harness) printTable(w io.Writer, rows []Row) {
 	h.header(w)
-	fmt.Fprintln(w, "| target | mode | body | conns | req/s | p50 ms | p99 ms | errors | non-2xx | RSS MiB | CPU s | rps / haproxy | p99 / haproxy | rps / direct | req/s per proxy core | per core / haproxy | other cores |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| target | mode | body | conns | req/s | p50 ms | p99 ms | errors | non-2xx | RSS MiB | CPU s | rps / haproxy | p99 / haproxy | rps / direct | req/s per proxy core | per core / haproxy | other cores | idle cores |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	noisy := 0
 	for _, r := range rows {
 		other := fmtCPU(r.OtherCores)
@@ -870,10 +873,10 @@ func (h *harness) printTable(w io.Writer, rows []Row) {
 			other += " NOISY"
 			noisy++
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Target, r.Mode, sizeName(r.Size), r.Conns, r.RPS, fmtMS(r.P50), fmtMS(r.P99), r.Errors, r.Non2xx,
 			fmtRSS(r.RSSKiB), fmtCPU(r.CPUSeconds), fmtRatio(r.VsHAProxyRPS), fmtRatio(r.VsHAProxyP99), fmtRatio(r.VsDirectRPS),
-			fmtCount(r.PerCore), fmtRatio(r.VsHAProxyPerCore), other)
+			fmtCount(r.PerCore), fmtRatio(r.VsHAProxyPerCore), other, fmtCPU(r.IdleCores))
 	}
 	fmt.Fprintln(w)
 	h.notes(w)
@@ -884,6 +887,8 @@ func (h *harness) printTable(w io.Writer, rows []Row) {
 	fmt.Fprintln(w, "other cores = cores busy in tasks (user+nice+system+steal in /proc/stat) minus those used by the load generator,")
 	fmt.Fprintln(w, "the proxy and the backends;")
 	fmt.Fprintf(w, "NOISY above %.1f: something else was running, rerun that row on a quiet machine.\n", noisyCores)
+	fmt.Fprintln(w, "idle cores = cores with nothing to run (idle+iowait in /proc/stat): not pinned, CPU time that every")
+	fmt.Fprintln(w, "process waited through (a wake-up's latency, a hand-off), lost to the rate.")
 	fmt.Fprintln(w, "Everything shares this machine's CPUs: compare ratios within one run; absolute req/s are not portable.")
 	if noisy > 0 {
 		fmt.Fprintf(w, "WARNING: %d of %d rows are NOISY.\n", noisy, len(rows))
@@ -897,6 +902,7 @@ const noisyCores = 0.3
 type cpuAccount struct {
 	at         time.Time
 	busy       float64 // machine-wide busy CPU seconds
+	idle       float64 // machine-wide idle CPU seconds
 	self       float64 // this process (built-in load generator, in-process backends)
 	proxy      float64
 	backends   float64
@@ -906,7 +912,7 @@ type cpuAccount struct {
 func (h *harness) accounting(p *proc) cpuAccount {
 	a := cpuAccount{at: time.Now()}
 	var err error
-	a.busy, err = machineBusySecs()
+	a.busy, a.idle, err = machineSecs()
 	a.sysOK = err == nil
 	a.self, _ = selfCPUSecs()
 	a.pOK = true
@@ -931,6 +937,15 @@ func otherCores(a, b cpuAccount, extCPU float64) float64 {
 	}
 	ours := (b.self - a.self) + (b.proxy - a.proxy) + (b.backends - a.backends) + extCPU
 	return max(0, ((b.busy-a.busy)-ours)/wall)
+}
+
+// idleCores is the average number of cores with nothing to run between a and b.
+func idleCores(a, b cpuAccount) float64 {
+	wall := b.at.Sub(a.at).Seconds()
+	if !a.sysOK || !b.sysOK || wall <= 0 {
+		return math.NaN()
+	}
+	return max(0, (b.idle-a.idle)/wall)
 }
 
 func (h *harness) notes(w io.Writer) {

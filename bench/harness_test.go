@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,11 +86,14 @@ func TestRunDirectWithBuiltinBackends(t *testing.T) {
 		t.Fatalf("want 2 rows (direct × 2 sizes), got %d:\n%s", len(rows), out)
 	}
 	for i, r := range rows {
-		if len(r) != 17 || r[0] != "direct" || r[1] != "-" || r[3] != "4" {
+		if len(r) != 18 || r[0] != "direct" || r[1] != "-" || r[3] != "4" {
 			t.Fatalf("row %d = %q", i, r)
 		}
 		if r[4] == "0" || r[7] != "0" || r[8] != "0" || r[13] != "1.00" {
 			t.Errorf("row %d: req/s %s errors %s non-2xx %s rps/direct %s", i, r[4], r[7], r[8], r[13])
+		}
+		if idle, err := strconv.ParseFloat(r[17], 64); err != nil || idle < 0 || idle > float64(runtime.NumCPU())+0.05 {
+			t.Errorf("row %d: idle cores %q, want 0..%d", i, r[17], runtime.NumCPU())
 		}
 	}
 	if rows[0][2] != "128 B" || rows[1][2] != "5000 B" {

@@ -175,36 +175,40 @@ func parseVmRSS(b []byte) int64 {
 	return 0
 }
 
-// machineBusySecs is the machine-wide CPU time spent in tasks or stolen by the hypervisor
-// (user, nice, system, steal: not idle, iowait, irq or softirq) in seconds, from the first
-// line of /proc/stat. Interrupt and softirq time is left out because the kernel charges it to
-// no task (with IRQ_TIME_ACCOUNTING), so loopback traffic would look like someone else's work.
-func machineBusySecs() (float64, error) {
+// machineSecs reads the first line of /proc/stat: the machine-wide CPU time
+// spent in tasks or stolen by the hypervisor (busy: user, nice, system, steal;
+// not irq or softirq) and the time no CPU had anything to run (idle: idle and
+// iowait), in seconds. Interrupt and softirq time is left out of busy because
+// the kernel charges it to no task (with IRQ_TIME_ACCOUNTING), so loopback
+// traffic would look like someone else's work.
+func machineSecs() (busy, idle float64, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, fmt.Errorf("bench: read /proc/stat: %w", err)
+		return 0, 0, fmt.Errorf("bench: read /proc/stat: %w", err)
 	}
 	return parseProcStat(b)
 }
 
-func parseProcStat(b []byte) (float64, error) {
+func parseProcStat(b []byte) (busy, idle float64, err error) {
 	line, _, _ := bytes.Cut(b, []byte("\n"))
 	f := bytes.Fields(line)
 	if len(f) < 9 || string(f[0]) != "cpu" {
-		return 0, fmt.Errorf("bench: /proc/stat: unexpected first line %q", line)
+		return 0, 0, fmt.Errorf("bench: /proc/stat: unexpected first line %q", line)
 	}
-	var busy uint64
+	var nb, ni uint64
 	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
 		n, err := strconv.ParseUint(string(v), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("bench: /proc/stat: %w", err)
+			return 0, 0, fmt.Errorf("bench: /proc/stat: %w", err)
 		}
 		switch i {
 		case 0, 1, 2, 7:
-			busy += n
+			nb += n
+		case 3, 4:
+			ni += n
 		}
 	}
-	return float64(busy) / userHZ, nil
+	return float64(nb) / userHZ, float64(ni) / userHZ, nil
 }
 
 // selfCPUSecs is this process's user+system CPU time.

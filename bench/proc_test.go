@@ -75,11 +75,12 @@ func TestStartProcMissingBinary(t *testing.T) {
 }
 
 func TestParseProcStat(t *testing.T) {
-	got, err := parseProcStat([]byte("cpu  100 20 30 4000 50 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"))
-	if err != nil || got != 1.58 { // (100+20+30+8) ticks: idle, iowait, irq, softirq excluded
-		t.Fatalf("parseProcStat = %v, %v; want 1.58", got, err)
+	busy, idle, err := parseProcStat([]byte("cpu  100 20 30 4000 50 6 7 8 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\n"))
+	// busy: (100+20+30+8) ticks, idle: (4000+50); irq and softirq in neither
+	if err != nil || busy != 1.58 || idle != 40.5 {
+		t.Fatalf("parseProcStat = %v, %v, %v; want 1.58, 40.5", busy, idle, err)
 	}
-	if _, err := parseProcStat([]byte("intr 1 2 3\n")); err == nil {
+	if _, _, err := parseProcStat([]byte("intr 1 2 3\n")); err == nil {
 		t.Fatal("bad /proc/stat accepted")
 	}
 	if s, err := selfCPUSecs(); err != nil || s < 0 {
