@@ -768,7 +768,7 @@ func (st *H2Stream) run() {
 	defer c.wg.Done()
 	c.handle(st)
 	c.mu.Lock()
-	quiet := st.guard == nil || st.guard.Stop() // false: stalled ran or runs, and refers to st
+	stopped := st.guard == nil || st.guard.Stop() // false: stalled ran or runs, and refers to st
 	switch {
 	case st.state == h2Closed:
 	case !st.ended:
@@ -780,7 +780,7 @@ func (st *H2Stream) run() {
 	c.running--
 	c.mu.Unlock()
 	st.aborts.Wait()
-	if quiet {
+	if stopped {
 		st.recycle()
 	}
 }
@@ -798,10 +798,13 @@ func newH2Stream(c *h2Conn, id uint32, truncated bool) *H2Stream {
 
 // recycle gives st back to h2Streams once nothing refers to it: it is closed
 // (out of c.streams), its handler returned, no abort runs and its timer is
-// stopped (kept, with its field list's room).
+// stopped (kept, with its field list's room up to keepFields).
 func (st *H2Stream) recycle() {
 	fields, guard, runFn := st.Fields, st.guard, st.runFn
 	clear(fields)
+	if cap(fields) > keepFields {
+		fields = nil
+	}
 	*st = H2Stream{Fields: fields[:0], guard: guard, runFn: runFn}
 	h2Streams.Put(st)
 }
