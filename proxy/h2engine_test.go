@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,6 +173,76 @@ func TestH2EngineStreamsReused(t *testing.T) {
 	id += 2
 	for i := 6; i < 9; i++ {
 		one(i)
+	}
+}
+
+// TestH2EngineStreamsReusedConcurrently: many streams at once on one
+// connection while their records are reused; some the client cancels while
+// their server holds them (the abort closes that server connection), some at
+// a moment that races their exchange: every answer that comes is its own
+// request's (and the race detector watches the records' hand-overs).
+func TestH2EngineStreamsReusedConcurrently(t *testing.T) {
+	var held, seen sync.Map // held: id → chan struct{}, closed when the server holds that request
+	be := serveRequests(t, func(c net.Conn, req *http.Request) bool {
+		id := req.Header.Get("X-Id")
+		if _, again := seen.LoadOrStore(id, true); again {
+			t.Errorf("%s: the server got it twice", id)
+			return false
+		}
+		if ch, ok := held.Load(id); ok {
+			close(ch.(chan struct{}))
+			io.Copy(io.Discard, c) // until the abort closes the connection
+			return false
+		}
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(id), id)
+		return true
+	})
+	ba, _ := net.ResolveTCPAddr("tcp", be)
+	addr := h2Service(t, ba, Timeouts{})
+	client := h2Client(t)
+	var wg sync.WaitGroup
+	var answered, cancelled atomic.Int64
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 60 {
+				id := fmt.Sprintf("%d-%d", g, i)
+				ctx, cancel := context.WithCancel(t.Context())
+				req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+addr+"/"+id, nil)
+				req.Header.Set("X-Id", id)
+				switch i % 6 {
+				case 0: // cancelled while the server holds it
+					ch := make(chan struct{})
+					held.Store(id, ch)
+					go func() { <-ch; cancel() }()
+				case 3: // cancelled before, during or after its exchange
+					go cancel()
+				}
+				resp, err := client.Do(req)
+				var body []byte
+				if err == nil {
+					body, err = io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+				cancel()
+				switch {
+				case err != nil && ctx.Err() != nil:
+					cancelled.Add(1)
+				case err != nil:
+					t.Errorf("%s: %v", id, err)
+				case i%6 == 0:
+					t.Errorf("%s: answered %d %q while its server held it", id, resp.StatusCode, body)
+				case resp.StatusCode != 200 || string(body) != id:
+					t.Errorf("%s: %d %q, another request's answer", id, resp.StatusCode, body)
+				default:
+					answered.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d answered, %d cancelled", answered.Load(), cancelled.Load())
+	if answered.Load() < 8*40 || cancelled.Load() < 8*10 {
+		t.Fatalf("%d answered, %d cancelled: want all %d not cancelled answered and the %d held cancelled", answered.Load(), cancelled.Load(), 8*40, 8*10)
 	}
 }
 
