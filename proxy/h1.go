@@ -88,6 +88,7 @@ type h1req struct {
 	wbuf   []byte
 	scr    []byte
 	fwd    []byte // the forwarding fields as header lines, when written after the head (setForwarded)
+	raw    []byte // an HTTP/2 request's fields that bypass h, as header lines (requestFromH2)
 	method []byte
 	uri    []byte
 	start  time.Time
@@ -465,6 +466,10 @@ func (h *h1conn) idle() {
 	if h.req != nil {
 		h.req.h.Reset()
 		h.req.putResp()
+		h.req.raw = h.req.raw[:0] // an HTTP/1 request taking this record has none
+		if cap(h.req.raw) > 4<<10 {
+			h.req.raw = nil
+		}
 		h.req.cr = connReader{}
 		h.req.w = waiter{fn: h.req.w.fn}
 		h.req.nr.rc = nil

@@ -395,8 +395,8 @@ type exchangeResult struct {
 func (h *h1conn) exchange(rq *h1req, be *beConn, cl int64, upgrade bool) exchangeResult {
 	svc := h.svc
 	out := rq.h.AppendBytes(rq.wbuf[:0])
-	if len(rq.fwd) > 0 {
-		out = append(append(out[:len(out)-2], rq.fwd...), '\r', '\n') // before the head's empty line
+	if len(rq.fwd) > 0 || len(rq.raw) > 0 {
+		out = append(append(append(out[:len(out)-2], rq.raw...), rq.fwd...), '\r', '\n') // before the head's empty line
 	}
 	body := int64(0)
 	if cl > 0 {

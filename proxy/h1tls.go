@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,7 +109,7 @@ func (b h2bridge) ServeH2(s *H2Stream) {
 	s.SetAbort(h)
 	if s.Truncated {
 		h.reject(headerCheck{431, "request head too large"}, nil)
-	} else if chk := requestFromH2(&rq.h, &rq.info, s, st); chk.status != 0 {
+	} else if chk := requestFromH2(&rq.h, &rq.info, &rq.raw, svc.l7Fields, s, st); chk.status != 0 {
 		h.reject(chk, nil)
 	} else if h.proxy(rq) == handedOff {
 		reuse = false // a tunnel keeps h (never for HTTP/2, where a 101 is refused)
@@ -148,7 +149,16 @@ func (h *h1conn) AbortStream() {
 // without content-length goes to the server chunked. info.has notes which
 // fields the head got, as checkRequestHeaders does for HTTP/1: none of the
 // hop-by-hop ones, so their deletes are skipped.
-func requestFromH2(hd *fasthttp.RequestHeader, info *headInfo, s *H2Stream, st *h2stream) headerCheck {
+//
+// A field nothing in halb reads or changes (not one of fieldBits' names nor
+// a lookalike with '_', not one layer 7 names: named, and not one the
+// conversion handles) is not put into hd: it is appended to raw as a header
+// line, in the lower case it came in (as HAProxy sends HTTP/2 requests on),
+// and goes to the server after the head's fields (exchange). The HTTP/2
+// reader refused names that are not lower-case tokens and values with CR,
+// LF or NUL, so a line is a line.
+func requestFromH2(hd *fasthttp.RequestHeader, info *headInfo, raw *[]byte, named []string, s *H2Stream, st *h2stream) headerCheck {
+	*raw = (*raw)[:0]
 	if chk := checkRequestTarget(unsafeBytes(s.Method), unsafeBytes(s.Path)); chk.status != 0 {
 		return chk
 	}
@@ -173,7 +183,12 @@ func requestFromH2(hd *fasthttp.RequestHeader, info *headInfo, s *H2Stream, st *
 			cookie = append(cookie, f.Value...)
 			continue
 		}
-		info.has |= fieldBit(unsafeBytes(f.Name)) // of the fields the head gets
+		bit := fieldBit(unsafeBytes(f.Name))
+		if bit == 0 && (len(named) == 0 || !slices.Contains(named, f.Name)) {
+			*raw = append(append(append(append(*raw, f.Name...), ": "...), f.Value...), "\r\n"...)
+			continue
+		}
+		info.has |= bit // of the fields the head gets
 		hd.Add(f.Name, f.Value)
 	}
 	if host != "" {

@@ -7,9 +7,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"halb/proxy/balance"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,13 +26,20 @@ import (
 // its address.
 func h2Service(t *testing.T, addr net.Addr, to Timeouts) string {
 	t.Helper()
+	return h2ServiceL7(t, addr, to, &L7Spec{})
+}
+
+// h2ServiceL7 is h2Service with the layer-7 parts of l7 (its TLS and H2 are set here).
+func h2ServiceL7(t *testing.T, addr net.Addr, to Timeouts, l7 *L7Spec) string {
+	t.Helper()
 	store, err := NewCertStore(testLogger(t), []CertFile{{Cert: writeL7Cert(t, t.TempDir(), "a.pem", nil, "a.test")}},
 		TLSOptions{ALPN: []string{"h2", "http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	l7.TLS, l7.H2 = store, true
 	s := startServer(t, Global{}, ServiceSpec{Name: "h2", Listen: lo4, Mode: ModeHTTP, Pool: pool(addr),
-		L7: &L7Spec{TLS: store, H2: true}, Timeouts: to})
+		L7: l7, Timeouts: to})
 	return s.Addr("h2").String()
 }
 
@@ -97,6 +106,74 @@ func TestH2EngineRequestFields(t *testing.T) {
 	case h := <-got:
 		t.Fatalf("the server got the refused request: %v", h)
 	default:
+	}
+}
+
+// TestH2EngineFieldsLayer7: an HTTP/2 request's fields that no rule, route
+// or request id names go to the server as they came, the others through the
+// request head where layer 7 reads and changes them: a route by a field sends
+// the request to its pool, a deleted field is gone, a set one replaces the
+// client's, the request id is kept, and a lookalike of a forwarding field
+// with '_' is dropped.
+func TestH2EngineFieldsLayer7(t *testing.T) {
+	backend := func(name string, got chan<- http.Header) string {
+		return serveRequests(t, func(c net.Conn, req *http.Request) bool {
+			got <- req.Header
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(name), name)
+			return true
+		})
+	}
+	defGot, blueGot := make(chan http.Header, 4), make(chan http.Header, 4)
+	def, _ := net.ResolveTCPAddr("tcp", backend("def", defGot))
+	blue, _ := net.ResolveTCPAddr("tcp", backend("blue", blueGot))
+	ids, _ := NewRequestIDs()
+	l7 := &L7Spec{
+		Pools:     []*balance.Pool{pool(blue)},
+		PoolNames: []string{"blue"},
+		Router:    mustRouter(t, RouteSpec{Headers: []HeaderMatch{{Name: "X-Route", Value: "blue"}}, Target: RouteTarget{Pool: 0}}),
+		Request: mustRules(t, HeaderRule{Op: HeaderDel, Name: "X-Debug"},
+			HeaderRule{Op: HeaderSet, Name: "X-Env", Value: "prod"}),
+		RequestID:  "X-Request-ID",
+		RequestIDs: ids,
+	}
+	if got := l7.FieldNames(); !slices.Equal(got, []string{"x-request-id", "x-debug", "x-env", "x-route"}) {
+		t.Fatalf("FieldNames = %q", got)
+	}
+	_, fr := h2Dial(t, h2ServiceL7(t, def, Timeouts{}, l7))
+	answer := func(id uint32) string {
+		t.Helper()
+		var body []byte
+		for {
+			f := h2Until(t, fr, "the answer", func(f http2.Frame) bool { return f.Header().StreamID == id })
+			if d, ok := f.(*http2.DataFrame); ok {
+				body = append(body, d.Data()...)
+				if d.StreamEnded() {
+					return string(body)
+				}
+			}
+		}
+	}
+	h2Request(t, fr, 1, "/a", true, [2]string{"x-route", "blue"}, [2]string{"x-debug", "1"}, [2]string{"x-env", "dev"},
+		[2]string{"x-other", "kept"}, [2]string{"x_forwarded_for", "198.18.0.66"}, [2]string{"user-agent", "ua/1"},
+		[2]string{"x-request-id", "abc-123"}, [2]string{"x-other", "twice"})
+	if got := answer(1); got != "blue" {
+		t.Fatalf("routed by x-route to %q, want blue", got)
+	}
+	h := <-blueGot
+	for name, want := range map[string][]string{"X-Route": {"blue"}, "X-Debug": nil, "X-Env": {"prod"},
+		"X-Other": {"kept", "twice"}, "X_forwarded_for": nil, "User-Agent": {"ua/1"}, "X-Request-Id": {"abc-123"},
+		"X-Forwarded-For": {"127.0.0.1"}} {
+		if v := h.Values(name); !slices.Equal(v, want) {
+			t.Errorf("%s: %q, want %q", name, v, want)
+		}
+	}
+	h2Request(t, fr, 3, "/b", true, [2]string{"x-other", "plain"})
+	if got := answer(3); got != "def" {
+		t.Fatalf("no route: answered by %q, want def", got)
+	}
+	h = <-defGot
+	if v := h.Values("X-Other"); !slices.Equal(v, []string{"plain"}) || h.Get("X-Env") != "prod" || len(h.Values("X-Request-Id")) != 1 {
+		t.Fatalf("default pool got %v", h)
 	}
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"halb/proxy/balance"
+	"slices"
 	"strings"
 )
 
@@ -25,6 +26,35 @@ type L7Spec struct {
 	RequestID         string             // header name; "" off
 	RequestIDs        *RequestIDs        // generator when RequestID is set
 	SchemeRedirect    *SchemeRedirect    // answer every request with this redirect
+}
+
+// FieldNames returns, in lower case, the request fields a route, a request
+// rule or the request id names: the ones layer 7 reads or changes in the
+// request head. An HTTP/2 request's other fields go to the server as they
+// came, without passing through the head (requestFromH2).
+func (l *L7Spec) FieldNames() []string {
+	if l == nil {
+		return nil
+	}
+	var names []string
+	add := func(n string) {
+		n = strings.ToLower(n)
+		if n != "" && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	add(l.RequestID)
+	for _, r := range l.Request.rules {
+		add(r.Name)
+	}
+	if l.Router != nil {
+		for i := range l.Router.routes {
+			for _, h := range l.Router.routes[i].headers {
+				add(h.Name)
+			}
+		}
+	}
+	return names
 }
 
 // forwardedNames are the fields halb sets on every request (setForwarded).

@@ -131,6 +131,7 @@ type service struct {
 	h2          *H2Server   // alpn h2: HTTP/2 streams, bridged to the HTTP/1 engine (h1tls.go)
 	respReaders *readerPool // response heads and bodies
 	lateFwd     bool        // the forwarding fields are written after the head (setForwarded)
+	l7Fields    []string    // the request fields layer 7 reads or changes (L7Spec.FieldNames)
 }
 
 // NewServer returns a Server with no services; call Apply.
@@ -318,6 +319,7 @@ func (s *Server) newService(spec ServiceSpec, st *svcStats) *service {
 	svc.readers = &readerPool{size: cmp.Or(spec.MaxHeaderSize, DefaultMaxHeaderSize)}
 	svc.respReaders = &readerPool{size: respHeadMax}
 	svc.lateFwd = !spec.L7.NamesForwarded()
+	svc.l7Fields = spec.L7.FieldNames()
 	if l7 := spec.L7; l7 != nil && l7.H2 {
 		svc.h2 = NewH2Server(svc.log, H2Limits{MaxHeaderListSize: svc.readers.size, IdleTimeout: svc.to.HTTPKeepAlive, WriteTimeout: svc.to.Client}, h2bridge{svc})
 	}
