@@ -109,6 +109,26 @@ func TestH2EngineRequestFields(t *testing.T) {
 	}
 }
 
+// h2Body reads stream id's answer: its HEADERS, then DATA until the end of
+// the stream, failing on any other frame of that stream; it returns the body.
+func h2Body(t *testing.T, fr *http2.Framer, id uint32) string {
+	t.Helper()
+	var body []byte
+	for {
+		f := h2Until(t, fr, "the answer", func(f http2.Frame) bool { return f.Header().StreamID == id })
+		switch f := f.(type) {
+		case *http2.DataFrame:
+			body = append(body, f.Data()...)
+			if f.StreamEnded() {
+				return string(body)
+			}
+		case *http2.MetaHeadersFrame:
+		default:
+			t.Fatalf("stream %d: %v", id, f)
+		}
+	}
+}
+
 // TestH2EngineFieldsLayer7: an HTTP/2 request's fields that no rule, route
 // or request id names go to the server as they came, the others through the
 // request head where layer 7 reads and changes them: a route by a field sends
@@ -140,23 +160,10 @@ func TestH2EngineFieldsLayer7(t *testing.T) {
 		t.Fatalf("FieldNames = %q", got)
 	}
 	_, fr := h2Dial(t, h2ServiceL7(t, def, Timeouts{}, l7))
-	answer := func(id uint32) string {
-		t.Helper()
-		var body []byte
-		for {
-			f := h2Until(t, fr, "the answer", func(f http2.Frame) bool { return f.Header().StreamID == id })
-			if d, ok := f.(*http2.DataFrame); ok {
-				body = append(body, d.Data()...)
-				if d.StreamEnded() {
-					return string(body)
-				}
-			}
-		}
-	}
 	h2Request(t, fr, 1, "/a", true, [2]string{"x-route", "blue"}, [2]string{"x-debug", "1"}, [2]string{"x-env", "dev"},
 		[2]string{"x-other", "kept"}, [2]string{"x_forwarded_for", "198.18.0.66"}, [2]string{"user-agent", "ua/1"},
 		[2]string{"x-request-id", "abc-123"}, [2]string{"x-other", "twice"})
-	if got := answer(1); got != "blue" {
+	if got := h2Body(t, fr, 1); got != "blue" {
 		t.Fatalf("routed by x-route to %q, want blue", got)
 	}
 	h := <-blueGot
@@ -168,7 +175,7 @@ func TestH2EngineFieldsLayer7(t *testing.T) {
 		}
 	}
 	h2Request(t, fr, 3, "/b", true, [2]string{"x-other", "plain"})
-	if got := answer(3); got != "def" {
+	if got := h2Body(t, fr, 3); got != "def" {
 		t.Fatalf("no route: answered by %q, want def", got)
 	}
 	h = <-defGot
@@ -217,19 +224,7 @@ func TestH2EngineStreamsReused(t *testing.T) {
 			i%2 == 0 && (len(even) != 1 || even[0] != v || len(odd) != 0 || len(cookie) != 0) {
 			t.Fatalf("stream %d (%s): x-odd %q x-even %q cookie %q", id, path, odd, even, cookie)
 		}
-		var body []byte
-		for {
-			f := h2Until(t, fr, "the answer", func(f http2.Frame) bool { return f.Header().StreamID == id })
-			if d, ok := f.(*http2.DataFrame); ok {
-				body = append(body, d.Data()...)
-				if d.StreamEnded() {
-					break
-				}
-			} else if _, ok := f.(*http2.MetaHeadersFrame); !ok {
-				t.Fatalf("stream %d: %v", id, f)
-			}
-		}
-		if string(body) != "path="+path {
+		if body := h2Body(t, fr, id); body != "path="+path {
 			t.Fatalf("stream %d: answer %q, want %q", id, body, "path="+path)
 		}
 		id += 2
