@@ -430,21 +430,6 @@ func unreserved(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-// NamesHeader reports whether a route has a condition on the header name.
-func (r *Router) NamesHeader(name string) bool {
-	if r == nil {
-		return false
-	}
-	for i := range r.routes {
-		for _, h := range r.routes[i].headers {
-			if strings.EqualFold(h.Name, name) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // canonicalHeader returns the header name as fasthttp normalizes it ("x-env" → "X-Env").
 func canonicalHeader(name string) string {
 	b := []byte(name)

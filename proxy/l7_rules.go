@@ -59,16 +59,6 @@ type HeaderRules struct {
 	rules []HeaderRule
 }
 
-// Names reports whether a rule sets, adds or deletes the header name.
-func (hr HeaderRules) Names(name string) bool {
-	for _, r := range hr.rules {
-		if strings.EqualFold(r.Name, name) {
-			return true
-		}
-	}
-	return false
-}
-
 // NewHeaderRules checks rules: a token name that is not a framing header, a value without
 // control characters.
 func NewHeaderRules(rules []HeaderRule) (HeaderRules, error) {

@@ -57,19 +57,17 @@ func (l *L7Spec) FieldNames() []string {
 	return names
 }
 
-// forwardedNames are the fields halb sets on every request (setForwarded).
-var forwardedNames = [...]string{"X-Forwarded-For", "X-Forwarded-Proto", "Forwarded"}
+// forwardedNames are the fields halb sets on every request (setForwarded), in lower case.
+var forwardedNames = [...]string{"x-forwarded-for", "x-forwarded-proto", "forwarded"}
 
 // NamesForwarded reports whether a route, a request rule or the request id
 // names one of the fields halb sets on every request: then they are set in
 // the request head before routes and rules run, which see and may change
 // them; else they are written after the head (setForwarded).
 func (l *L7Spec) NamesForwarded() bool {
-	if l == nil {
-		return false
-	}
+	names := l.FieldNames()
 	for _, n := range forwardedNames {
-		if strings.EqualFold(l.RequestID, n) || l.Request.Names(n) || l.Router.NamesHeader(n) {
+		if slices.Contains(names, n) {
 			return true
 		}
 	}
