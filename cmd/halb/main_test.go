@@ -114,16 +114,17 @@ func TestRunRefusesDRWithoutIPVS(t *testing.T) {
 	}
 }
 
-// TestRunProfiles: --cpuprofile and --memprofile leave pprof files (gzip) behind however
-// halb run ends, here on a configuration it cannot read.
+// TestRunProfiles: --cpuprofile, --memprofile and --mutexprofile leave pprof files (gzip)
+// behind however halb run ends, here on a configuration it cannot read.
 func TestRunProfiles(t *testing.T) {
 	dir := t.TempDir()
-	cpu, mem := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "mem.pprof")
-	code, _, errOut := runHalb("run", "-admin-socket", "-", "-cpuprofile", cpu, "-memprofile", mem, "-f", filepath.Join(dir, "missing.conf"))
+	cpu, mem, mutex := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "mem.pprof"), filepath.Join(dir, "mutex.pprof")
+	code, _, errOut := runHalb("run", "-admin-socket", "-", "-cpuprofile", cpu, "-memprofile", mem, "-mutexprofile", mutex,
+		"-f", filepath.Join(dir, "missing.conf"))
 	if code != exitFailure {
 		t.Fatalf("exit %d, stderr: %s", code, errOut)
 	}
-	for _, p := range []string{cpu, mem} {
+	for _, p := range []string{cpu, mem, mutex} {
 		b, err := os.ReadFile(p)
 		if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
 			t.Errorf("%s: %d bytes, %v: not a pprof file", p, len(b), err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 
@@ -29,6 +30,9 @@ const defaultConfigPath = "/etc/halb/halb.conf"
 // request, so collecting more often costs them little (docs/dataplane.md,
 // "Memory").
 const defaultGOGC = 50
+
+// mutexSampling is the share of contention events --mutexprofile records (1 in n).
+const mutexSampling = 5
 
 //go:embed demo.conf
 var demoConfig []byte
@@ -61,6 +65,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	configID := fs.String("config-id", "", "config id for keepalived's conditional lines (@ID ...); default: the host name up to its first dot")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until halb stops (for performance work)")
 	memProfile := fs.String("memprofile", "", "write a profile of the allocations made until halb stops to this file (for performance work)")
+	mutexProfile := fs.String("mutexprofile", "", "write a profile of lock contention (sync and the Go runtime's own locks) until halb stops to this file (for performance work)")
 	pos, code, done := parseFlags(fs, args, "halb run [-f FILE | --demo] [--log-json] [--admin-socket PATH] [--stats ADDR] [--config-id ID]", false, stdout, stderr)
 	if done {
 		return code
@@ -93,6 +98,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		defer func() {
 			if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
 				fmt.Fprintf(stderr, "halb run: memory profile: %v\n", err)
+			}
+			f.Close()
+		}()
+	}
+	if *mutexProfile != "" {
+		f, err := os.Create(*mutexProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "halb run: %v\n", err)
+			return exitFailure
+		}
+		runtime.SetMutexProfileFraction(mutexSampling)
+		defer func() {
+			if err := pprof.Lookup("mutex").WriteTo(f, 0); err != nil {
+				fmt.Fprintf(stderr, "halb run: mutex profile: %v\n", err)
 			}
 			f.Close()
 		}()
