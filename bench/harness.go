@@ -48,6 +48,7 @@ type Options struct {
 	Timeout      time.Duration // per-request timeout of the load generator
 	WorkDir      string        // parent of the run's temporary directory ("" = os.TempDir())
 	Keep         bool          // keep the temporary directory (configs, logs)
+	Runs         int           // run the matrix this many times and add a table of medians (0, 1: once)
 	// Pin runs the proxy under test on CPU 0 (with taskset) and this process, the backends
 	// and wrk on the other CPUs.
 	Pin bool
@@ -139,12 +140,30 @@ func Run(ctx context.Context, opts Options, out, progress io.Writer) (err error)
 		h.printIdle(out, rows)
 		return nil
 	}
-	rows, err := h.runMatrix(ctx)
-	if err != nil {
-		return err
+	n := max(1, opts.Runs)
+	var runs [][]Row
+	for i := range n {
+		if n > 1 {
+			h.logf("run %d of %d", i+1, n)
+		}
+		rows, err := h.runMatrix(ctx)
+		if err != nil {
+			return err
+		}
+		computeRatios(rows)
+		runs = append(runs, rows)
 	}
-	computeRatios(rows)
-	h.printTable(out, rows)
+	h.header(out)
+	for i, rows := range runs {
+		if n > 1 {
+			fmt.Fprintf(out, "Run %d of %d:\n\n", i+1, n)
+		}
+		printRows(out, rows)
+	}
+	if n > 1 {
+		printSummary(out, n, summarize(runs))
+	}
+	h.footer(out, slices.Concat(runs...))
 	return nil
 }
 
@@ -199,6 +218,12 @@ func (o *Options) validate() error {
 	}
 	if o.Pin && numCPU() < 2 {
 		errs = append(errs, fmt.Errorf("pin needs at least 2 CPUs"))
+	}
+	if o.Runs < 0 {
+		errs = append(errs, fmt.Errorf("runs must not be negative"))
+	}
+	if o.Runs > 1 && o.Idle > 0 {
+		errs = append(errs, fmt.Errorf("runs is for the load matrix, not --idle"))
 	}
 	if o.Idle < 0 {
 		errs = append(errs, fmt.Errorf("idle connection count must not be negative"))
@@ -862,16 +887,14 @@ func (h *harness) header(w io.Writer) {
 	fmt.Fprintln(w)
 }
 
-func (h *harness) printTable(w io.Writer, rows []Row) {
-	h.header(w)
+// printRows prints one run's table.
+func printRows(w io.Writer, rows []Row) {
 	fmt.Fprintln(w, "| target | mode | body | conns | req/s | p50 ms | p99 ms | errors | non-2xx | RSS MiB | CPU s | rps / haproxy | p99 / haproxy | rps / direct | req/s per proxy core | per core / haproxy | other cores | idle cores |")
 	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-	noisy := 0
 	for _, r := range rows {
 		other := fmtCPU(r.OtherCores)
 		if r.OtherCores > noisyCores {
 			other += " NOISY"
-			noisy++
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %d | %.0f | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.Target, r.Mode, sizeName(r.Size), r.Conns, r.RPS, fmtMS(r.P50), fmtMS(r.P99), r.Errors, r.Non2xx,
@@ -879,6 +902,16 @@ func (h *harness) printTable(w io.Writer, rows []Row) {
 			fmtCount(r.PerCore), fmtRatio(r.VsHAProxyPerCore), other, fmtCPU(r.IdleCores))
 	}
 	fmt.Fprintln(w)
+}
+
+// footer prints the skip notes and the columns' legend for the rows of every run.
+func (h *harness) footer(w io.Writer, rows []Row) {
+	noisy := 0
+	for _, r := range rows {
+		if r.OtherCores > noisyCores {
+			noisy++
+		}
+	}
 	h.notes(w)
 	fmt.Fprintln(w, "RSS = max of the proxy's summed VmRSS (all processes of its group) sampled every 200 ms and at the end of the cell;")
 	fmt.Fprintln(w, "CPU s = user+system seconds of the proxy's processes during the measured window. 'direct' has no proxy.")
@@ -949,8 +982,13 @@ func idleCores(a, b cpuAccount) float64 {
 }
 
 func (h *harness) notes(w io.Writer) {
+	var seen []string
 	for _, s := range h.skipped {
-		fmt.Fprintf(w, "Skipped: %s\n", oneLine(s))
+		s = oneLine(s)
+		if !slices.Contains(seen, s) { // once, however many runs skipped it
+			seen = append(seen, s)
+			fmt.Fprintf(w, "Skipped: %s\n", s)
+		}
 	}
 }
 

@@ -260,14 +260,87 @@ func TestOptionsValidate(t *testing.T) {
 	bad.Targets = []string{"envoy"}
 	bad.Sizes = []int{-1}
 	bad.Loadgen = "ab"
+	bad.Runs = -1
 	err := bad.validate()
 	if err == nil {
 		t.Fatal("bad options accepted")
 	}
-	for _, want := range []string{`mode "udp"`, `target "envoy"`, "body size -1", `load generator "ab"`} {
+	for _, want := range []string{`mode "udp"`, `target "envoy"`, "body size -1", `load generator "ab"`, "runs must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+func TestOptionsValidateRunsIdle(t *testing.T) {
+	o := testOptions(t)
+	o.Idle, o.Runs = 100, 3
+	if err := o.validate(); err == nil || !strings.Contains(err.Error(), "not --idle") {
+		t.Fatalf("--runs 3 with --idle: %v", err)
+	}
+}
+
+// TestRunRepeats: --runs 2 prints each run's table and one table of medians, with a row per
+// cell that counts both runs.
+func TestRunRepeats(t *testing.T) {
+	opts := testOptions(t)
+	opts.Targets = []string{TargetDirect}
+	opts.Modes = []string{"http"}
+	opts.Sizes = []int{128}
+	opts.Runs = 2
+	out, progress := runHarness(t, opts)
+	for _, want := range []string{"Run 1 of 2:", "Run 2 of 2:", "Median of 2 runs"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if got := strings.Count(progress, "  direct "); got != 2 {
+		t.Errorf("%d cells measured, want 2:\n%s", got, progress)
+	}
+	rows := tableRows(out)
+	if len(rows) != 3 {
+		t.Fatalf("want 2 run rows and 1 median row, got %d:\n%s", len(rows), out)
+	}
+	m := rows[2]
+	if len(m) != 16 || m[0] != "direct" || m[4] != "2" {
+		t.Fatalf("median row %q", m)
+	}
+	a, _ := strconv.ParseFloat(rows[0][4], 64)
+	b, _ := strconv.ParseFloat(rows[1][4], 64)
+	if got, _ := strconv.ParseFloat(m[5], 64); math.Abs(got-(a+b)/2) > 1 {
+		t.Errorf("median req/s %v of %v and %v", got, a, b)
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	nan := math.NaN()
+	row := func(target string, rps, vs, perCore, vsPC float64, errs uint64) Row {
+		return Row{Target: target, Mode: "http", Size: 128, Conns: 64, RPS: rps, P99: time.Duration(rps) * time.Microsecond,
+			Errors: errs, VsHAProxyRPS: vs, VsHAProxyP99: vs, PerCore: perCore, VsHAProxyPerCore: vsPC, IdleCores: vs}
+	}
+	runs := [][]Row{
+		{row(TargetHAProxy, 100, 1, 110, 1, 0), row(TargetHalb, 90, 0.90, 120, 1.09, 1)},
+		{row(TargetHAProxy, 120, 1, 130, 1, 0), row(TargetHalb, 130, 1.08, 140, 1.08, 0)},
+		{row(TargetHAProxy, 80, 1, 90, 1, 0), row(TargetHalb, 70, 0.875, nan, nan, 2)},
+	}
+	sums := summarize(runs)
+	if len(sums) != 2 || sums[0].Target != TargetHAProxy || sums[1].Target != TargetHalb {
+		t.Fatalf("summaries %+v", sums)
+	}
+	h := sums[1]
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if h.Runs != 3 || h.RPS != 90 || h.P99 != 90*time.Microsecond || h.Errors != 3 || !near(h.VsHAProxyRPS, 0.90) {
+		t.Errorf("halb: runs %d rps %v p99 %v errors %d ratio %v", h.Runs, h.RPS, h.P99, h.Errors, h.VsHAProxyRPS)
+	}
+	// The run without CPU figures is left out of the per-core medians: two left, their mean.
+	if !near(h.PerCore, 130) || !near(h.VsHAProxyPerCore, 1.085) {
+		t.Errorf("halb per core %v, ratio %v; want 130, 1.085", h.PerCore, h.VsHAProxyPerCore)
+	}
+	if got := fmtRatios(h.PerCoreRatios); got != "1.09, 1.08, -" {
+		t.Errorf("per-core ratios %q", got)
+	}
+	if !math.IsNaN(median(nil)) || median([]float64{nan, 3, 1, 2}) != 2 {
+		t.Error("median")
 	}
 }
 

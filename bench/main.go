@@ -21,8 +21,8 @@ const usage = `usage: halb bench [flags]            side-by-side load test on 12
        halb bench --serve ADDR         run one built-in backend (GET /N answers N bytes)
 
 Starts two backends, then each target in turn (direct = no proxy, haproxy, halb, nginx) with
-the same backends and threads, drives closed-loop keep-alive load and prints a Markdown table.
-Progress goes to stderr, the table to stdout. halb is HALB_BIN, --halb, or the halb next to
+the same backends and threads, drives closed-loop keep-alive load and prints a Markdown table
+(with --runs N, one per run and one of their medians). Progress goes to stderr, the table to stdout. halb is HALB_BIN, --halb, or the halb next to
 this executable.
 
 flags:
@@ -83,6 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		halbBin  = fs.String("halb", "", "halb executable (default $HALB_BIN, else the halb next to this executable)")
 		timeout  = fs.Duration("timeout", 5*time.Second, "per-request timeout")
 		keep     = fs.Bool("keep", false, "keep the temporary directory with configs and logs")
+		runs     = fs.Int("runs", 1, "run the whole matrix this many times (cells interleaved in each) and add a table of medians")
 		pin      = fs.Bool("pin", false, "pin the proxy to CPU 0 (1 thread unless --threads) and the load generator and backends to the other CPUs")
 		serve    = fs.String("serve", "", "run one built-in backend on this 127.0.0.1 address and nothing else")
 		settle   = fs.Duration("idle-settle", 10*time.Second, "with --idle: keep the connections open this long and measure RSS again (0: do not)")
@@ -125,6 +126,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Duration: *duration, Warmup: *warmup, Modes: splitList(*modes), Targets: splitList(*targets),
 		Threads: *threads, LoadgenProcs: *lgProcs, Loadgen: *loadgen, Backend: *backend,
 		Idle: idle.n, IdleSettle: *settle, Ports: DefaultPorts(), Timeout: *timeout, Keep: *keep, Pin: *pin,
+		Runs: *runs,
 	}
 	if opts.Pin && !flagWasSet(fs, "threads") {
 		opts.Threads = 1 // one CPU for the proxy, as anchor-bench.sh's PIN=1
