@@ -281,10 +281,10 @@ func TestOptionsValidateRunsIdle(t *testing.T) {
 }
 
 // TestRunRepeats: --runs 2 prints each run's table and one table of medians, with a row per
-// cell that counts both runs.
+// cell that counts both runs, and a target skipped in both runs is said once.
 func TestRunRepeats(t *testing.T) {
 	opts := testOptions(t)
-	opts.Targets = []string{TargetDirect}
+	opts.Targets = []string{TargetDirect, TargetHalb} // no halb executable: skipped
 	opts.Modes = []string{"http"}
 	opts.Sizes = []int{128}
 	opts.Runs = 2
@@ -296,6 +296,9 @@ func TestRunRepeats(t *testing.T) {
 	}
 	if got := strings.Count(progress, "  direct "); got != 2 {
 		t.Errorf("%d cells measured, want 2:\n%s", got, progress)
+	}
+	if got := strings.Count(out, "Skipped: halb http"); got != 1 {
+		t.Errorf("the skip is said %d times, want once:\n%s", got, out)
 	}
 	rows := tableRows(out)
 	if len(rows) != 3 {
