@@ -171,6 +171,36 @@ func TestRunIdle(t *testing.T) {
 	if fds, err := strconv.Atoi(rows[0][9]); err != nil || fds < 100 {
 		t.Fatalf("proxy fds %q, want >= 100", rows[0][9])
 	}
+	// The anonymous memory's columns, with a figure per connection.
+	if len(rows[0]) != 20 {
+		t.Fatalf("%d columns, want 20 with the anonymous memory's: %q", len(rows[0]), rows[0])
+	}
+	if _, err := strconv.ParseFloat(rows[0][16], 64); err != nil {
+		t.Fatalf("anon KiB per conn %q: %v", rows[0][16], err)
+	}
+}
+
+func TestIdleRatios(t *testing.T) {
+	rows := []IdleRow{
+		{Target: TargetHAProxy, Mode: "http", Opened: 1000, BeforeKiB: 10000, AfterKiB: 12000, LaterKiB: 12000,
+			BeforeAnonKiB: 2000, AfterAnonKiB: 3000, LaterAnonKiB: 3000},
+		{Target: TargetHalb, Mode: "http", Opened: 1000, BeforeKiB: 20000, AfterKiB: 29000, LaterKiB: 23000,
+			BeforeAnonKiB: 4000, AfterAnonKiB: 7000, LaterAnonKiB: 4500},
+		{Target: TargetHalb, Mode: "tcp", Opened: 1000, BeforeKiB: 20000, AfterKiB: 21000, LaterKiB: -1,
+			BeforeAnonKiB: 4000, AfterAnonKiB: 5000, LaterAnonKiB: -1},
+	}
+	idleRatios(rows)
+	h := rows[1]
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if !near(h.PerConnKiB(), 9) || !near(h.VsHAProxy, 4.5) || !near(h.LaterVsHAP, 1.5) {
+		t.Errorf("RSS: %v KiB, %v, %v", h.PerConnKiB(), h.VsHAProxy, h.LaterVsHAP)
+	}
+	if !near(h.PerConnAnonKiB(), 3) || !near(h.AnonVsHAP, 3) || !near(h.PerConnLaterAnonKiB(), 0.5) || !near(h.LaterAnonVsHAP, 0.5) {
+		t.Errorf("anon: %v KiB, %v, later %v KiB, %v", h.PerConnAnonKiB(), h.AnonVsHAP, h.PerConnLaterAnonKiB(), h.LaterAnonVsHAP)
+	}
+	if tcp := rows[2]; !math.IsNaN(tcp.VsHAProxy) || !math.IsNaN(tcp.PerConnLaterAnonKiB()) || fmtKiB(tcp.PerConnLaterAnonKiB()) != "-" {
+		t.Errorf("tcp without a HAProxy row or a later sample: %v %v", tcp.VsHAProxy, tcp.PerConnLaterAnonKiB())
+	}
 }
 
 func TestRunCancelled(t *testing.T) {

@@ -33,6 +33,11 @@ type IdleRow struct {
 	FDs          int   // open descriptors of the proxy's processes with Opened connections
 	VsHAProxy    float64
 	LaterVsHAP   float64 // PerConnLaterKiB over HAProxy's
+	// The same for the anonymous memory only (RssAnon: RSS less the pages of the executable,
+	// libraries and shared memory), which the figures of a few thousand connections need: the
+	// executable's pages that serving them touches for the first time are not per connection.
+	BeforeAnonKiB, AfterAnonKiB, LaterAnonKiB int64
+	AnonVsHAP, LaterAnonVsHAP                 float64
 	// halb only, with the connections open: medians of ctlSamples answers of its
 	// control plane (admin socket `show services` and `reload`, GET /metrics).
 	Ctl    *CtlTimes
@@ -47,21 +52,22 @@ type CtlTimes struct {
 const ctlSamples = 5
 
 // PerConnKiB is the RSS growth per open connection.
-func (r IdleRow) PerConnKiB() float64 {
-	if r.Opened == 0 {
-		return math.NaN()
-	}
-	return float64(r.AfterKiB-r.BeforeKiB) / float64(r.Opened)
-}
+func (r IdleRow) PerConnKiB() float64 { return r.perConn(r.BeforeKiB, r.AfterKiB) }
 
 // PerConnLaterKiB is the RSS growth per open connection Options.IdleSettle
 // after they were all open: what a quiet proxy keeps, once it has given back
 // what opening them needed (NaN when not measured).
-func (r IdleRow) PerConnLaterKiB() float64 {
-	if r.Opened == 0 || r.LaterKiB < 0 {
+func (r IdleRow) PerConnLaterKiB() float64 { return r.perConn(r.BeforeKiB, r.LaterKiB) }
+
+// PerConnAnonKiB and PerConnLaterAnonKiB are the same for the anonymous memory.
+func (r IdleRow) PerConnAnonKiB() float64      { return r.perConn(r.BeforeAnonKiB, r.AfterAnonKiB) }
+func (r IdleRow) PerConnLaterAnonKiB() float64 { return r.perConn(r.BeforeAnonKiB, r.LaterAnonKiB) }
+
+func (r IdleRow) perConn(before, after int64) float64 {
+	if r.Opened == 0 || after < 0 {
 		return math.NaN()
 	}
-	return float64(r.LaterKiB-r.BeforeKiB) / float64(r.Opened)
+	return float64(after-before) / float64(r.Opened)
 }
 
 // raiseNoFile raises RLIMIT_NOFILE towards n so that the harness and the processes it starts
@@ -127,49 +133,64 @@ func (h *harness) runIdle(ctx context.Context) ([]IdleRow, error) {
 				row.PerConnLaterKiB(), fmtSettle(h.opts.IdleSettle), row.FDs)
 		}
 	}
-	ref, refLater := map[string]float64{}, map[string]float64{}
-	for _, r := range rows {
-		if r.Target == TargetHAProxy {
-			ref[r.Mode], refLater[r.Mode] = r.PerConnKiB(), r.PerConnLaterKiB()
-		}
-	}
-	for i := range rows {
-		rows[i].VsHAProxy, rows[i].LaterVsHAP = math.NaN(), math.NaN()
-		if b, ok := ref[rows[i].Mode]; ok && b > 0 {
-			rows[i].VsHAProxy = rows[i].PerConnKiB() / b
-		}
-		if b, ok := refLater[rows[i].Mode]; ok && b > 0 {
-			rows[i].LaterVsHAP = rows[i].PerConnLaterKiB() / b
-		}
-	}
+	idleRatios(rows)
 	return rows, nil
 }
 
-// settledRSS samples the group's RSS a few times, 100 ms apart, and returns the largest.
-func settledRSS(ctx context.Context, p *proc) (int64, error) {
-	var best int64 = -1
+// idleRatios sets each row's ratios to the HAProxy row of its mode (NaN without one).
+func idleRatios(rows []IdleRow) {
+	ref := map[string]IdleRow{}
+	for _, r := range rows {
+		if r.Target == TargetHAProxy {
+			ref[r.Mode] = r
+		}
+	}
+	ratio := func(a, b float64) float64 {
+		if b > 0 {
+			return a / b
+		}
+		return math.NaN()
+	}
+	for i := range rows {
+		r := &rows[i]
+		h, ok := ref[r.Mode]
+		if !ok {
+			r.VsHAProxy, r.LaterVsHAP, r.AnonVsHAP, r.LaterAnonVsHAP = math.NaN(), math.NaN(), math.NaN(), math.NaN()
+			continue
+		}
+		r.VsHAProxy = ratio(r.PerConnKiB(), h.PerConnKiB())
+		r.LaterVsHAP = ratio(r.PerConnLaterKiB(), h.PerConnLaterKiB())
+		r.AnonVsHAP = ratio(r.PerConnAnonKiB(), h.PerConnAnonKiB())
+		r.LaterAnonVsHAP = ratio(r.PerConnLaterAnonKiB(), h.PerConnLaterAnonKiB())
+	}
+}
+
+// settledRSS samples the group's RSS a few times, 100 ms apart, and returns the largest, and
+// the largest of its anonymous part.
+func settledRSS(ctx context.Context, p *proc) (rss, anon int64, err error) {
+	rss, anon = -1, -1
 	for i := range 5 {
 		if i > 0 {
 			if err := pause(ctx, 100*time.Millisecond); err != nil {
-				return best, err
+				return rss, anon, err
 			}
 		}
 		s, err := sampleGroup(p.pgid())
 		if err != nil {
-			return best, err
+			return rss, anon, err
 		}
-		best = max(best, s.rssKiB)
+		rss, anon = max(rss, s.rssKiB), max(anon, s.anonKiB)
 	}
-	return best, nil
+	return rss, anon, nil
 }
 
 func (h *harness) idleCell(ctx context.Context, target, mode string, addr netip.AddrPort, p *proc, n int) (IdleRow, error) {
 	row := IdleRow{Target: target, Mode: mode, Wanted: n}
-	before, err := settledRSS(ctx, p)
+	before, beforeAnon, err := settledRSS(ctx, p)
 	if err != nil {
 		return row, fmt.Errorf("bench: %s %s idle: %w", target, mode, err)
 	}
-	row.BeforeKiB = before
+	row.BeforeKiB, row.BeforeAnonKiB = before, beforeAnon
 
 	conns := make([]net.Conn, n)
 	var next atomic.Int64
@@ -230,11 +251,11 @@ func (h *harness) idleCell(ctx context.Context, target, mode string, addr netip.
 		}
 	}
 	row.Errors = int(errs.Load())
-	after, err := settledRSS(ctx, p)
+	after, afterAnon, err := settledRSS(ctx, p)
 	if err != nil {
 		return row, fmt.Errorf("bench: %s %s idle: %w; log: %s", target, mode, err, p.logTail(600))
 	}
-	row.AfterKiB = after
+	row.AfterKiB, row.AfterAnonKiB = after, afterAnon
 	row.FDs = groupFDs(p.pgid())
 	if target == TargetHalb {
 		ct, err := ctlTimes(ctx, filepath.Join(h.procDir(target, mode), "halb.sock"), lo(h.opts.Ports.HalbStats))
@@ -244,16 +265,16 @@ func (h *harness) idleCell(ctx context.Context, target, mode string, addr netip.
 			row.Ctl = &ct
 		}
 	}
-	row.LaterKiB = -1
+	row.LaterKiB, row.LaterAnonKiB = -1, -1
 	if d := h.opts.IdleSettle; d > 0 {
 		if err := pause(ctx, d); err != nil {
 			return row, fmt.Errorf("bench: %s %s idle: %w", target, mode, err)
 		}
-		later, err := settledRSS(ctx, p)
+		later, laterAnon, err := settledRSS(ctx, p)
 		if err != nil {
 			return row, fmt.Errorf("bench: %s %s idle: %w; log: %s", target, mode, err, p.logTail(600))
 		}
-		row.LaterKiB = later
+		row.LaterKiB, row.LaterAnonKiB = later, laterAnon
 	}
 	return row, nil
 }
@@ -320,8 +341,8 @@ func adminCall(sock, line string) error {
 func (h *harness) printIdle(w io.Writer, rows []IdleRow) {
 	h.header(w)
 	later := fmtSettle(h.opts.IdleSettle)
-	fmt.Fprintf(w, "| target | mode | idle conns | opened | errors | RSS before MiB | RSS after MiB | KiB per conn | per conn / haproxy | proxy fds | ctl show ms | GET /metrics ms | ctl reload ms | RSS %[1]s later MiB | KiB per conn %[1]s later | %[1]s later / haproxy |\n", later)
-	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "| target | mode | idle conns | opened | errors | RSS before MiB | RSS after MiB | KiB per conn | per conn / haproxy | proxy fds | ctl show ms | GET /metrics ms | ctl reload ms | RSS %[1]s later MiB | KiB per conn %[1]s later | %[1]s later / haproxy | anon KiB per conn | anon / haproxy | anon KiB per conn %[1]s later | anon %[1]s later / haproxy |\n", later)
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var ctlErrs []string
 	for _, r := range rows {
 		show, metrics, reload := "-", "-", "-"
@@ -332,13 +353,14 @@ func (h *harness) printIdle(w io.Writer, rows []IdleRow) {
 			show, metrics, reload = "error", "error", "error"
 			ctlErrs = append(ctlErrs, fmt.Sprintf("%s %s: control plane: %s", r.Target, r.Mode, r.CtlErr))
 		}
-		rssLater, perLater := "-", "-"
+		rssLater, perLater, anonLater := "-", "-", "-"
 		if r.LaterKiB >= 0 {
-			rssLater, perLater = fmtRSS(r.LaterKiB), strconv.FormatFloat(r.PerConnLaterKiB(), 'f', 1, 64)
+			rssLater, perLater = fmtRSS(r.LaterKiB), fmtKiB(r.PerConnLaterKiB())
+			anonLater = fmtKiB(r.PerConnLaterAnonKiB())
 		}
-		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s | %s | %.1f | %s | %d | %s | %s | %s | %s | %s | %s |\n", r.Target, r.Mode, r.Wanted, r.Opened, r.Errors,
-			fmtRSS(r.BeforeKiB), fmtRSS(r.AfterKiB), r.PerConnKiB(), fmtRatio(r.VsHAProxy), r.FDs, show, metrics, reload,
-			rssLater, perLater, fmtRatio(r.LaterVsHAP))
+		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %s | %s | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", r.Target, r.Mode, r.Wanted, r.Opened, r.Errors,
+			fmtRSS(r.BeforeKiB), fmtRSS(r.AfterKiB), fmtKiB(r.PerConnKiB()), fmtRatio(r.VsHAProxy), r.FDs, show, metrics, reload,
+			rssLater, perLater, fmtRatio(r.LaterVsHAP), fmtKiB(r.PerConnAnonKiB()), fmtRatio(r.AnonVsHAP), anonLater, fmtRatio(r.LaterAnonVsHAP))
 	}
 	fmt.Fprintln(w)
 	h.notes(w)
@@ -349,10 +371,20 @@ func (h *harness) printIdle(w io.Writer, rows []IdleRow) {
 	fmt.Fprintln(w, "processes (max of 5 samples 100 ms apart) before opening and after all are open; KiB per conn = growth / opened.")
 	fmt.Fprintf(w, "%s later: the same, that long after all were open (--idle-settle; halb gives back what opening them\n", later)
 	fmt.Fprintln(w, "needed once it has been quiet for 3 s, docs/dataplane.md \"Memory\").")
+	fmt.Fprintln(w, "anon = the same for the anonymous memory (RssAnon): RSS less the pages of the executable and libraries,")
+	fmt.Fprintln(w, "which serving the first requests touches once (they weigh on per-connection figures of a few thousand).")
 	fmt.Fprintln(w, "In tcp mode every client connection also holds a backend connection inside the proxy. proxy fds = open")
 	fmt.Fprintln(w, "descriptors of the proxy's processes with the connections open (errors often mean the proxy ran out of them).")
 	fmt.Fprintln(w, "halb's control plane with the connections open, medians of 5: `show services` and `reload` on its admin")
 	fmt.Fprintln(w, "socket (one request line, one reply line), GET /metrics on its stats listener.")
+}
+
+// fmtKiB formats KiB per connection with one decimal ("-" for NaN).
+func fmtKiB(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64)
 }
 
 // fmtSettle names the settle time in the table's headings ("10 s").

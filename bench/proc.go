@@ -93,6 +93,7 @@ func (p *proc) logTail(n int) string {
 // groupSample is the resident memory and CPU time of the live processes of a process group.
 type groupSample struct {
 	rssKiB   int64   // sum of VmRSS
+	anonKiB  int64   // sum of RssAnon: VmRSS less the pages of files (the executable, libraries) and shared memory
 	cpuTicks uint64  // sum of utime+stime, in USER_HZ ticks
 	procs    int     // processes found
 	cpuSecs  float64 // cpuTicks in seconds
@@ -127,7 +128,8 @@ func sampleGroup(pgid int) (groupSample, error) {
 		}
 		s.procs++
 		s.cpuTicks += ticks
-		s.rssKiB += parseVmRSS(status)
+		s.rssKiB += statusKiB(status, "VmRSS:")
+		s.anonKiB += statusKiB(status, "RssAnon:")
 	}
 	if s.procs == 0 {
 		return s, fmt.Errorf("bench: sample process group %d: %w", pgid, errNoProcs)
@@ -158,10 +160,11 @@ func parseStat(b []byte) (pgrp int, ticks uint64, ok bool) {
 	return pg, ut + st, true
 }
 
-// parseVmRSS returns VmRSS in KiB from /proc/PID/status (0 for kernel threads or when absent).
-func parseVmRSS(b []byte) int64 {
+// statusKiB returns the field named key ("VmRSS:") in KiB from /proc/PID/status (0 for kernel
+// threads or when absent).
+func statusKiB(b []byte, key string) int64 {
 	for line := range bytes.SplitSeq(b, []byte("\n")) {
-		rest, ok := bytes.CutPrefix(line, []byte("VmRSS:"))
+		rest, ok := bytes.CutPrefix(line, []byte(key))
 		if !ok {
 			continue
 		}

@@ -20,12 +20,15 @@ func TestParseStatAndVmRSS(t *testing.T) {
 	if _, _, ok := parseStat([]byte("1 (x) S 1")); ok {
 		t.Fatal("short stat line accepted")
 	}
-	status := []byte("Name:\tnginx\nVmPeak:\t  9000 kB\nVmRSS:\t    4321 kB\nThreads:\t1\n")
-	if got := parseVmRSS(status); got != 4321 {
-		t.Fatalf("parseVmRSS = %d, want 4321", got)
+	status := []byte("Name:\tnginx\nVmPeak:\t  9000 kB\nVmRSS:\t    4321 kB\nRssAnon:\t    1234 kB\nThreads:\t1\n")
+	if got := statusKiB(status, "VmRSS:"); got != 4321 {
+		t.Fatalf("statusKiB(VmRSS) = %d, want 4321", got)
 	}
-	if got := parseVmRSS([]byte("Name:\tkthreadd\n")); got != 0 {
-		t.Fatalf("parseVmRSS without VmRSS = %d, want 0", got)
+	if got := statusKiB(status, "RssAnon:"); got != 1234 {
+		t.Fatalf("statusKiB(RssAnon) = %d, want 1234", got)
+	}
+	if got := statusKiB([]byte("Name:\tkthreadd\n"), "VmRSS:"); got != 0 {
+		t.Fatalf("statusKiB without VmRSS = %d, want 0", got)
 	}
 }
 
@@ -45,8 +48,8 @@ func TestProcStopEndsWholeGroup(t *testing.T) {
 	}) {
 		t.Fatalf("the group never had two processes: %+v %v", s, serr)
 	}
-	if s.rssKiB <= 0 {
-		t.Fatalf("group RSS %d KiB", s.rssKiB)
+	if s.rssKiB <= 0 || s.anonKiB <= 0 || s.anonKiB > s.rssKiB {
+		t.Fatalf("group RSS %d KiB, anonymous %d KiB", s.rssKiB, s.anonKiB)
 	}
 	p.stop(100 * time.Millisecond)
 	if !p.exited() {
