@@ -72,6 +72,34 @@ func TestTrimmerStep(t *testing.T) {
 	}
 }
 
+// TestDefaultPolicy: what opening a thousand idle connections allocates (about 5 MiB in a
+// second or two) is a burst worth a trim once quiet; health checks (tens of KiB a second) and a
+// trickle under the quiet rate are not.
+func TestDefaultPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		deltas []uint64
+		trim   bool
+	}{
+		{"1,000 connections opened, then quiet", []uint64{3 * mib, 2 * mib, 0, 0, 0}, true},
+		{"health checks only", []uint64{40 << 10, 40 << 10, 40 << 10, 40 << 10, 40 << 10, 40 << 10}, false},
+		{"a trickle under the quiet rate", []uint64{200 << 10, 200 << 10, 200 << 10, 200 << 10, 200 << 10, 200 << 10, 200 << 10, 200 << 10}, false},
+		{"one busy second of 2 MiB", []uint64{2 * mib, 0, 0, 0, 0}, false},
+	} {
+		tr := Trimmer{Policy: DefaultPolicy}
+		counter := uint64(0)
+		tr.Step(counter)
+		trimmed := false
+		for _, d := range tc.deltas {
+			counter += d
+			trimmed = tr.Step(counter) || trimmed
+		}
+		if trimmed != tc.trim {
+			t.Errorf("%s: trimmed %v, want %v", tc.name, trimmed, tc.trim)
+		}
+	}
+}
+
 // TestRunTrimsOnceWhenQuiet drives the shell on a fake clock: a burst, then
 // nothing: exactly one trim, QuietFor ticks after the burst, none after it.
 func TestRunTrimsOnceWhenQuiet(t *testing.T) {
