@@ -40,7 +40,7 @@ type Policy struct {
 // requests): a server that stays idle, runs its health checks or serves a
 // trickle never trims; one that was busy trims once when it stops. (With 16
 // MiB, a burst of 1,000 or 3,000 connections left 5.4 and 3.2 KiB per
-// connection behind, where a trim leaves 2.8 and 1.2: docs/dataplane.md.)
+// connection behind, where a trim leaves 2.5 and 1.2: docs/dataplane.md.)
 var DefaultPolicy = Policy{Tick: time.Second, Quiet: 256 << 10, QuietFor: 3, MinBurst: 4 << 20}
 
 // Trimmer is the decision: fed the cumulative allocation counter at every
